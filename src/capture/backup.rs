@@ -1,0 +1,661 @@
+//! `pitr backup`: a full base backup with the non-exclusive low-level API.
+//! One session holds `pg_backup_start` .. `pg_backup_stop` (PG15+; the
+//! `pg_start_backup(.., exclusive => false)` pair before 15) while the data
+//! directory is copied file by file, compressed and checksummed into
+//! `backups/<id>/files/`. `pg_control` is copied last. The manifest, with
+//! the returned `backup_label` and `tablespace_map`, follows; the
+//! `backup.json` record comes last of all and only once the stop segment is
+//! archived in this repository, so a backup that was killed or failed is
+//! never listed. A failed backup removes what it wrote.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+use tokio_util::io::SyncIoBridge;
+
+use crate::catalog::model::FileKind;
+use crate::catalog::{BackupFile, BackupManifest, BackupRecord, RepoConfig, WalSegmentRecord};
+use crate::pg::backup_label::BackupLabel;
+use crate::pg::control::{ControlFile, PgMajor};
+use crate::pg::{Lsn, SegmentName};
+use crate::repo::store::{PutMode, StoreError};
+use crate::repo::{codec, layout, Repo, RepoError, KIND_BACKUP, KIND_MANIFEST, KIND_WAL};
+use crate::server::conn::{self, ConnError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Control { path: String, reason: String },
+    #[error("{pgdata} belongs to database system {found}, but this repository holds system {expected}: use the repository made for this cluster (pitr init)")]
+    OtherCluster {
+        pgdata: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{pgdata} is PostgreSQL {found}, the repository holds PostgreSQL {expected}")]
+    OtherMajor {
+        pgdata: String,
+        found: PgMajor,
+        expected: PgMajor,
+    },
+    #[error("tablespaces ({0}) are not supported by pitr backup yet; nothing was copied")]
+    Tablespaces(String),
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("PostgreSQL refused {what}: {source}")]
+    Sql {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("backup_label returned by the server: {0}")]
+    Label(String),
+    #[error("the backup's stop segment {segment} did not reach this repository within {waited_secs}s; is archive_command `pitr wal-push --repo {repo} %p`? The backup was removed")]
+    StopSegmentNotArchived {
+        segment: String,
+        waited_secs: u64,
+        repo: String,
+    },
+    #[error("copying {path}: {source}")]
+    Copy {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl From<StoreError> for BackupError {
+    fn from(e: StoreError) -> Self {
+        BackupError::Repo(RepoError::Store(e))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub pgdata: PathBuf,
+    pub conninfo: Option<String>,
+    pub label: Option<String>,
+    /// Request an immediate checkpoint (`fast => true`).
+    pub fast: bool,
+    pub jobs: usize,
+    /// How long to wait for the stop segment to appear in the repository.
+    pub archive_timeout: Duration,
+}
+
+/// Progress events for the reporter.
+#[derive(Debug, Clone)]
+pub enum BackupEvent {
+    Started {
+        id: String,
+        start_lsn: Lsn,
+        total_bytes: u64,
+    },
+    FileDone {
+        bytes: u64,
+    },
+    Stopped {
+        stop_lsn: Lsn,
+    },
+}
+
+/// Files and directories whose contents are never copied: mirrors
+/// basebackup.c (excludeDirContents, excludeFiles).
+const EXCLUDE_DIR_CONTENTS: &[&str] = &[
+    "pg_wal",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_replslot",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat_tmp",
+    "pg_subtrans",
+];
+const EXCLUDE_FILES: &[&str] = &[
+    "postmaster.pid",
+    "postmaster.opts",
+    "backup_label",
+    "backup_label.old",
+    "tablespace_map",
+    "backup_manifest",
+    "recovery.signal",
+    "standby.signal",
+    "pg_internal.init",
+    "PITR_RESTORE_FAILED",
+];
+
+struct Entry {
+    rel: String,
+    abs: PathBuf,
+    kind: FileKind,
+    mode: u32,
+    size: u64,
+}
+
+fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
+    let mut out = Vec::new();
+    let mut stack = vec![(pgdata.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|source| BackupError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for entry in rd {
+            let entry = entry.map_err(|source| BackupError::Read {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let path = entry.path();
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(BackupError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            };
+            if EXCLUDE_FILES.contains(&name.as_str()) || name.starts_with("pgsql_tmp") {
+                continue;
+            }
+            let mode = meta.mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                if rel == "pg_tblspc" {
+                    return Err(BackupError::Tablespaces(child_rel));
+                }
+                // Other links (e.g. pg_wal on another volume) are followed
+                // as directories only when they are pg_wal, whose contents
+                // are skipped anyway.
+                if child_rel == "pg_wal" {
+                    out.push(Entry {
+                        rel: child_rel,
+                        abs: path,
+                        kind: FileKind::Dir,
+                        mode: 0o700,
+                        size: 0,
+                    });
+                }
+                continue;
+            }
+            if meta.is_dir() {
+                out.push(Entry {
+                    rel: child_rel.clone(),
+                    abs: path.clone(),
+                    kind: FileKind::Dir,
+                    mode,
+                    size: 0,
+                });
+                if EXCLUDE_DIR_CONTENTS.contains(&child_rel.as_str()) {
+                    if child_rel == "pg_wal" {
+                        out.push(Entry {
+                            rel: "pg_wal/archive_status".into(),
+                            abs: path.join("archive_status"),
+                            kind: FileKind::Dir,
+                            mode,
+                            size: 0,
+                        });
+                    }
+                    continue;
+                }
+                stack.push((path, child_rel));
+            } else if meta.is_file() {
+                out.push(Entry {
+                    rel: child_rel,
+                    abs: path,
+                    kind: FileKind::File,
+                    mode,
+                    size: meta.len(),
+                });
+            }
+        }
+    }
+    // Directories first (parents before children), pg_control last.
+    out.sort_by(|a, b| {
+        let key = |e: &Entry| {
+            (
+                e.kind == FileKind::File,
+                e.rel == "global/pg_control",
+                e.rel.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(out)
+}
+
+/// Reads and checks the cluster's identity against the repository.
+pub fn check_cluster(pgdata: &Path, config: &RepoConfig) -> Result<ControlFile, BackupError> {
+    let control = read_control(pgdata)?;
+    if control.system_identifier != config.system_id {
+        return Err(BackupError::OtherCluster {
+            pgdata: pgdata.display().to_string(),
+            found: control.system_identifier.to_string(),
+            expected: config.system_id.to_string(),
+        });
+    }
+    let major = read_major(pgdata)?;
+    if major != config.pg_major {
+        return Err(BackupError::OtherMajor {
+            pgdata: pgdata.display().to_string(),
+            found: major,
+            expected: config.pg_major,
+        });
+    }
+    Ok(control)
+}
+
+pub fn read_control(pgdata: &Path) -> Result<ControlFile, BackupError> {
+    let path = pgdata.join("global/pg_control");
+    let bytes = std::fs::read(&path).map_err(|source| BackupError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    ControlFile::decode(&bytes).map_err(|e| BackupError::Control {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn read_major(pgdata: &Path) -> Result<PgMajor, BackupError> {
+    let path = pgdata.join("PG_VERSION");
+    let text = std::fs::read_to_string(&path).map_err(|source| BackupError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    PgMajor::from_pg_version_file(&text).map_err(|e| BackupError::Control {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn sql(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> BackupError {
+    move |source| BackupError::Sql { what, source }
+}
+
+/// Takes a full backup. `on_event` feeds the progress reporter.
+pub async fn backup(
+    repo: &Repo,
+    opts: &BackupOptions,
+    on_event: impl Fn(BackupEvent) + Send + Sync + 'static,
+) -> Result<BackupRecord, BackupError> {
+    let config = repo.config().await?;
+    check_cluster(&opts.pgdata, &config)?;
+    let entries = walk(&opts.pgdata)?;
+    let cfg = conn::config_for(opts.conninfo.as_deref(), Some(&opts.pgdata))?;
+    let client = conn::connect(&cfg).await?;
+
+    let version_num: i32 = client
+        .query_one("select current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(sql("server_version_num"))?
+        .get(0);
+    let start_time: DateTime<Utc> = client
+        .query_one("select clock_timestamp()", &[])
+        .await
+        .map_err(sql("clock_timestamp()"))?
+        .get(0);
+    let mut id = start_time.format("%Y%m%dT%H%M%SZ").to_string();
+    if repo
+        .store()
+        .head(&layout::backup_record(&id)?)
+        .await?
+        .is_some()
+        || !repo
+            .store()
+            .list(&layout::backup_dir(&id)?)
+            .await?
+            .is_empty()
+    {
+        id = format!("{id}-{}", std::process::id());
+    }
+    let label = opts.label.clone().unwrap_or_else(|| format!("pitr {id}"));
+    let start_sql = if version_num >= 150000 {
+        "select pg_backup_start($1, $2)::text"
+    } else {
+        "select pg_start_backup($1, $2, false)::text"
+    };
+    let start_lsn: String = client
+        .query_one(start_sql, &[&label, &opts.fast])
+        .await
+        .map_err(sql("pg_backup_start"))?
+        .get(0);
+    let start_lsn: Lsn = start_lsn
+        .parse()
+        .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))?;
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    on_event(BackupEvent::Started {
+        id: id.clone(),
+        start_lsn,
+        total_bytes: total,
+    });
+
+    let on_event = Arc::new(on_event);
+    let copied = copy_files(repo, &id, entries, opts.jobs.max(1), on_event.clone()).await;
+    let files = match copied {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = abort_backup(&client, version_num).await;
+            let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
+            return Err(e);
+        }
+    };
+
+    let stop_sql = if version_num >= 150000 {
+        "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_backup_stop(true)"
+    } else {
+        "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_stop_backup(false, true)"
+    };
+    let row = match client.query_one(stop_sql, &[]).await {
+        Ok(r) => r,
+        Err(source) => {
+            let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
+            return Err(BackupError::Sql {
+                what: "pg_backup_stop",
+                source,
+            });
+        }
+    };
+    let result = finish(repo, &config, &id, &label, files, &row, start_time, opts).await;
+    if result.is_err() {
+        let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
+    }
+    if let Ok(rec) = &result {
+        on_event(BackupEvent::Stopped {
+            stop_lsn: rec.stop_lsn,
+        });
+    }
+    result
+}
+
+async fn abort_backup(
+    client: &tokio_postgres::Client,
+    version_num: i32,
+) -> Result<(), tokio_postgres::Error> {
+    let q = if version_num >= 150000 {
+        "select pg_backup_stop(false)"
+    } else {
+        "select pg_stop_backup(false, false)"
+    };
+    client.query(q, &[]).await.map(|_| ())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    repo: &Repo,
+    config: &RepoConfig,
+    id: &str,
+    label: &str,
+    files: Vec<BackupFile>,
+    row: &tokio_postgres::Row,
+    start_time: DateTime<Utc>,
+    opts: &BackupOptions,
+) -> Result<BackupRecord, BackupError> {
+    let stop_lsn: String = row.get(0);
+    let stop_lsn: Lsn = stop_lsn
+        .parse()
+        .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))?;
+    let labelfile: String = row.get(1);
+    let spcmap: Option<String> = row.get(2);
+    let stop_segment: String = row.get(3);
+    let stop_time: DateTime<Utc> = row.get(4);
+    let parsed = BackupLabel::parse(&labelfile).map_err(|e| BackupError::Label(e.to_string()))?;
+    let stop_name = crate::pg::WalFileName::parse(&stop_segment)
+        .map_err(|e| BackupError::Label(e.to_string()))?;
+    let stop_seg: SegmentName = match stop_name {
+        crate::pg::WalFileName::Segment(s) => s,
+        other => return Err(BackupError::Label(format!("unexpected stop file {other}"))),
+    };
+    wait_archived(repo, &stop_seg, opts.archive_timeout).await?;
+
+    let control = read_control(&opts.pgdata)?;
+    let manifest = BackupManifest {
+        id: id.to_string(),
+        files: files.clone(),
+        backup_label: labelfile.clone(),
+        tablespace_map: spcmap.filter(|s| !s.is_empty()),
+    };
+    repo.put_meta(
+        &layout::backup_manifest(id)?,
+        KIND_MANIFEST,
+        &manifest,
+        PutMode::Create,
+    )
+    .await?;
+    let record = BackupRecord {
+        id: id.to_string(),
+        label: label.to_string(),
+        system_id: config.system_id,
+        pg_major: config.pg_major,
+        timeline: parsed.start_timeline,
+        start_lsn: parsed.start_lsn,
+        checkpoint_lsn: parsed.checkpoint_lsn,
+        stop_lsn,
+        stop_timeline: stop_seg.timeline(),
+        start_segment: parsed.start_segment.to_string(),
+        stop_segment,
+        start_time,
+        stop_time,
+        fingerprint: control.fingerprint,
+        files: files.len() as u64,
+        raw_bytes: files.iter().map(|f| f.size).sum(),
+        stored_bytes: files.iter().map(|f| f.stored_bytes).sum(),
+        pitr_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    repo.put_meta(
+        &layout::backup_record(id)?,
+        KIND_BACKUP,
+        &record,
+        PutMode::Create,
+    )
+    .await?;
+    Ok(record)
+}
+
+/// Waits until the segment's record (its commit marker) is in the repo.
+async fn wait_archived(
+    repo: &Repo,
+    seg: &SegmentName,
+    timeout: Duration,
+) -> Result<(), BackupError> {
+    let key = layout::segment_record(seg);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match repo.get_meta::<WalSegmentRecord>(&key, KIND_WAL).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BackupError::StopSegmentNotArchived {
+                segment: seg.to_string(),
+                waited_secs: timeout.as_secs(),
+                repo: repo.location().to_arg(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Copies every entry; files go through zstd in blocking threads and are
+/// streamed into the store, `jobs` at a time. pg_control goes last, alone.
+async fn copy_files(
+    repo: &Repo,
+    id: &str,
+    entries: Vec<Entry>,
+    jobs: usize,
+    on_event: Arc<impl Fn(BackupEvent) + Send + Sync + 'static>,
+) -> Result<Vec<BackupFile>, BackupError> {
+    let mut results: Vec<Option<BackupFile>> = vec![None; entries.len()];
+    let mut set: JoinSet<Result<(usize, Option<BackupFile>), BackupError>> = JoinSet::new();
+    let last = entries.len().saturating_sub(1);
+    for (n, entry) in entries.into_iter().enumerate() {
+        if entry.kind == FileKind::Dir {
+            results[n] = Some(BackupFile {
+                path: entry.rel,
+                kind: FileKind::Dir,
+                mode: entry.mode,
+                size: 0,
+                stored_bytes: 0,
+                sha256: String::new(),
+            });
+            continue;
+        }
+        // pg_control (sorted last) waits for everything else.
+        let limit = if n == last && entry.rel == "global/pg_control" {
+            1
+        } else {
+            jobs
+        };
+        while set.len() >= limit {
+            if let Some(done) = set.join_next().await {
+                let (i, f) = joined(done)?;
+                results[i] = f;
+            }
+        }
+        let repo = repo.clone();
+        let key = layout::backup_file(id, n)?;
+        let on_event = on_event.clone();
+        set.spawn(async move {
+            let f = copy_one(&repo, &key, &entry).await?;
+            if let Some(f) = &f {
+                on_event(BackupEvent::FileDone { bytes: f.size });
+            }
+            Ok((n, f))
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        let (i, f) = joined(done)?;
+        results[i] = f;
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+fn joined(
+    r: Result<Result<(usize, Option<BackupFile>), BackupError>, tokio::task::JoinError>,
+) -> Result<(usize, Option<BackupFile>), BackupError> {
+    r.map_err(|e| BackupError::Copy {
+        path: String::new(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+}
+
+/// One file: None if it vanished before we opened it (a dropped relation;
+/// WAL replay recreates the truth).
+async fn copy_one(
+    repo: &Repo,
+    key: &crate::repo::store::ObjectKey,
+    entry: &Entry,
+) -> Result<Option<BackupFile>, BackupError> {
+    let file = match std::fs::File::open(&entry.abs) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(BackupError::Copy {
+                path: entry.rel.clone(),
+                source,
+            })
+        }
+    };
+    let (reader, writer) = tokio::io::duplex(1 << 20);
+    let rel = entry.rel.clone();
+    let compress = tokio::task::spawn_blocking(move || {
+        let bridge = SyncIoBridge::new(writer);
+        let res = codec::compress_stream(file, bridge);
+        res.map_err(|source| BackupError::Copy { path: rel, source })
+    });
+    let stored = repo
+        .store()
+        .put_reader(key, Box::new(reader), PutMode::Overwrite)
+        .await;
+    let (size, sha256) = compress.await.map_err(|e| BackupError::Copy {
+        path: entry.rel.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })??;
+    let stored = stored?;
+    let mode = std::fs::metadata(&entry.abs)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(entry.mode);
+    Ok(Some(BackupFile {
+        path: entry.rel.clone(),
+        kind: FileKind::File,
+        mode,
+        size,
+        stored_bytes: stored,
+        sha256,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_skips_what_postgres_skips_and_orders_pg_control_last() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        for dir in [
+            "global",
+            "base/1",
+            "pg_wal/archive_status",
+            "pg_stat_tmp",
+            "pg_tblspc",
+        ] {
+            std::fs::create_dir_all(p.join(dir)).unwrap();
+        }
+        for f in [
+            "global/pg_control",
+            "global/1260",
+            "base/1/1259",
+            "pg_wal/000000010000000000000001",
+            "pg_stat_tmp/x",
+            "postmaster.pid",
+            "PG_VERSION",
+            "base/1/pg_internal.init",
+        ] {
+            std::fs::write(p.join(f), b"x").unwrap();
+        }
+        let entries = walk(p).unwrap();
+        let files: Vec<_> = entries
+            .iter()
+            .filter(|e| e.kind == FileKind::File)
+            .map(|e| e.rel.as_str())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "PG_VERSION",
+                "base/1/1259",
+                "global/1260",
+                "global/pg_control"
+            ]
+        );
+        let dirs: Vec<_> = entries
+            .iter()
+            .filter(|e| e.kind == FileKind::Dir)
+            .map(|e| e.rel.as_str())
+            .collect();
+        assert!(dirs.contains(&"pg_wal/archive_status"));
+        assert!(dirs.contains(&"pg_stat_tmp"));
+
+        std::os::unix::fs::symlink("/tmp", p.join("pg_tblspc/16400")).unwrap();
+        assert!(matches!(walk(p), Err(BackupError::Tablespaces(_))));
+    }
+}

@@ -1,0 +1,7 @@
+//! What goes into the repository: WAL segments and history files from
+//! `archive_command` (`wal_push`), the same files back out for
+//! `restore_command` (`wal_fetch`), and base backups (`backup`).
+
+pub mod backup;
+pub mod wal_fetch;
+pub mod wal_push;

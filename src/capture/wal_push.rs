@@ -1,0 +1,280 @@
+//! `pitr wal-push`, Postgres' `archive_command`. A segment is acknowledged
+//! (exit 0) only once its data object and then its record object are
+//! durable; the record is the commit marker. Pushing the same bytes again
+//! succeeds; different bytes under an archived name are refused and
+//! nothing is overwritten. Segments from another cluster (system
+//! identifier) or with another segment size are refused.
+
+use std::path::Path;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::catalog::{RepoConfig, WalSegmentRecord, WalSummary};
+use crate::pg::wal::{scan_segment, LongPageHeader};
+use crate::pg::{SegmentName, WalFileName, WalNameError};
+use crate::repo::codec::{self, sha256_hex};
+use crate::repo::store::{PutMode, StoreError};
+use crate::repo::{layout, Repo, RepoError, KIND_WAL};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Name(#[from] WalNameError),
+    #[error("{name} is {actual} bytes; this repository's WAL segments are {expected} bytes")]
+    WrongSize {
+        name: String,
+        actual: u64,
+        expected: u64,
+    },
+    #[error("{name} is not a valid WAL segment: {reason}")]
+    BadSegment { name: String, reason: String },
+    #[error("{name} belongs to database system {found}, but this repository holds system {expected}: archive_command points at the wrong repository")]
+    OtherCluster {
+        name: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{name} is already archived with different content; refusing to overwrite it (two clusters archiving to one repository, or a restored server still archiving here?)")]
+    Conflict { name: String },
+    #[error("compressing {name}: {source}")]
+    Compress {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl From<StoreError> for PushError {
+    fn from(e: StoreError) -> Self {
+        PushError::Repo(RepoError::Store(e))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PushStatus {
+    Stored,
+    AlreadyArchived,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushOutcome {
+    pub name: String,
+    pub status: PushStatus,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+/// Archives the file at `path` (its name is the archive name).
+pub async fn wal_push(repo: &Repo, path: &Path) -> Result<PushOutcome, PushError> {
+    let fname = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let name = WalFileName::parse(&fname)?;
+    let config = repo.config().await?;
+    let raw = tokio::fs::read(path)
+        .await
+        .map_err(|source| PushError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+    match &name {
+        WalFileName::Segment(seg) => push_segment(repo, &config, seg, raw).await,
+        WalFileName::Partial(_) => {
+            check_header(&config, &fname, &raw)?;
+            push_aux(repo, &name, raw).await
+        }
+        WalFileName::History(_) | WalFileName::Backup { .. } => push_aux(repo, &name, raw).await,
+    }
+}
+
+fn check_header(config: &RepoConfig, name: &str, raw: &[u8]) -> Result<(), PushError> {
+    let header = LongPageHeader::parse(raw).map_err(|e| PushError::BadSegment {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    if header.system_id != config.system_id.get() {
+        return Err(PushError::OtherCluster {
+            name: name.to_string(),
+            found: header.system_id.to_string(),
+            expected: config.system_id.to_string(),
+        });
+    }
+    if u64::from(header.seg_size) != config.wal_segment_size.bytes() {
+        return Err(PushError::WrongSize {
+            name: name.to_string(),
+            actual: u64::from(header.seg_size),
+            expected: config.wal_segment_size.bytes(),
+        });
+    }
+    Ok(())
+}
+
+async fn push_segment(
+    repo: &Repo,
+    config: &RepoConfig,
+    seg: &SegmentName,
+    raw: Vec<u8>,
+) -> Result<PushOutcome, PushError> {
+    let name = seg.to_string();
+    let size = config.wal_segment_size;
+    if raw.len() as u64 != size.bytes() {
+        return Err(PushError::WrongSize {
+            name,
+            actual: raw.len() as u64,
+            expected: size.bytes(),
+        });
+    }
+    let segno = seg.segno(size)?;
+    check_header(config, &name, &raw)?;
+    // A recycled file keeps its old page addresses: it is not this segment.
+    let header = LongPageHeader::parse(&raw).map_err(|e| PushError::BadSegment {
+        name: name.clone(),
+        reason: e.to_string(),
+    })?;
+    if header.page_addr != segno.start_lsn(size) {
+        return Err(PushError::BadSegment {
+            name,
+            reason: format!(
+                "its first page is for WAL position {}, not {} (a recycled or misnamed file)",
+                header.page_addr,
+                segno.start_lsn(size)
+            ),
+        });
+    }
+    let sha256 = sha256_hex(&raw);
+    let record_key = layout::segment_record(seg);
+    let data_key = layout::segment_data(seg);
+
+    // Fast path for a re-push: the record is the commit marker.
+    match repo
+        .get_meta::<WalSegmentRecord>(&record_key, KIND_WAL)
+        .await
+    {
+        Ok(existing) => return same_or_conflict(&existing, &sha256, raw.len() as u64),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+
+    let (stored, summary, scan_error) = tokio::task::spawn_blocking(move || {
+        let stored = codec::compress(&raw);
+        let (summary, scan_error) = match scan_segment(&raw, size) {
+            Ok(scan) => (Some(WalSummary::from_scan(&scan)), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        (stored, summary, scan_error)
+    })
+    .await
+    .map_err(|e| PushError::Compress {
+        name: name.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let stored = stored.map_err(|source| PushError::Compress {
+        name: name.clone(),
+        source,
+    })?;
+
+    match repo.store().put(&data_key, &stored, PutMode::Create).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists(_)) => {
+            // Data without a record: an earlier push died before it was
+            // acknowledged. Nothing relies on it, so replace it.
+            repo.store()
+                .put(&data_key, &stored, PutMode::Overwrite)
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let record = WalSegmentRecord {
+        name: name.clone(),
+        timeline: seg.timeline(),
+        segno,
+        raw_bytes: size.bytes(),
+        stored_bytes: stored.len() as u64,
+        sha256: sha256.clone(),
+        pushed_at: Utc::now(),
+        summary,
+        scan_error,
+    };
+    match repo
+        .put_meta(&record_key, KIND_WAL, &record, PutMode::Create)
+        .await
+    {
+        Ok(()) => Ok(PushOutcome {
+            name,
+            status: PushStatus::Stored,
+            raw_bytes: record.raw_bytes,
+            stored_bytes: record.stored_bytes,
+        }),
+        Err(RepoError::Store(StoreError::AlreadyExists(_))) => {
+            // A concurrent push of the same name won the race.
+            let existing: WalSegmentRecord = repo.get_meta(&record_key, KIND_WAL).await?;
+            same_or_conflict(&existing, &sha256, record.raw_bytes)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn same_or_conflict(
+    existing: &WalSegmentRecord,
+    sha256: &str,
+    raw_bytes: u64,
+) -> Result<PushOutcome, PushError> {
+    if existing.sha256 == sha256 {
+        Ok(PushOutcome {
+            name: existing.name.clone(),
+            status: PushStatus::AlreadyArchived,
+            raw_bytes,
+            stored_bytes: existing.stored_bytes,
+        })
+    } else {
+        Err(PushError::Conflict {
+            name: existing.name.clone(),
+        })
+    }
+}
+
+/// History, `.backup` and `.partial` files: small, stored whole; a re-push
+/// compares content.
+async fn push_aux(repo: &Repo, name: &WalFileName, raw: Vec<u8>) -> Result<PushOutcome, PushError> {
+    let key = layout::aux_file(name);
+    let stored = codec::compress(&raw).map_err(|source| PushError::Compress {
+        name: name.to_string(),
+        source,
+    })?;
+    match repo.store().put(&key, &stored, PutMode::Create).await {
+        Ok(()) => Ok(PushOutcome {
+            name: name.to_string(),
+            status: PushStatus::Stored,
+            raw_bytes: raw.len() as u64,
+            stored_bytes: stored.len() as u64,
+        }),
+        Err(StoreError::AlreadyExists(_)) => {
+            let existing = repo.get_aux(name).await?;
+            if existing == raw {
+                Ok(PushOutcome {
+                    name: name.to_string(),
+                    status: PushStatus::AlreadyArchived,
+                    raw_bytes: raw.len() as u64,
+                    stored_bytes: stored.len() as u64,
+                })
+            } else {
+                Err(PushError::Conflict {
+                    name: name.to_string(),
+                })
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}

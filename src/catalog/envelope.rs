@@ -1,0 +1,140 @@
+//! The on-disk wrapper of every metadata file pitr writes: a kind, a format
+//! version and a SHA-256 of the body's exact bytes. Reading refuses an
+//! unknown kind, a newer format version, or a body whose checksum does not
+//! match, each with a reason.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not a pitr metadata file: {0}")]
+    Syntax(#[source] serde_json::Error),
+    #[error("expected a {expected} file, found a {found} file")]
+    Kind { expected: String, found: String },
+    #[error("format version {found} is not known to this pitr (it reads version {FORMAT_VERSION}); upgrade pitr to read this repository")]
+    Version { found: u32 },
+    #[error("checksum mismatch (stored {stored}, computed {computed}): the file is corrupt or was edited by hand")]
+    Checksum { stored: String, computed: String },
+    #[error("body does not match the {kind} schema: {source}")]
+    Body {
+        kind: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot serialize {kind}: {source}")]
+    Serialize {
+        kind: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Envelope {
+    kind: String,
+    format_version: u32,
+    sha256: String,
+    body: Box<RawValue>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Envelope {
+    /// Wraps `body` as a `kind` file; returns the bytes to store.
+    pub fn seal<T: Serialize>(kind: &str, body: &T) -> Result<Vec<u8>, EnvelopeError> {
+        let ser = |source| EnvelopeError::Serialize {
+            kind: kind.to_string(),
+            source,
+        };
+        let text = serde_json::to_string_pretty(body).map_err(ser)?;
+        let sha256 = sha256_hex(text.as_bytes());
+        let body = RawValue::from_string(text).map_err(ser)?;
+        let env = Envelope {
+            kind: kind.to_string(),
+            format_version: FORMAT_VERSION,
+            sha256,
+            body,
+        };
+        let mut out = serde_json::to_vec_pretty(&env).map_err(ser)?;
+        out.push(b'\n');
+        Ok(out)
+    }
+
+    /// Checks and unwraps a `kind` file.
+    pub fn open<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<T, EnvelopeError> {
+        let env: Envelope = serde_json::from_slice(bytes).map_err(EnvelopeError::Syntax)?;
+        if env.kind != kind {
+            return Err(EnvelopeError::Kind {
+                expected: kind.to_string(),
+                found: env.kind,
+            });
+        }
+        if env.format_version != FORMAT_VERSION {
+            return Err(EnvelopeError::Version {
+                found: env.format_version,
+            });
+        }
+        let computed = sha256_hex(env.body.get().as_bytes());
+        if computed != env.sha256 {
+            return Err(EnvelopeError::Checksum {
+                stored: env.sha256,
+                computed,
+            });
+        }
+        serde_json::from_str(env.body.get()).map_err(|source| EnvelopeError::Body {
+            kind: kind.to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Thing {
+        a: u32,
+        b: String,
+    }
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let t = Thing {
+            a: 7,
+            b: "x".into(),
+        };
+        let bytes = Envelope::seal("thing", &t).unwrap();
+        let back: Thing = Envelope::open("thing", &bytes).unwrap();
+        assert_eq!(back, t);
+
+        assert!(matches!(
+            Envelope::open::<Thing>("other", &bytes),
+            Err(EnvelopeError::Kind { .. })
+        ));
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let tampered = text.replace("\"a\": 7", "\"a\": 8");
+        assert_ne!(tampered, text);
+        assert!(matches!(
+            Envelope::open::<Thing>("thing", tampered.as_bytes()),
+            Err(EnvelopeError::Checksum { .. })
+        ));
+        let newer = text.replace("\"format_version\": 1", "\"format_version\": 2");
+        assert!(matches!(
+            Envelope::open::<Thing>("thing", newer.as_bytes()),
+            Err(EnvelopeError::Version { found: 2 })
+        ));
+        assert!(matches!(
+            Envelope::open::<Thing>("thing", b"{not json"),
+            Err(EnvelopeError::Syntax(_))
+        ));
+    }
+}

@@ -1,0 +1,11 @@
+//! The model of what a repository holds: its identity, backups, archived
+//! WAL segments with their scan summaries (the WAL index), and timeline
+//! histories. Pure serde types; reading and writing them is `repo/`'s job.
+
+pub mod envelope;
+pub mod model;
+
+pub use envelope::{Envelope, EnvelopeError};
+pub use model::{
+    BackupFile, BackupManifest, BackupRecord, Catalog, RepoConfig, WalSegmentRecord, WalSummary,
+};

@@ -1,0 +1,155 @@
+//! Catalog types. Everything here is what `repo/` stores as metadata
+//! objects (inside an `Envelope`) and what `plan/` reads. Times are UTC;
+//! positions are `Lsn`s; sizes are bytes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::pg::control::{Fingerprint, PgMajor, SystemId};
+use crate::pg::history::TimelineHistory;
+use crate::pg::wal::{RestorePoint, SegmentScan, XactEnd};
+use crate::pg::{Lsn, SegNo, TimelineId, WalSegmentSize};
+
+/// `pitr.json`: the repository's identity, fixed at `pitr init`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RepoConfig {
+    pub system_id: SystemId,
+    pub pg_major: PgMajor,
+    pub wal_segment_size: WalSegmentSize,
+    pub fingerprint: Fingerprint,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// What the WAL scanner found in one archived segment: the WAL index entry
+/// that lets a time target resolve to a segment before recovery starts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WalSummary {
+    pub first_record: Option<Lsn>,
+    pub end_lsn: Option<Lsn>,
+    pub records: u64,
+    pub xact_count: u64,
+    pub min_xact_time: Option<DateTime<Utc>>,
+    /// The transaction end with the greatest timestamp in this segment.
+    /// Recovery to time T stops before the first xact end with time > T,
+    /// which lies in the first segment whose `max_xact` is after T.
+    pub max_xact: Option<XactEnd>,
+    pub restore_points: Vec<RestorePoint>,
+    pub switch_lsn: Option<Lsn>,
+    pub tail_incomplete: bool,
+}
+
+impl WalSummary {
+    pub fn from_scan(scan: &SegmentScan) -> WalSummary {
+        let max_xact = scan.xact_ends.iter().max_by_key(|x| x.time).cloned();
+        WalSummary {
+            first_record: scan.first_record,
+            end_lsn: scan.end_lsn,
+            records: scan.records,
+            xact_count: scan.xact_ends.len() as u64,
+            min_xact_time: scan.xact_ends.iter().map(|x| x.time).min(),
+            max_xact,
+            restore_points: scan.restore_points.clone(),
+            switch_lsn: scan.switch_lsn,
+            tail_incomplete: scan.tail_incomplete,
+        }
+    }
+
+    pub fn max_xact_time(&self) -> Option<DateTime<Utc>> {
+        self.max_xact.as_ref().map(|x| x.time)
+    }
+}
+
+/// One archived WAL segment (`wal/<tli>/<name>.json`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WalSegmentRecord {
+    pub name: String,
+    pub timeline: TimelineId,
+    pub segno: SegNo,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    /// SHA-256 of the segment as Postgres wrote it.
+    pub sha256: String,
+    pub pushed_at: DateTime<Utc>,
+    pub summary: Option<WalSummary>,
+    /// Why the scan failed, when it did (the segment is still archived).
+    pub scan_error: Option<String>,
+}
+
+/// A finished, restorable base backup (`backups/<id>/backup.json`). It is
+/// written last, after every file and the manifest, and only once the stop
+/// segment is archived: its presence is what makes a backup listed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BackupRecord {
+    pub id: String,
+    pub label: String,
+    pub system_id: SystemId,
+    pub pg_major: PgMajor,
+    pub timeline: TimelineId,
+    pub start_lsn: Lsn,
+    pub checkpoint_lsn: Lsn,
+    pub stop_lsn: Lsn,
+    pub stop_timeline: TimelineId,
+    pub start_segment: String,
+    pub stop_segment: String,
+    /// Server clock (`clock_timestamp()`) right before `pg_backup_start`.
+    pub start_time: DateTime<Utc>,
+    /// Server clock right after `pg_backup_stop` returned: every commit
+    /// after this time lies after the backup's consistency point.
+    pub stop_time: DateTime<Utc>,
+    pub fingerprint: Fingerprint,
+    pub files: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub pitr_version: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    File,
+    Dir,
+}
+
+/// One entry of a backup manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BackupFile {
+    /// Path relative to the data directory, `/`-separated.
+    pub path: String,
+    pub kind: FileKind,
+    pub mode: u32,
+    pub size: u64,
+    pub stored_bytes: u64,
+    /// SHA-256 of the file's content as copied (empty for directories).
+    pub sha256: String,
+}
+
+/// `backups/<id>/manifest.json`: every file of the backup plus the
+/// `backup_label` and `tablespace_map` that `pg_backup_stop` returned.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BackupManifest {
+    pub id: String,
+    pub files: Vec<BackupFile>,
+    pub backup_label: String,
+    pub tablespace_map: Option<String>,
+}
+
+/// Everything the planner needs, loaded by `repo/`.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    pub config: RepoConfig,
+    pub backups: Vec<BackupRecord>,
+    pub wal: BTreeMap<(TimelineId, SegNo), WalSegmentRecord>,
+    pub histories: BTreeMap<TimelineId, TimelineHistory>,
+}
+
+impl Catalog {
+    /// Newest timeline with any archived WAL or history file.
+    pub fn latest_timeline(&self) -> TimelineId {
+        let wal = self.wal.keys().map(|(t, _)| *t).max();
+        let hist = self.histories.keys().copied().max();
+        wal.max(hist).unwrap_or(TimelineId::FIRST)
+    }
+}

@@ -1,0 +1,166 @@
+//! The command line (clap derive). Names here are the interface: issue
+//! texts and docs/commands.md use them exactly.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::recover::Action;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pitr",
+    version,
+    about = "Point-in-time recovery for PostgreSQL"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RepoArg {
+    /// Repository: a local path or file:///path.
+    #[arg(long, env = "PITR_REPO")]
+    pub repo: String,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct JsonArg {
+    /// Print the result as JSON on stdout (no progress output).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// Recover to this time (RFC 3339, or "YYYY-MM-DD HH:MM:SS[.ffffff]+TZ"; a zone is required).
+    #[arg(long, value_name = "TIME", conflicts_with = "by")]
+    pub to: Option<String>,
+    /// Recover to this long ago, e.g. 90m, 2h, 1h30m.
+    #[arg(long, value_name = "DURATION")]
+    pub by: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Data directory to create (must be new or empty).
+    #[arg(long)]
+    pub pgdata: PathBuf,
+    /// Port for the new server (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Directory holding pg_ctl and postgres of the install to run.
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+    /// Unix socket directory for the new server (default: /var/run/postgresql if writable, else /tmp).
+    #[arg(long)]
+    pub socket_dir: Option<PathBuf>,
+    /// Database role pitr connects as to watch recovery.
+    #[arg(long, default_value = "postgres")]
+    pub db_user: String,
+    /// OS user that runs the server when pitr runs as root.
+    #[arg(long, default_value = "postgres")]
+    pub os_user: String,
+    /// Parallel file downloads.
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository for the cluster in --pgdata.
+    Init {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The cluster's data directory (its pg_control gives the identity).
+        #[arg(long)]
+        pgdata: PathBuf,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// archive_command: store one WAL segment, history or .backup file.
+    WalPush {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The file to archive (%p).
+        path: PathBuf,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// restore_command: fetch one archived file (%f) to a path (%p).
+    WalFetch {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Archived file name (%f).
+        name: String,
+        /// Destination path (%p).
+        dest: PathBuf,
+    },
+    /// Take a full base backup of a running cluster.
+    Backup {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The cluster's data directory.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// libpq-style connection string (default: from postmaster.pid).
+        #[arg(long, value_name = "CONNINFO")]
+        conn: Option<String>,
+        /// Backup label.
+        #[arg(long)]
+        label: Option<String>,
+        /// Let the starting checkpoint spread out instead of forcing it now.
+        #[arg(long)]
+        spread_checkpoint: bool,
+        /// Parallel file uploads.
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Seconds to wait for the backup's last WAL segment to be archived.
+        #[arg(long, default_value_t = 120)]
+        archive_timeout: u64,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show the repository: cluster, backups, WAL per timeline, restorable times.
+    Info {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Plan a restore without touching anything.
+    Plan {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Restore a new server to a point in time.
+    Restore {
+        #[command(flatten)]
+        args: RestoreArgs,
+        /// What the server does at the target.
+        #[arg(long, value_enum, default_value = "promote")]
+        action: Action,
+    },
+    /// A new database as it was at --to TIME (or --by DURATION ago), promoted.
+    Rollback {
+        #[command(flatten)]
+        args: RestoreArgs,
+    },
+}

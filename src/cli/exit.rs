@@ -1,0 +1,156 @@
+//! Exit codes are an interface: Postgres retries `archive_command` on any
+//! non-zero status, `restore_command`'s caller treats "not found" as
+//! ordinary, and scripts branch on the rest. Documented in
+//! docs/exit-codes.md; keep the two in step. All codes are below 126
+//! (Postgres treats higher statuses from restore_command as fatal).
+
+use crate::capture::backup::BackupError;
+use crate::capture::wal_fetch::FetchError;
+use crate::capture::wal_push::PushError;
+use crate::plan::{PlanError, TimeError};
+use crate::recover::RecoverError;
+use crate::repo::store::StoreError;
+use crate::repo::RepoError;
+use crate::server::user::UserError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    Ok = 0,
+    Internal = 1,
+    Usage = 2,
+    NotFound = 3,
+    Unreachable = 4,
+    Incompatible = 5,
+    Storage = 6,
+    Recovery = 7,
+    Postgres = 8,
+    Conflict = 9,
+}
+
+/// An error on its way out of the CLI, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(code: Code, error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code,
+            error: error.into(),
+        }
+    }
+
+    pub fn usage(msg: impl std::fmt::Display) -> Failure {
+        Failure::new(Code::Usage, anyhow::anyhow!("{msg}"))
+    }
+
+    pub fn context(self, ctx: impl std::fmt::Display + Send + Sync + 'static) -> Failure {
+        Failure {
+            code: self.code,
+            error: self.error.context(ctx),
+        }
+    }
+}
+
+fn repo_code(e: &RepoError) -> Code {
+    match e {
+        RepoError::NotInitialized(_) | RepoError::UnsupportedScheme(_) => Code::Usage,
+        RepoError::Store(StoreError::BadKey(_)) => Code::Usage,
+        _ => Code::Storage,
+    }
+}
+
+impl From<RepoError> for Failure {
+    fn from(e: RepoError) -> Self {
+        Failure::new(repo_code(&e), e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        RepoError::Store(e).into()
+    }
+}
+
+impl From<PushError> for Failure {
+    fn from(e: PushError) -> Self {
+        let code = match &e {
+            PushError::Read { .. } | PushError::Name(_) => Code::Usage,
+            PushError::WrongSize { .. }
+            | PushError::BadSegment { .. }
+            | PushError::OtherCluster { .. } => Code::Incompatible,
+            PushError::Conflict { .. } => Code::Conflict,
+            PushError::Compress { .. } => Code::Internal,
+            PushError::Repo(r) => repo_code(r),
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<FetchError> for Failure {
+    fn from(e: FetchError) -> Self {
+        let code = match &e {
+            FetchError::NotFound(_) => Code::NotFound,
+            FetchError::Name(_) => Code::Usage,
+            FetchError::Corrupt { .. } | FetchError::WrongSize { .. } => Code::Storage,
+            FetchError::Write { .. } => Code::Internal,
+            FetchError::Repo(r) => repo_code(r),
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<BackupError> for Failure {
+    fn from(e: BackupError) -> Self {
+        let code = match &e {
+            BackupError::OtherCluster { .. } | BackupError::OtherMajor { .. } => Code::Incompatible,
+            BackupError::Tablespaces(_) => Code::Usage,
+            BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Label(_) => {
+                Code::Postgres
+            }
+            BackupError::StopSegmentNotArchived { .. } => Code::Postgres,
+            BackupError::Read { .. } | BackupError::Control { .. } => Code::Usage,
+            BackupError::Copy { .. } => Code::Internal,
+            BackupError::Repo(r) => repo_code(r),
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<PlanError> for Failure {
+    fn from(e: PlanError) -> Self {
+        Failure::new(Code::Unreachable, e)
+    }
+}
+
+impl From<TimeError> for Failure {
+    fn from(e: TimeError) -> Self {
+        Failure::new(Code::Usage, e)
+    }
+}
+
+impl From<RecoverError> for Failure {
+    fn from(e: RecoverError) -> Self {
+        let code = match &e {
+            RecoverError::NotEmpty { .. }
+            | RecoverError::PortInUse(_)
+            | RecoverError::Tablespaces => Code::Usage,
+            RecoverError::Bin(_) => Code::Incompatible,
+            RecoverError::Corrupt { .. }
+            | RecoverError::Checksum { .. }
+            | RecoverError::BadManifest(_) => Code::Storage,
+            RecoverError::Repo(r) => repo_code(r),
+            _ => Code::Recovery,
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<UserError> for Failure {
+    fn from(e: UserError) -> Self {
+        Failure::new(Code::Usage, e)
+    }
+}

@@ -1,0 +1,460 @@
+//! The `pitr` command line: argument parsing (`args`), exit codes
+//! (`exit`), progress (`report`) and the glue that runs each command.
+//! Business rules live in the library; this layer adds context, chooses
+//! the OS user, and prints.
+
+pub mod args;
+pub mod exit;
+pub mod report;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::capture::backup::{self, BackupEvent, BackupOptions};
+use crate::capture::{wal_fetch, wal_push};
+use crate::catalog::{Catalog, RepoConfig};
+use crate::plan::{self, cost::CostModel, explain, RecoveryTarget};
+use crate::recover::{self, Action, RecoverEvent, RestoreOptions};
+use crate::repo::store::PutMode;
+use crate::repo::{layout, Repo, RepoLocation, KIND_CONFIG};
+use crate::server::user;
+use args::{Cli, Command, RestoreArgs, TargetArgs};
+use exit::{Code, Failure};
+use report::Reporter;
+
+fn open_repo(s: &str) -> Result<Repo, Failure> {
+    Ok(Repo::open(RepoLocation::parse(s)?))
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Failure::new(Code::Internal, e))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// Before any thread exists: when running as root, become the OS user the
+/// command's files belong to (see `server::user`).
+pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
+    if !user::is_root() {
+        return Ok(());
+    }
+    match &cli.command {
+        Command::Init { repo, pgdata, .. } => {
+            let owner = user::owner_of(pgdata)?;
+            let location = RepoLocation::parse(&repo.repo)?;
+            if let Some(root) = location.local_path() {
+                Repo::open(location.clone()).create_root()?;
+                std::os::unix::fs::chown(root, Some(owner.uid), Some(owner.gid)).map_err(|e| {
+                    Failure::new(Code::Storage, e).context(format!(
+                        "giving {} to {}",
+                        root.display(),
+                        owner.name
+                    ))
+                })?;
+            }
+            user::become_user(&owner)?;
+        }
+        Command::Backup { pgdata, .. } => user::become_user(&user::owner_of(pgdata)?)?,
+        Command::WalPush { repo, .. } => {
+            let location = RepoLocation::parse(&repo.repo)?;
+            if let Some(root) = location.local_path() {
+                if let Ok(owner) = user::owner_of(root) {
+                    user::become_user(&owner)?;
+                }
+            }
+        }
+        Command::Restore { args, .. } | Command::Rollback { args } => {
+            let os_user = user::lookup(&args.os_user)?;
+            let dir = &args.pgdata;
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Failure::new(Code::Usage, e).context(format!("creating {}", dir.display()))
+                })?;
+            }
+            std::os::unix::fs::chown(dir, Some(os_user.uid), Some(os_user.gid)).map_err(|e| {
+                Failure::new(Code::Usage, e).context(format!(
+                    "giving {} to {}",
+                    dir.display(),
+                    os_user.name
+                ))
+            })?;
+            user::become_user(&os_user)?;
+        }
+        Command::WalFetch { .. } | Command::Info { .. } | Command::Plan { .. } => {}
+    }
+    Ok(())
+}
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Init { repo, pgdata, json } => init(&repo.repo, &pgdata, json.json).await,
+        Command::WalPush { repo, path, json } => {
+            let repo = open_repo(&repo.repo)?;
+            let out = wal_push::wal_push(&repo, &path).await?;
+            if json.json {
+                print_json(&out)?;
+            }
+            Ok(())
+        }
+        Command::WalFetch { repo, name, dest } => {
+            let repo = open_repo(&repo.repo)?;
+            wal_fetch::wal_fetch(&repo, &name, &dest).await?;
+            Ok(())
+        }
+        Command::Backup {
+            repo,
+            pgdata,
+            conn,
+            label,
+            spread_checkpoint,
+            jobs,
+            archive_timeout,
+            json,
+        } => {
+            let repo = open_repo(&repo.repo)?;
+            let opts = BackupOptions {
+                pgdata,
+                conninfo: conn,
+                label,
+                fast: !spread_checkpoint,
+                jobs,
+                archive_timeout: Duration::from_secs(archive_timeout),
+            };
+            let reporter = Reporter::new(json.json);
+            let r2 = reporter.clone();
+            let rec = backup::backup(&repo, &opts, move |ev| match ev {
+                BackupEvent::Started { total_bytes, .. } => r2.bytes(total_bytes, "backup"),
+                BackupEvent::FileDone { bytes } => r2.inc(bytes),
+                BackupEvent::Stopped { .. } => r2.finish(),
+            })
+            .await;
+            reporter.finish();
+            let rec = rec?;
+            if json.json {
+                print_json(&rec)?;
+            } else {
+                println!(
+                    "backup {} done: {} files, {} ({} stored), WAL {}..{} on timeline {}",
+                    rec.id,
+                    rec.files,
+                    explain::human_bytes(rec.raw_bytes),
+                    explain::human_bytes(rec.stored_bytes),
+                    rec.start_lsn,
+                    rec.stop_lsn,
+                    rec.timeline
+                );
+            }
+            Ok(())
+        }
+        Command::Info { repo, json } => info(&repo.repo, json.json).await,
+        Command::Plan { repo, target, json } => {
+            let repo = open_repo(&repo.repo)?;
+            let catalog = repo.load_catalog().await?;
+            let target = resolve_target(&target)?;
+            let plan = plan::plan(&catalog, &target, &CostModel::default())?;
+            if json.json {
+                print_json(&plan)
+            } else {
+                print!("{}", explain::render(&plan));
+                Ok(())
+            }
+        }
+        Command::Restore { args, action } => restore(args, action).await,
+        Command::Rollback { args } => restore(args, Action::Promote).await,
+    }
+}
+
+fn resolve_target(t: &TargetArgs) -> Result<RecoveryTarget, Failure> {
+    match (&t.to, &t.by) {
+        (Some(to), None) => Ok(RecoveryTarget::Time(plan::parse_time(to)?)),
+        (None, Some(by)) => {
+            let d = humantime::parse_duration(by).map_err(|e| {
+                Failure::usage(format!(
+                    "--by {by:?}: {e} (write a duration like 90m, 2h or 1h30m)"
+                ))
+            })?;
+            let d = chrono::Duration::from_std(d)
+                .map_err(|_| Failure::usage(format!("--by {by:?} is too long")))?;
+            let t = Utc::now()
+                .checked_sub_signed(d)
+                .ok_or_else(|| Failure::usage(format!("--by {by:?} is too long")))?;
+            Ok(RecoveryTarget::Time(t))
+        }
+        _ => Err(Failure::usage(
+            "give a target: --to TIME (e.g. \"2026-11-25 14:02:17+00\") or --by DURATION (e.g. 90m)",
+        )),
+    }
+}
+
+async fn init(repo_arg: &str, pgdata: &Path, json: bool) -> Result<(), Failure> {
+    let repo = open_repo(repo_arg)?;
+    let control = backup::read_control(pgdata)?;
+    let major = backup::read_major(pgdata)?;
+    let config = RepoConfig {
+        system_id: control.system_identifier,
+        pg_major: major,
+        wal_segment_size: control.wal_segment_size,
+        fingerprint: control.fingerprint.clone(),
+        created_at: Utc::now(),
+        created_by: format!("pitr {}", env!("CARGO_PKG_VERSION")),
+    };
+    match repo.config().await {
+        Ok(existing) => {
+            if existing.system_id != config.system_id {
+                return Err(Failure::new(
+                    Code::Incompatible,
+                    anyhow::anyhow!(
+                        "{repo_arg} already holds database system {}, but {} is system {}: use another repository",
+                        existing.system_id,
+                        pgdata.display(),
+                        config.system_id
+                    ),
+                ));
+            }
+            if json {
+                print_json(&existing)?;
+            } else {
+                println!(
+                    "repository {repo_arg} already initialized for system {}",
+                    existing.system_id
+                );
+            }
+            return Ok(());
+        }
+        Err(crate::repo::RepoError::NotInitialized(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    repo.create_root()?;
+    repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
+        .await?;
+    if json {
+        print_json(&config)?;
+    } else {
+        println!(
+            "initialized {repo_arg}: system {}, PostgreSQL {}, {} WAL segments",
+            config.system_id,
+            config.pg_major,
+            explain::human_bytes(config.wal_segment_size.bytes())
+        );
+        println!(
+            "set in postgresql.conf: archive_mode = on, archive_command = '{} wal-push --repo {} %p'",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "pitr".into()),
+            repo.location().to_arg()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TimelineWal {
+    timeline: crate::pg::TimelineId,
+    first_segment: String,
+    last_segment: String,
+    segments: u64,
+    bytes: u64,
+    stored_bytes: u64,
+    missing: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Info {
+    repository: String,
+    cluster: RepoConfig,
+    backups: Vec<crate::catalog::BackupRecord>,
+    wal: Vec<TimelineWal>,
+    restorable: Option<plan::Window>,
+    restorable_error: Option<String>,
+}
+
+fn wal_by_timeline(catalog: &Catalog) -> Vec<TimelineWal> {
+    let mut out: Vec<TimelineWal> = Vec::new();
+    let size = catalog.config.wal_segment_size;
+    for ((tli, segno), rec) in &catalog.wal {
+        match out.last_mut() {
+            Some(t) if t.timeline == *tli => {
+                let last = t.last_segment.clone();
+                let prev = crate::pg::WalFileName::parse(&last)
+                    .ok()
+                    .and_then(|n| match n {
+                        crate::pg::WalFileName::Segment(s) => s.segno(size).ok(),
+                        _ => None,
+                    });
+                if let Some(prev) = prev {
+                    let mut s = prev.next();
+                    while s < *segno && t.missing.len() < 100 {
+                        t.missing
+                            .push(crate::pg::SegmentName::new(*tli, s, size).to_string());
+                        s = s.next();
+                    }
+                }
+                t.last_segment = rec.name.clone();
+                t.segments += 1;
+                t.bytes += rec.raw_bytes;
+                t.stored_bytes += rec.stored_bytes;
+            }
+            _ => out.push(TimelineWal {
+                timeline: *tli,
+                first_segment: rec.name.clone(),
+                last_segment: rec.name.clone(),
+                segments: 1,
+                bytes: rec.raw_bytes,
+                stored_bytes: rec.stored_bytes,
+                missing: Vec::new(),
+            }),
+        }
+    }
+    out
+}
+
+async fn info(repo_arg: &str, json: bool) -> Result<(), Failure> {
+    let repo = open_repo(repo_arg)?;
+    let catalog = repo.load_catalog().await?;
+    let (restorable, restorable_error) = match plan::restorable_window(&catalog) {
+        Ok(w) => (Some(w), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let info = Info {
+        repository: repo.location().to_arg(),
+        wal: wal_by_timeline(&catalog),
+        cluster: catalog.config,
+        backups: catalog.backups,
+        restorable,
+        restorable_error,
+    };
+    if json {
+        return print_json(&info);
+    }
+    println!("repository  {}", info.repository);
+    println!(
+        "cluster     system {}, PostgreSQL {}, WAL segments of {}",
+        info.cluster.system_id,
+        info.cluster.pg_major,
+        explain::human_bytes(info.cluster.wal_segment_size.bytes())
+    );
+    println!();
+    println!("backups ({}):", info.backups.len());
+    for b in &info.backups {
+        println!(
+            "  {}  tl {}  {}..{}  finished {}  {} ({} stored)",
+            b.id,
+            b.timeline,
+            b.start_lsn,
+            b.stop_lsn,
+            b.stop_time,
+            explain::human_bytes(b.raw_bytes),
+            explain::human_bytes(b.stored_bytes)
+        );
+    }
+    println!();
+    println!("WAL:");
+    for t in &info.wal {
+        println!(
+            "  timeline {}: {}..{} ({} segments, {} stored){}",
+            t.timeline,
+            t.first_segment,
+            t.last_segment,
+            t.segments,
+            explain::human_bytes(t.stored_bytes),
+            if t.missing.is_empty() {
+                String::new()
+            } else {
+                format!(", MISSING: {}", t.missing.join(", "))
+            }
+        );
+    }
+    println!();
+    match (&info.restorable, &info.restorable_error) {
+        (Some(w), _) => {
+            let show = |t: Option<chrono::DateTime<Utc>>| {
+                t.map(|t| t.to_string()).unwrap_or_else(|| "none".into())
+            };
+            println!("restorable  timeline {}", w.timeline);
+            println!(
+                "  earliest  {} (end of backup {})",
+                show(w.earliest),
+                w.earliest_backup.as_deref().unwrap_or("-")
+            );
+            println!(
+                "  latest    before {} (last archived transaction, segment {})",
+                show(w.latest),
+                w.latest_segment.as_deref().unwrap_or("-")
+            );
+        }
+        (None, Some(e)) => println!("restorable  unknown: {e}"),
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
+    let repo = open_repo(&args.repo.repo)?;
+    let target = resolve_target(&args.target)?;
+    let catalog = repo.load_catalog().await?;
+    let plan = plan::plan(&catalog, &target, &CostModel::default())?;
+    let pitr_exe = std::env::current_exe()
+        .map_err(|e| Failure::new(Code::Internal, e).context("locating the pitr executable"))?;
+    let opts = RestoreOptions {
+        pgdata: args.pgdata.clone(),
+        port: args.port,
+        pg_bin: args.pg_bin.clone(),
+        socket_dir: args.socket_dir.clone(),
+        action,
+        db_user: args.db_user.clone(),
+        pitr_exe,
+        jobs: args.jobs,
+    };
+    let reporter = Reporter::new(args.json.json);
+    let r2 = reporter.clone();
+    let on_event: recover::OnEvent = Arc::new(move |ev| match ev {
+        RecoverEvent::Materializing { total_bytes } => r2.bytes(total_bytes, "restore"),
+        RecoverEvent::Bytes(n) => r2.inc(n),
+        RecoverEvent::Starting { port } => r2.status(format!("starting server on port {port}")),
+        RecoverEvent::Replaying { lsn } => r2.status(format!("replaying WAL at {lsn}")),
+        RecoverEvent::Done => r2.finish(),
+    });
+    let out = recover::restore(&repo, &plan, &opts, on_event).await;
+    reporter.finish();
+    let out = out.map_err(|e| {
+        let dir = args.pgdata.display().to_string();
+        Failure::from(e).context(format!("restore into {dir} failed"))
+    })?;
+    if args.json.json {
+        return print_json(&out);
+    }
+    println!(
+        "restored backup {} to {} in {:.1}s",
+        out.backup_id,
+        plan::pg_time(out.target_time),
+        out.elapsed_seconds
+    );
+    println!(
+        "  last replayed commit: {}",
+        out.last_replayed_commit
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
+    match out.action {
+        Action::Promote => println!(
+            "  promoted on timeline {}",
+            out.timeline
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into())
+        ),
+        Action::Pause => {
+            println!("  paused at the target (read-only); SELECT pg_wal_replay_resume() promotes")
+        }
+        Action::Shutdown => println!("  stopped at the target"),
+    }
+    println!("  data directory: {}", out.data_directory);
+    println!("  server log:     {}", out.server_log);
+    if out.action != Action::Shutdown {
+        println!("  connect:        {}", out.connect);
+    }
+    Ok(())
+}

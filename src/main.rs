@@ -1,0 +1,36 @@
+//! The `pitr` binary: parse, switch OS user if root, run, map errors to
+//! exit codes (docs/exit-codes.md).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pitr::cli::{self, args::Cli, exit::Code};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PITR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let quiet_not_found = matches!(cli.command, cli::args::Command::WalFetch { .. });
+    let result = cli::drop_privileges(&cli).and_then(|()| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| cli::exit::Failure::new(Code::Internal, e))?;
+        rt.block_on(cli::run(cli))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            // A missing file is an ordinary answer to restore_command.
+            if !(quiet_not_found && f.code == Code::NotFound) {
+                eprintln!("pitr: error: {:#}", f.error);
+            }
+            ExitCode::from(f.code as u8)
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Facts about PostgreSQL that need no server: WAL positions and file
+//! names, pg_control, timeline history, backup_label, the WAL scanner.
+//! Pure and synchronous: no tokio, no processes, no storage.
+
+pub mod lsn;
+pub mod walname;
+
+pub use lsn::{Lsn, PosError, SegNo, TimelineId, WalSegmentSize};
+pub use walname::{SegmentName, WalFileName, WalNameError};
+pub mod backup_label;
+pub mod control;
+pub mod history;
+pub mod wal;

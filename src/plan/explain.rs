@@ -1,0 +1,119 @@
+//! Rendering a Plan for people: a table of steps with bytes and estimated
+//! time, the totals, where recovery stops, and the evidence. `--json`
+//! serializes the `Plan` itself (schema in docs/plan-json.md).
+
+use std::fmt::Write;
+
+use super::{pg_time, Plan, RecoveryTarget, Step};
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let RecoveryTarget::Time(t) = &plan.target;
+    let _ = writeln!(
+        out,
+        "Target:    {} (timeline {})",
+        pg_time(*t),
+        plan.timeline
+    );
+    let _ = writeln!(
+        out,
+        "Backup:    {} (consistent at {}, finished {})",
+        plan.backup.id, plan.backup.stop_lsn, plan.backup.stop_time
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  #  {:<58} {:>12} {:>10}",
+        "step", "fetch", "est. time"
+    );
+    for (i, step) in plan.steps.iter().enumerate() {
+        let (what, bytes) = match step {
+            Step::RestoreBackup {
+                backup_id,
+                files,
+                bytes,
+                stored_bytes,
+                ..
+            } => (
+                format!(
+                    "restore backup {backup_id} ({files} files, {})",
+                    human_bytes(*bytes)
+                ),
+                *stored_bytes,
+            ),
+            Step::ReplayWal {
+                timeline,
+                from_segment,
+                to_segment,
+                segments,
+                stored_bytes,
+                ..
+            } => (
+                format!("replay {segments} WAL segments on timeline {timeline}: {from_segment}..{to_segment}"),
+                *stored_bytes,
+            ),
+            Step::StopAtTarget { description, .. } => (description.clone(), 0),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  {:<58} {:>12} {:>9.1}s",
+            i + 1,
+            what,
+            human_bytes(bytes),
+            step.estimated_seconds()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "     {:<58} {:>12} {:>9.1}s",
+        "total",
+        human_bytes(plan.total_bytes),
+        plan.estimated_seconds
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Stops:     in segment {} at the latest (transaction {} ended at {}, after the target)",
+        plan.stop.segment, plan.stop.later_xid, plan.stop.later_time
+    );
+    let _ = writeln!(out, "Evidence:");
+    for e in &plan.evidence {
+        let _ = writeln!(out, "  - {e}");
+    }
+    if !plan.alternatives.is_empty() {
+        let _ = writeln!(
+            out,
+            "Also possible (costlier): {}",
+            plan.alternatives.join(", ")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(16 << 20), "16.0 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,266 @@
+//! Executing a Plan: materialize the data directory from the chosen backup,
+//! write recovery settings for the server's version, start the install on a
+//! free (or given) port, watch replay, stop at the target, promote / pause /
+//! shut down, verify, and report how to connect. A failed restore stops the
+//! server, removes `global/pg_control` (so the directory cannot be started
+//! or mistaken for a finished restore) and leaves `PITR_RESTORE_FAILED`
+//! with the reason beside the server log. Nothing here chooses a backup.
+
+pub mod materialize;
+pub mod server;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::pg::{Lsn, TimelineId};
+use crate::plan::{Plan, RecoveryTarget};
+use crate::repo::codec::CodecError;
+use crate::repo::{Repo, RepoError};
+use crate::server::bin::BinError;
+
+pub use settings::Action;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("{path} already exists and is not empty: restore into a new or empty directory")]
+    NotEmpty { path: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("backup file {path}: {source}")]
+    Corrupt {
+        path: String,
+        #[source]
+        source: CodecError,
+    },
+    #[error("backup file {path} does not match its manifest: expected {expected}, got {actual}")]
+    Checksum {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("backup manifest: {0}")]
+    BadManifest(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Bin(#[from] BinError),
+    #[error("running {program}: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("the server failed during recovery: {fatal}\n--- last lines of {log} ---\n{tail}")]
+    ServerFailed {
+        fatal: String,
+        log: String,
+        tail: String,
+    },
+    #[error("recovery went past the target: last replayed commit at {replayed}, target {target}")]
+    PastTarget {
+        replayed: DateTime<Utc>,
+        target: DateTime<Utc>,
+    },
+    #[error("no free TCP port found on 127.0.0.1")]
+    NoPort,
+    #[error("port {0} is in use: choose another with --port")]
+    PortInUse(u16),
+    #[error("tablespaces are not supported by restore yet")]
+    Tablespaces,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub pgdata: PathBuf,
+    pub port: Option<u16>,
+    pub pg_bin: Option<PathBuf>,
+    pub socket_dir: Option<PathBuf>,
+    pub action: Action,
+    /// The database role pitr connects as to watch recovery.
+    pub db_user: String,
+    /// The pitr executable that restore_command calls.
+    pub pitr_exe: PathBuf,
+    pub jobs: usize,
+}
+
+/// What a finished restore reports (`--json` prints this).
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    pub data_directory: String,
+    pub port: u16,
+    pub socket_directory: String,
+    pub action: Action,
+    /// Timeline the server is on now (the new one after promotion).
+    pub timeline: Option<TimelineId>,
+    pub replay_lsn: Option<Lsn>,
+    pub last_replayed_commit: Option<DateTime<Utc>>,
+    pub target_time: DateTime<Utc>,
+    pub backup_id: String,
+    pub elapsed_seconds: f64,
+    pub server_log: String,
+    pub connect: String,
+}
+
+/// Progress events for the CLI's reporter.
+#[derive(Debug, Clone)]
+pub enum RecoverEvent {
+    Materializing { total_bytes: u64 },
+    Bytes(u64),
+    Starting { port: u16 },
+    Replaying { lsn: Lsn },
+    Done,
+}
+
+pub type OnEvent = Arc<dyn Fn(RecoverEvent) + Send + Sync>;
+
+/// Executes `plan` into `opts.pgdata`.
+pub async fn restore(
+    repo: &Repo,
+    plan: &Plan,
+    opts: &RestoreOptions,
+    on_event: OnEvent,
+) -> Result<RestoreOutcome, RecoverError> {
+    let started = Instant::now();
+    let RecoveryTarget::Time(target_time) = plan.target;
+    let config = repo.config().await?;
+    let bin = crate::server::bin::find_bin_dir(opts.pg_bin.as_deref(), config.pg_major)?;
+    prepare_dir(&opts.pgdata)?;
+    let manifest = materialize::load_manifest(repo, &plan.backup.id).await;
+    let result = async {
+        let manifest = manifest?;
+        if manifest.tablespace_map.is_some() {
+            return Err(RecoverError::Tablespaces);
+        }
+        let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+        on_event(RecoverEvent::Materializing { total_bytes: total });
+        let ev = on_event.clone();
+        materialize::materialize(
+            repo,
+            &manifest,
+            &opts.pgdata,
+            opts.jobs,
+            Arc::new(move |b| ev(RecoverEvent::Bytes(b))),
+        )
+        .await?;
+        let port = match opts.port {
+            Some(p) => {
+                if !server::port_free(p) {
+                    return Err(RecoverError::PortInUse(p));
+                }
+                p
+            }
+            None => server::free_port()?,
+        };
+        let socket_dir = opts
+            .socket_dir
+            .clone()
+            .unwrap_or_else(server::default_socket_dir);
+        let restore_command = format!(
+            "{} wal-fetch --repo {} %f %p",
+            settings::shell_quote(&opts.pitr_exe.display().to_string()),
+            settings::shell_quote(&repo.location().to_arg())
+        );
+        let s = settings::RecoverySettings {
+            restore_command,
+            target_time,
+            timeline: plan.timeline,
+            action: opts.action,
+            port,
+            socket_dir: Some(socket_dir.display().to_string()),
+            backup_id: plan.backup.id.clone(),
+        };
+        server::write_config(&opts.pgdata, &s)?;
+        on_event(RecoverEvent::Starting { port });
+        let running = server::start(&bin, &opts.pgdata).await?;
+        let watched = server::watch(
+            &running,
+            &socket_dir,
+            port,
+            &opts.db_user,
+            opts.action,
+            on_event.clone(),
+        )
+        .await?;
+        if let Some(replayed) = watched.last_commit {
+            if replayed > target_time {
+                let _ = server::stop(&bin, &opts.pgdata).await;
+                return Err(RecoverError::PastTarget {
+                    replayed,
+                    target: target_time,
+                });
+            }
+        }
+        on_event(RecoverEvent::Done);
+        let connect = format!(
+            "psql -h {} -p {port} -U {} postgres",
+            socket_dir.display(),
+            opts.db_user
+        );
+        Ok(RestoreOutcome {
+            data_directory: opts.pgdata.display().to_string(),
+            port,
+            socket_directory: socket_dir.display().to_string(),
+            action: opts.action,
+            timeline: watched.timeline,
+            replay_lsn: watched.replay_lsn,
+            last_replayed_commit: watched.last_commit,
+            target_time,
+            backup_id: plan.backup.id.clone(),
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+            server_log: running.log.display().to_string(),
+            connect,
+        })
+    }
+    .await;
+    if let Err(e) = &result {
+        let _ = server::stop(&bin, &opts.pgdata).await;
+        mark_failed(&opts.pgdata, e);
+    }
+    result
+}
+
+/// The data directory must be new or empty; it is created 0700.
+fn prepare_dir(pgdata: &Path) -> Result<(), RecoverError> {
+    use std::os::unix::fs::PermissionsExt;
+    let werr = |source| RecoverError::Write {
+        path: pgdata.display().to_string(),
+        source,
+    };
+    match std::fs::read_dir(pgdata) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(RecoverError::NotEmpty {
+                    path: pgdata.display().to_string(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(pgdata).map_err(werr)?;
+        }
+        Err(e) => return Err(werr(e)),
+    }
+    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).map_err(werr)
+}
+
+/// Leaves a failed restore unstartable and explained.
+fn mark_failed(pgdata: &Path, err: &RecoverError) {
+    if matches!(err, RecoverError::NotEmpty { .. }) {
+        return; // not ours
+    }
+    let _ = std::fs::remove_file(pgdata.join("global/pg_control"));
+    let _ = std::fs::write(
+        pgdata.join("PITR_RESTORE_FAILED"),
+        format!(
+            "pitr restore failed at {}; this directory is not a usable data directory.\n{err}\n",
+            Utc::now()
+        ),
+    );
+}
+
+/// For watch loops: how often to look again.
+pub(crate) const POLL: Duration = Duration::from_millis(200);

@@ -1,0 +1,308 @@
+//! The new server's process: configuration files, `pg_ctl start` with an
+//! explicit environment (pg_ctl puts the postmaster in its own session, so
+//! it outlives pitr as an operator expects), watching recovery over SQL and
+//! the server's own log, and stopping it (fast, then immediate).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use tokio::process::Command;
+
+use super::settings::{auto_conf_block, Action, RecoverySettings};
+use super::{OnEvent, RecoverError, RecoverEvent, POLL};
+use crate::pg::{Lsn, TimelineId};
+
+pub const LOG_NAME: &str = "pitr-recovery.log";
+
+/// Whether nothing listens on 127.0.0.1:`port` and no Unix socket lock
+/// for it is held in the usual places.
+pub fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free port from the kernel's ephemeral range.
+pub fn free_port() -> Result<u16, RecoverError> {
+    for _ in 0..20 {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|_| RecoverError::NoPort)?;
+        let port = l.local_addr().map_err(|_| RecoverError::NoPort)?.port();
+        drop(l);
+        let lock = default_socket_dir().join(format!(".s.PGSQL.{port}.lock"));
+        if !lock.exists() {
+            return Ok(port);
+        }
+    }
+    Err(RecoverError::NoPort)
+}
+
+/// `/var/run/postgresql` where it exists and is writable (Debian, RHEL),
+/// else `/tmp` (the compiled-in default elsewhere).
+pub fn default_socket_dir() -> PathBuf {
+    let debian = Path::new("/var/run/postgresql");
+    if debian.is_dir() && nix::unistd::access(debian, nix::unistd::AccessFlags::W_OK).is_ok() {
+        debian.to_path_buf()
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
+/// Appends the recovery block to postgresql.auto.conf, creates
+/// recovery.signal, and supplies postgresql.conf / pg_hba.conf when the
+/// backup had none (Debian keeps them in /etc/postgresql).
+pub fn write_config(pgdata: &Path, s: &RecoverySettings) -> Result<(), RecoverError> {
+    use std::io::Write;
+    let werr = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| RecoverError::Write { path: p, source }
+    };
+    let conf = pgdata.join("postgresql.conf");
+    if !conf.exists() {
+        super::materialize::write_synced(
+            &conf,
+            b"# Created by pitr restore: the backup had no postgresql.conf.\n",
+        )?;
+    }
+    let hba = pgdata.join("pg_hba.conf");
+    if !hba.exists() {
+        super::materialize::write_synced(
+            &hba,
+            b"# Created by pitr restore: the backup had no pg_hba.conf.\nlocal all all peer\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+        )?;
+    }
+    let auto = pgdata.join("postgresql.auto.conf");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&auto)
+        .map_err(werr(&auto))?;
+    f.write_all(format!("\n{}", auto_conf_block(s)).as_bytes())
+        .map_err(werr(&auto))?;
+    f.sync_all().map_err(werr(&auto))?;
+    super::materialize::write_synced(&pgdata.join("recovery.signal"), b"")?;
+    Ok(())
+}
+
+pub struct Running {
+    pub pgdata: PathBuf,
+    pub log: PathBuf,
+}
+
+fn pg_ctl(bin: &Path) -> Command {
+    let mut c = Command::new(bin.join("pg_ctl"));
+    c.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null());
+    if let Ok(home) = std::env::var("HOME") {
+        c.env("HOME", home);
+    }
+    c
+}
+
+pub async fn start(bin: &Path, pgdata: &Path) -> Result<Running, RecoverError> {
+    let log = pgdata.join(LOG_NAME);
+    let out = pg_ctl(bin)
+        .arg("start")
+        .arg("-W")
+        .arg("-D")
+        .arg(pgdata)
+        .arg("-l")
+        .arg(&log)
+        .output()
+        .await
+        .map_err(|e| RecoverError::Spawn {
+            program: "pg_ctl start".into(),
+            reason: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(RecoverError::Spawn {
+            program: "pg_ctl start".into(),
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(Running {
+        pgdata: pgdata.to_path_buf(),
+        log,
+    })
+}
+
+/// Fast shutdown, then immediate if that did not finish.
+pub async fn stop(bin: &Path, pgdata: &Path) -> Result<(), RecoverError> {
+    if !pgdata.join("postmaster.pid").exists() {
+        return Ok(());
+    }
+    for mode in ["fast", "immediate"] {
+        let ok = pg_ctl(bin)
+            .args(["stop", "-w", "-t", "60", "-m", mode, "-D"])
+            .arg(pgdata)
+            .output()
+            .await
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn postmaster_alive(pgdata: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    Some(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+}
+
+/// Reads the server log from `offset`, returning new text.
+fn read_log_from(log: &Path, offset: &mut u64) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        if f.seek(SeekFrom::Start(*offset)).is_ok() {
+            let mut buf = Vec::new();
+            if f.read_to_end(&mut buf).is_ok() {
+                *offset += buf.len() as u64;
+                s = String::from_utf8_lossy(&buf).into_owned();
+            }
+        }
+    }
+    s
+}
+
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn first_fatal(text: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
+        .map(|l| l.trim().to_string())
+}
+
+pub struct Watched {
+    pub timeline: Option<TimelineId>,
+    pub replay_lsn: Option<Lsn>,
+    pub last_commit: Option<DateTime<Utc>>,
+}
+
+/// Waits for recovery to reach the target and the action to complete.
+pub async fn watch(
+    running: &Running,
+    socket_dir: &Path,
+    port: u16,
+    db_user: &str,
+    action: Action,
+    on_event: OnEvent,
+) -> Result<Watched, RecoverError> {
+    let mut offset = 0u64;
+    let mut log_text = String::new();
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut seen_pid = false;
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host_path(socket_dir)
+        .port(port)
+        .user(db_user)
+        .dbname("postgres")
+        .application_name("pitr restore");
+    let fail = |log_text: &str, why: &str| RecoverError::ServerFailed {
+        fatal: first_fatal(log_text).unwrap_or_else(|| why.to_string()),
+        log: running.log.display().to_string(),
+        tail: log_tail(&running.log, 25),
+    };
+    let start = std::time::Instant::now();
+    loop {
+        log_text.push_str(&read_log_from(&running.log, &mut offset));
+        match postmaster_alive(&running.pgdata) {
+            Some(true) => seen_pid = true,
+            Some(false) | None if seen_pid || start.elapsed().as_secs() > 60 => {
+                // The postmaster is gone: a clean stop at the target for
+                // `shutdown`, a failure otherwise.
+                let tail = read_log_from(&running.log, &mut offset);
+                log_text.push_str(&tail);
+                if action == Action::Shutdown && log_text.contains("shutdown at recovery target") {
+                    return Ok(Watched {
+                        timeline: None,
+                        replay_lsn: None,
+                        last_commit: None,
+                    });
+                }
+                return Err(fail(&log_text, "the server exited during recovery"));
+            }
+            _ => {}
+        }
+        if client.is_none() && seen_pid {
+            match cfg.connect(tokio_postgres::NoTls).await {
+                Ok((c, conn)) => {
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client = Some(c);
+                }
+                Err(e) => {
+                    if let Some(db) = e.as_db_error() {
+                        let code = db.code().code();
+                        if code == "28000" || code == "28P01" {
+                            return Err(RecoverError::ServerFailed {
+                                fatal: format!(
+                                    "cannot connect as {db_user} to watch recovery: {} (pass --db-user, or allow local connections for it in pg_hba.conf)",
+                                    db.message()
+                                ),
+                                log: running.log.display().to_string(),
+                                tail: log_tail(&running.log, 10),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(c) = &client {
+            match c
+                .query_one(
+                    "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(), case when pg_is_in_recovery() then pg_is_wal_replay_paused() else false end",
+                    &[],
+                )
+                .await
+            {
+                Ok(row) => {
+                    let in_recovery: bool = row.get(0);
+                    let lsn: Option<String> = row.get(1);
+                    let lsn = lsn.and_then(|l| l.parse::<Lsn>().ok());
+                    let last_commit: Option<DateTime<Utc>> = row.get(2);
+                    let paused: bool = row.get(3);
+                    if let Some(l) = lsn {
+                        on_event(RecoverEvent::Replaying { lsn: l });
+                    }
+                    let done = match action {
+                        Action::Promote => !in_recovery,
+                        Action::Pause => {
+                            in_recovery && paused && log_text.contains("pausing at the end of recovery")
+                        }
+                        Action::Shutdown => false,
+                    };
+                    if done {
+                        let timeline = query_timeline(c, in_recovery).await;
+                        return Ok(Watched {
+                            timeline,
+                            replay_lsn: lsn,
+                            last_commit,
+                        });
+                    }
+                }
+                Err(_) => {
+                    client = None;
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn query_timeline(c: &tokio_postgres::Client, in_recovery: bool) -> Option<TimelineId> {
+    let q = if in_recovery {
+        "select timeline_id::int from pg_control_checkpoint()"
+    } else {
+        "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+    };
+    let v: i32 = c.query_one(q, &[]).await.ok()?.get(0);
+    TimelineId::new(u32::try_from(v).ok()?).ok()
+}

@@ -1,0 +1,139 @@
+//! Recovery settings for the new server, written as a block appended to
+//! `postgresql.auto.conf` (never as command-line options, so the operator
+//! can change them later with ALTER SYSTEM and a restart) plus
+//! `recovery.signal`. PostgreSQL 12+ reads recovery GUCs from any config
+//! file; later lines win, and ALTER SYSTEM rewrites the file cleanly.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::pg::TimelineId;
+use crate::plan::pg_time;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// End recovery and open for writes on a new timeline.
+    Promote,
+    /// Stay in recovery, read-only, paused at the target.
+    Pause,
+    /// Stop the server at the target.
+    Shutdown,
+}
+
+impl Action {
+    pub fn as_guc(self) -> &'static str {
+        match self {
+            Action::Promote => "promote",
+            Action::Pause => "pause",
+            Action::Shutdown => "shutdown",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RecoverySettings {
+    /// Full command line of `restore_command` (placeholders %f %p kept).
+    pub restore_command: String,
+    pub target_time: DateTime<Utc>,
+    pub timeline: TimelineId,
+    pub action: Action,
+    pub port: u16,
+    pub socket_dir: Option<String>,
+    pub backup_id: String,
+}
+
+/// Quotes for `/bin/sh` (restore_command runs through the shell); plain
+/// words stay bare so the command reads naturally.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Quotes a GUC string value for a config file.
+pub fn guc_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The block appended to postgresql.auto.conf.
+pub fn auto_conf_block(s: &RecoverySettings) -> String {
+    let mut lines = vec![
+        format!(
+            "# pitr restore: backup {} to {}.",
+            s.backup_id,
+            pg_time(s.target_time)
+        ),
+        "# Change these with ALTER SYSTEM (or remove them) and restart.".to_string(),
+        format!("restore_command = {}", guc_quote(&s.restore_command)),
+        format!(
+            "recovery_target_time = {}",
+            guc_quote(&pg_time(s.target_time))
+        ),
+        format!(
+            "recovery_target_timeline = {}",
+            guc_quote(&s.timeline.to_string())
+        ),
+        format!("recovery_target_action = {}", guc_quote(s.action.as_guc())),
+        "# Archiving stays off so this copy never writes into the source's repository.".to_string(),
+        "archive_mode = 'off'".to_string(),
+        format!("port = {}", s.port),
+    ];
+    if let Some(dir) = &s.socket_dir {
+        lines.push(format!("unix_socket_directories = {}", guc_quote(dir)));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_block() {
+        let s = RecoverySettings {
+            restore_command: format!(
+                "{} wal-fetch --repo {} %f %p",
+                shell_quote("/usr/local/bin/pitr"),
+                shell_quote("/srv/it's repo")
+            ),
+            target_time: DateTime::parse_from_rfc3339("2026-11-25T14:02:17.25Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            timeline: TimelineId::new(2).unwrap(),
+            action: Action::Promote,
+            port: 54321,
+            socket_dir: Some("/tmp".into()),
+            backup_id: "20261125T140000Z".into(),
+        };
+        let want = "\
+# pitr restore: backup 20261125T140000Z to 2026-11-25 14:02:17.250000+00.
+# Change these with ALTER SYSTEM (or remove them) and restart.
+restore_command = '/usr/local/bin/pitr wal-fetch --repo ''/srv/it''\\\\''''s repo'' %f %p'
+recovery_target_time = '2026-11-25 14:02:17.250000+00'
+recovery_target_timeline = '2'
+recovery_target_action = 'promote'
+# Archiving stays off so this copy never writes into the source's repository.
+archive_mode = 'off'
+port = 54321
+unix_socket_directories = '/tmp'
+";
+        assert_eq!(auto_conf_block(&s), want);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(guc_quote("a'b"), "'a''b'");
+    }
+}

@@ -1,0 +1,80 @@
+//! Where each thing lives in a repository (the object key layout):
+//!
+//! ```text
+//! pitr.json                                  RepoConfig
+//! wal/<TLI>/<segment>.zst                    segment data
+//! wal/<TLI>/<segment>.json                   WalSegmentRecord (its commit marker)
+//! wal/<TLI>/<segment>.partial.zst            .partial segments (kept, never replayed)
+//! history/<TLI>.history.zst                  timeline history files
+//! backup-history/<seg>.<off>.backup.zst      .backup history files
+//! backups/<id>/files/<n>.zst                 file n of the manifest
+//! backups/<id>/manifest.json                 BackupManifest
+//! backups/<id>/backup.json                   BackupRecord: written last
+//! ```
+
+use super::store::{ObjectKey, StoreError};
+use crate::pg::{SegmentName, TimelineId, WalFileName};
+
+pub const CONFIG: &str = "pitr.json";
+pub const WAL_DIR: &str = "wal";
+pub const HISTORY_DIR: &str = "history";
+pub const BACKUP_HISTORY_DIR: &str = "backup-history";
+pub const BACKUPS_DIR: &str = "backups";
+
+pub fn config() -> ObjectKey {
+    key(CONFIG.to_string())
+}
+
+/// Keys built here come from hex digits and fixed words only.
+fn key(s: String) -> ObjectKey {
+    ObjectKey::trusted(s)
+}
+
+fn tli_dir(tli: TimelineId) -> String {
+    format!("{WAL_DIR}/{:08X}", tli.get())
+}
+
+pub fn segment_data(seg: &SegmentName) -> ObjectKey {
+    key(format!("{}/{seg}.zst", tli_dir(seg.timeline())))
+}
+
+pub fn segment_record(seg: &SegmentName) -> ObjectKey {
+    key(format!("{}/{seg}.json", tli_dir(seg.timeline())))
+}
+
+/// Where an archived non-segment file lives (history, .backup, .partial).
+pub fn aux_file(name: &WalFileName) -> ObjectKey {
+    match name {
+        WalFileName::Segment(s) => segment_data(s),
+        WalFileName::Partial(s) => key(format!("{}/{name}.zst", tli_dir(s.timeline()))),
+        WalFileName::History(_) => key(format!("{HISTORY_DIR}/{name}.zst")),
+        WalFileName::Backup { .. } => key(format!("{BACKUP_HISTORY_DIR}/{name}.zst")),
+    }
+}
+
+/// Checks a backup id is safe as a key part.
+pub fn backup_dir(id: &str) -> Result<String, StoreError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !id.starts_with('-');
+    if ok {
+        Ok(format!("{BACKUPS_DIR}/{id}"))
+    } else {
+        Err(StoreError::BadKey(id.to_string()))
+    }
+}
+
+pub fn backup_file(id: &str, n: usize) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("{}/files/{n}.zst", backup_dir(id)?))
+}
+
+pub fn backup_manifest(id: &str) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("{}/manifest.json", backup_dir(id)?))
+}
+
+pub fn backup_record(id: &str) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("{}/backup.json", backup_dir(id)?))
+}

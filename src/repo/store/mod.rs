@@ -1,0 +1,118 @@
+//! The object store under a repository: a small trait with one backend per
+//! kind of storage (`fs` now; `s3` next). Keys are typed, relative,
+//! `/`-separated paths. Every write is atomic and durable when it returns;
+//! `PutMode::Create` never replaces an existing object.
+
+pub mod fs;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+pub use fs::FsStore;
+
+/// A validated object key: relative, `/`-separated, no `.`/`..` parts,
+/// no empty parts, no leading dot in any part (dot-names are the store's
+/// temporary files).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn new(s: impl Into<String>) -> Result<ObjectKey, StoreError> {
+        let s = s.into();
+        let ok = !s.is_empty()
+            && s.split('/')
+                .all(|p| !p.is_empty() && !p.starts_with('.') && !p.contains('\0'));
+        if ok {
+            Ok(ObjectKey(s))
+        } else {
+            Err(StoreError::BadKey(s))
+        }
+    }
+
+    /// For keys assembled from parts that cannot break the rules (hex
+    /// digits, fixed words); see `layout`.
+    pub(crate) fn trusted(s: String) -> ObjectKey {
+        debug_assert!(ObjectKey::new(s.clone()).is_ok(), "bad key {s:?}");
+        ObjectKey(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last path part.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with `AlreadyExists` if the key exists; never replace.
+    Create,
+    /// Replace atomically.
+    Overwrite,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: ObjectKey,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {0} not found")]
+    NotFound(ObjectKey),
+    #[error("object {0} already exists")]
+    AlreadyExists(ObjectKey),
+    #[error("invalid object key {0:?}")]
+    BadKey(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether trying again may succeed (a full disk, a flaky network);
+    /// not-found, conflicts and bad keys never do.
+    pub fn retryable(&self) -> bool {
+        matches!(self, StoreError::Io { .. })
+    }
+}
+
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Human-readable location, for messages (never contains secrets).
+    fn describe(&self) -> String;
+    async fn put(&self, key: &ObjectKey, data: &[u8], mode: PutMode) -> Result<(), StoreError>;
+    /// Streams `reader` into `key`; returns the bytes written.
+    async fn put_reader(
+        &self,
+        key: &ObjectKey,
+        reader: ObjectReader,
+        mode: PutMode,
+    ) -> Result<u64, StoreError>;
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError>;
+    async fn open_read(&self, key: &ObjectKey) -> Result<ObjectReader, StoreError>;
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError>;
+    /// Every object whose key starts with `prefix/` (recursively), sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+    /// Deletes every object under `prefix/`.
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError>;
+}

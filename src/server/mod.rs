@@ -1,0 +1,7 @@
+//! Talking to and running PostgreSQL: finding an install's binaries,
+//! connecting to a running server, and running server programs as the
+//! right OS user. Used by `capture/` (backup) and `recover/` (restore).
+
+pub mod bin;
+pub mod conn;
+pub mod user;
