@@ -173,9 +173,17 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The first FATAL or PANIC of the server itself (not the refusals it
+/// logs for our own connection attempts while it starts up).
 fn first_fatal(text: &str) -> Option<String> {
+    const CLIENT: [&str; 3] = [
+        "the database system is starting up",
+        "the database system is not yet accepting connections",
+        "the database system is shutting down",
+    ];
     text.lines()
-        .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
+        .filter(|l| l.contains("FATAL:") || l.contains("PANIC:"))
+        .find(|l| !CLIENT.iter().any(|c| l.contains(c)))
         .map(|l| l.trim().to_string())
 }
 
@@ -212,23 +220,28 @@ pub async fn watch(
     let start = std::time::Instant::now();
     loop {
         log_text.push_str(&read_log_from(&running.log, &mut offset));
-        match postmaster_alive(&running.pgdata) {
-            Some(true) => seen_pid = true,
-            Some(false) | None if seen_pid || start.elapsed().as_secs() > 60 => {
-                // The postmaster is gone: a clean stop at the target for
-                // `shutdown`, a failure otherwise.
-                let tail = read_log_from(&running.log, &mut offset);
-                log_text.push_str(&tail);
-                if action == Action::Shutdown && log_text.contains("shutdown at recovery target") {
-                    return Ok(Watched {
-                        timeline: None,
-                        replay_lsn: None,
-                        last_commit: None,
-                    });
-                }
-                return Err(fail(&log_text, "the server exited during recovery"));
+        let alive = postmaster_alive(&running.pgdata);
+        if alive == Some(true) {
+            seen_pid = true;
+        }
+        // Gone after it was seen, or never started: a failure before the
+        // lock file exists shows as a FATAL in the log.
+        let exited = if seen_pid {
+            alive != Some(true)
+        } else {
+            first_fatal(&log_text).is_some() || start.elapsed().as_secs() > 120
+        };
+        if exited {
+            log_text.push_str(&read_log_from(&running.log, &mut offset));
+            // A clean stop at the target for `shutdown`, a failure otherwise.
+            if action == Action::Shutdown && log_text.contains("shutdown at recovery target") {
+                return Ok(Watched {
+                    timeline: None,
+                    replay_lsn: None,
+                    last_commit: None,
+                });
             }
-            _ => {}
+            return Err(fail(&log_text, "the server exited during recovery"));
         }
         if client.is_none() && seen_pid {
             match cfg.connect(tokio_postgres::NoTls).await {

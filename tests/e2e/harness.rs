@@ -1,0 +1,280 @@
+//! Shared helpers for the end-to-end tests: throwaway PostgreSQL 15
+//! clusters (run as the `postgres` OS user when the tests run as root),
+//! archiving into a pitr repository, psql, and running the pitr binary.
+//! Servers listen on Unix sockets in their temp dir and on free ports;
+//! nothing uses a fixed port.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub fn pitr_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pitr"))
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A command run as the `postgres` OS user when we are root.
+pub fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+pub fn run_ok(mut c: Command) -> String {
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{c:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits for `cond` to hold, up to `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temp directory the postgres user can use.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("pitr-e2e-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    d
+}
+
+pub struct Pitr {
+    pub repo: PathBuf,
+}
+
+impl Pitr {
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(pitr_exe());
+        c.args(args).env("PITR_REPO", &self.repo);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run pitr")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        run_ok(self.cmd(args))
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let s = self.ok(&a);
+        serde_json::from_str(&s).unwrap_or_else(|e| panic!("bad json {e}: {s}"))
+    }
+
+    /// Runs pitr expecting failure; returns (exit code, stderr).
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "pitr {args:?} unexpectedly succeeded"
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub pgdata: PathBuf,
+    pub port: u16,
+    pub pitr: Pitr,
+}
+
+impl Cluster {
+    /// initdb (1 MiB WAL segments: small, and not the 16 MiB default, so
+    /// segment arithmetic is exercised), archive into a fresh repository,
+    /// start.
+    pub fn new() -> Cluster {
+        Self::with_segsize(1)
+    }
+
+    pub fn with_segsize(mb: u32) -> Cluster {
+        let dir = shared_tempdir();
+        let pgdata = dir.path().join("data");
+        let repo = dir.path().join("repo");
+        let mut c = as_postgres(format!("{PG_BIN}/initdb"));
+        c.arg("-D")
+            .arg(&pgdata)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .arg(format!("--wal-segsize={mb}"))
+            .env("TZ", "UTC");
+        run_ok(c);
+        let port = free_port();
+        let conf = format!(
+            "port = {port}\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
+             archive_mode = on\narchive_command = '{} wal-push --repo {} %p'\n\
+             wal_level = replica\nfsync = off\ntimezone = 'UTC'\nmax_wal_senders = 2\n",
+            dir.path().display(),
+            pitr_exe().display(),
+            repo.display()
+        );
+        let path = pgdata.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&conf);
+        std::fs::write(&path, text).unwrap();
+        let cluster = Cluster {
+            dir,
+            pgdata,
+            port,
+            pitr: Pitr { repo },
+        };
+        cluster
+            .pitr
+            .ok(&["init", "--pgdata", cluster.pgdata.to_str().unwrap()]);
+        cluster.start();
+        cluster
+    }
+
+    pub fn start(&self) {
+        let mut c = as_postgres(format!("{PG_BIN}/pg_ctl"));
+        c.arg("start")
+            .arg("-w")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"));
+        run_ok(c);
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        psql(self.socket_dir(), self.port, sql)
+    }
+
+    pub fn pgdata_str(&self) -> &str {
+        self.pgdata.to_str().unwrap()
+    }
+
+    /// Forces a segment switch and waits until that segment is archived
+    /// in the repository (its record object exists).
+    pub fn switch_and_archive(&self) -> String {
+        let name = self
+            .psql("select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s")
+            .trim()
+            .to_string();
+        self.wait_archived(&name);
+        name
+    }
+
+    pub fn wait_archived(&self, name: &str) {
+        let rec = self
+            .pitr
+            .repo
+            .join("wal")
+            .join(&name[..8])
+            .join(format!("{name}.json"));
+        wait_for(&format!("{name} archived"), Duration::from_secs(60), || {
+            rec.exists()
+        });
+    }
+
+    pub fn backup(&self) -> serde_json::Value {
+        self.pitr.json(&["backup", "--pgdata", self.pgdata_str()])
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        stop_server(&self.pgdata);
+    }
+}
+
+pub fn stop_server(pgdata: &Path) {
+    if pgdata.join("postmaster.pid").exists() {
+        let mut c = as_postgres(format!("{PG_BIN}/pg_ctl"));
+        c.args(["stop", "-m", "immediate", "-w", "-D"]).arg(pgdata);
+        let _ = c.output();
+    }
+}
+
+pub fn psql(socket_dir: &Path, port: u16, sql: &str) -> String {
+    let mut c = Command::new(format!("{PG_BIN}/psql"));
+    c.args([
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        "postgres",
+        "-h",
+    ])
+    .arg(socket_dir)
+    .arg("-p")
+    .arg(port.to_string())
+    .args(["-d", "postgres", "-c", sql]);
+    run_ok(c)
+}
+
+/// A restored server, stopped on drop.
+pub struct Restored {
+    pub pgdata: PathBuf,
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub out: serde_json::Value,
+}
+
+impl Restored {
+    pub fn from_json(out: serde_json::Value) -> Restored {
+        Restored {
+            pgdata: PathBuf::from(out["data_directory"].as_str().unwrap()),
+            port: out["port"].as_u64().unwrap() as u16,
+            socket_dir: PathBuf::from(out["socket_directory"].as_str().unwrap()),
+            out,
+        }
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        psql(&self.socket_dir, self.port, sql)
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        stop_server(&self.pgdata);
+    }
+}
