@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this):
+# set-up, formatting, lints, the layout rule, unit and end-to-end tests
+# against a real PostgreSQL 15.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "== layout: src/pg, src/catalog and src/plan stay pure"
+if grep -rnE '\b(tokio|aws_[a-z_]*|aws-sdk)\b|std::process' src/pg src/catalog src/plan \
+    | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+    echo "layout: pg/, catalog/ and plan/ must not use tokio, aws or std::process (see docs/architecture.md)" >&2
+    exit 1
+fi
+
+echo "== cargo test"
+cargo test --all-targets
