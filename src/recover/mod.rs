@@ -176,9 +176,9 @@ pub async fn restore(
         };
         server::write_config(&opts.pgdata, &s)?;
         on_event(RecoverEvent::Starting { port });
-        let running = server::start(&bin, &opts.pgdata).await?;
+        let mut running = server::start(&bin, &opts.pgdata).await?;
         let watched = server::watch(
-            &running,
+            &mut running,
             &socket_dir,
             port,
             &opts.db_user,

@@ -1,7 +1,8 @@
-//! The new server's process: configuration files, `pg_ctl start` with an
-//! explicit environment (pg_ctl puts the postmaster in its own session, so
-//! it outlives pitr as an operator expects), watching recovery over SQL and
-//! the server's own log, and stopping it (fast, then immediate).
+//! The new server's process: configuration files, the postmaster started as
+//! pitr's direct child with an explicit environment in its own process
+//! group (so its exit is seen at once, and it outlives pitr as an operator
+//! expects), watching recovery over SQL and the server's own log, and
+//! stopping it with `pg_ctl` (fast, then immediate).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -85,10 +86,19 @@ pub fn write_config(pgdata: &Path, s: &RecoverySettings) -> Result<(), RecoverEr
 pub struct Running {
     pub pgdata: PathBuf,
     pub log: PathBuf,
+    /// The postmaster, our direct child: its exit is seen at once. It runs
+    /// in its own process group, so it outlives pitr and is not hit by the
+    /// terminal's signals.
+    pub postmaster: tokio::process::Child,
 }
 
 fn pg_ctl(bin: &Path) -> Command {
     let mut c = Command::new(bin.join("pg_ctl"));
+    explicit_env(&mut c);
+    c
+}
+
+fn explicit_env(c: &mut Command) {
     c.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LC_ALL", "C")
@@ -96,33 +106,35 @@ fn pg_ctl(bin: &Path) -> Command {
     if let Ok(home) = std::env::var("HOME") {
         c.env("HOME", home);
     }
-    c
 }
 
+/// Starts `postgres -D pgdata` (what `pg_ctl start` does, minus the wait),
+/// its output appended to the server log.
 pub async fn start(bin: &Path, pgdata: &Path) -> Result<Running, RecoverError> {
     let log = pgdata.join(LOG_NAME);
-    let out = pg_ctl(bin)
-        .arg("start")
-        .arg("-W")
-        .arg("-D")
+    let spawn_err = |e: std::io::Error| RecoverError::Spawn {
+        program: bin.join("postgres").display().to_string(),
+        reason: e.to_string(),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(spawn_err)?;
+    let file2 = file.try_clone().map_err(spawn_err)?;
+    let mut c = Command::new(bin.join("postgres"));
+    explicit_env(&mut c);
+    c.arg("-D")
         .arg(pgdata)
-        .arg("-l")
-        .arg(&log)
-        .output()
-        .await
-        .map_err(|e| RecoverError::Spawn {
-            program: "pg_ctl start".into(),
-            reason: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(RecoverError::Spawn {
-            program: "pg_ctl start".into(),
-            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
+        .stdout(file)
+        .stderr(file2)
+        .process_group(0)
+        .kill_on_drop(false);
+    let postmaster = c.spawn().map_err(spawn_err)?;
     Ok(Running {
         pgdata: pgdata.to_path_buf(),
         log,
+        postmaster,
     })
 }
 
@@ -144,12 +156,6 @@ pub async fn stop(bin: &Path, pgdata: &Path) -> Result<(), RecoverError> {
         }
     }
     Ok(())
-}
-
-fn postmaster_alive(pgdata: &Path) -> Option<bool> {
-    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    Some(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }
 
 /// Reads the server log from `offset`, returning new text.
@@ -195,7 +201,7 @@ pub struct Watched {
 
 /// Waits for recovery to reach the target and the action to complete.
 pub async fn watch(
-    running: &Running,
+    running: &mut Running,
     socket_dir: &Path,
     port: u16,
     db_user: &str,
@@ -205,7 +211,6 @@ pub async fn watch(
     let mut offset = 0u64;
     let mut log_text = String::new();
     let mut client: Option<tokio_postgres::Client> = None;
-    let mut seen_pid = false;
     let mut cfg = tokio_postgres::Config::new();
     cfg.host_path(socket_dir)
         .port(port)
@@ -220,16 +225,10 @@ pub async fn watch(
     let start = std::time::Instant::now();
     loop {
         log_text.push_str(&read_log_from(&running.log, &mut offset));
-        let alive = postmaster_alive(&running.pgdata);
-        if alive == Some(true) {
-            seen_pid = true;
-        }
-        // Gone after it was seen, or never started: a failure before the
-        // lock file exists shows as a FATAL in the log.
-        let exited = if seen_pid {
-            alive != Some(true)
-        } else {
-            first_fatal(&log_text).is_some() || start.elapsed().as_secs() > 120
+        let exited = match running.postmaster.try_wait() {
+            Ok(Some(_)) => true,
+            Ok(None) => false,
+            Err(_) => start.elapsed().as_secs() > 120,
         };
         if exited {
             log_text.push_str(&read_log_from(&running.log, &mut offset));
@@ -243,7 +242,7 @@ pub async fn watch(
             }
             return Err(fail(&log_text, "the server exited during recovery"));
         }
-        if client.is_none() && seen_pid {
+        if client.is_none() {
             match cfg.connect(tokio_postgres::NoTls).await {
                 Ok((c, conn)) => {
                     tokio::spawn(async move {

@@ -398,3 +398,68 @@ fn repository_and_init_errors_are_clear() {
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("belongs to database system"), "{err}");
 }
+
+#[test]
+fn restore_can_pause_or_shut_down_at_the_target() {
+    let c = Cluster::new();
+    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    let b = c.backup();
+    // The backup's .backup history file was archived too.
+    let hist = std::fs::read_dir(c.pitr.repo.join("backup-history"))
+        .unwrap()
+        .count();
+    assert_eq!(hist, 1);
+    insert_rows(&c, 1, 4);
+    let t = midpoint(&c, 2, 3);
+    c.switch_and_archive();
+
+    // pause: read-only, still in recovery, exactly the rows before t.
+    let paused = c.dir.path().join("paused");
+    let out = c.pitr.json(&[
+        "restore",
+        "--to",
+        &t,
+        "--pgdata",
+        paused.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+        "--action",
+        "pause",
+    ]);
+    let r = Restored::from_json(out);
+    assert_eq!(r.out["action"], "pause");
+    assert_eq!(r.out["backup_id"], b["id"]);
+    assert_eq!(r.psql("select pg_is_in_recovery()").trim(), "t");
+    assert_eq!(r.psql("select pg_is_wal_replay_paused()").trim(), "t");
+    assert_eq!(
+        r.psql("select string_agg(id::text, ',' order by id) from t")
+            .trim(),
+        "1,2"
+    );
+    // Resuming promotes.
+    r.psql("select pg_wal_replay_resume()");
+    wait_for("promotion after resume", Duration::from_secs(30), || {
+        r.psql("select pg_is_in_recovery()").trim() == "f"
+    });
+    drop(r);
+
+    // shutdown: the server stops at the target; pitr reports success.
+    let stopped = c.dir.path().join("stopped");
+    let out = c.pitr.json(&[
+        "restore",
+        "--to",
+        &t,
+        "--pgdata",
+        stopped.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+        "--action",
+        "shutdown",
+    ]);
+    assert_eq!(out["action"], "shutdown");
+    assert!(!stopped.join("postmaster.pid").exists());
+    let log = std::fs::read_to_string(stopped.join("pitr-recovery.log")).unwrap();
+    assert!(log.contains("shutdown at recovery target"), "{log}");
+    assert!(stopped.join("global/pg_control").exists());
+    assert!(!stopped.join("PITR_RESTORE_FAILED").exists());
+}
