@@ -75,13 +75,22 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
                     Failure::new(Code::Usage, e).context(format!("creating {}", dir.display()))
                 })?;
             }
-            std::os::unix::fs::chown(dir, Some(os_user.uid), Some(os_user.gid)).map_err(|e| {
-                Failure::new(Code::Usage, e).context(format!(
-                    "giving {} to {}",
-                    dir.display(),
-                    os_user.name
-                ))
-            })?;
+            // Only an empty directory is handed over: a non-empty one is
+            // refused by restore, and its ownership must not change.
+            let empty = std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if empty {
+                std::os::unix::fs::chown(dir, Some(os_user.uid), Some(os_user.gid)).map_err(
+                    |e| {
+                        Failure::new(Code::Usage, e).context(format!(
+                            "giving {} to {}",
+                            dir.display(),
+                            os_user.name
+                        ))
+                    },
+                )?;
+            }
             user::become_user(&os_user)?;
         }
         Command::WalFetch { .. } | Command::Info { .. } | Command::Plan { .. } => {}

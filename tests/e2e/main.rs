@@ -325,9 +325,17 @@ fn a_killed_backup_is_never_listed() {
     let (code, err) = c.pitr.fails(&["plan", "--to", "2099-01-01 00:00:00+00"]);
     assert_eq!(code, 4);
     assert!(err.contains("no finished backup"), "{err}");
-    // The server's backup state was released with the session.
-    let b = c.backup();
+    // The server's backup state was released with the session; a backup
+    // now (as the postgres OS user, like a cron job would) succeeds.
+    let mut cmd = as_postgres(pitr_exe());
+    cmd.args(["backup", "--json", "--pgdata", c.pgdata_str(), "--repo"])
+        .arg(&c.pitr.repo);
+    let b: serde_json::Value = serde_json::from_str(&run_ok(cmd)).unwrap();
     assert!(b["id"].is_string());
+    assert_eq!(
+        c.pitr.json(&["info"])["backups"].as_array().unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -364,6 +372,19 @@ fn a_failed_restore_says_why_and_leaves_no_usable_directory() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not empty"), "{err}");
     assert!(new.join("PITR_RESTORE_FAILED").exists());
+    // Its ownership was not touched either.
+    let keep = c.dir.path().join("keep");
+    std::fs::create_dir(&keep).unwrap();
+    std::fs::write(keep.join("precious"), "x").unwrap();
+    let (code, _) = c
+        .pitr
+        .fails(&["restore", "--to", &t, "--pgdata", keep.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let meta = std::fs::metadata(&keep).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        nix::unistd::geteuid().as_raw()
+    );
 }
 
 #[test]
