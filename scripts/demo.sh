@@ -10,11 +10,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/setup.sh
 cargo build --quiet
-PITR="$PWD/target/debug/pitr"
 BIN=/usr/lib/postgresql/15/bin
 
 WORK=$(mktemp -d /tmp/pitr-demo-XXXXXX)
 chmod 0777 "$WORK"
+# archive_command runs as postgres, which may not enter this checkout
+# (e.g. under /root): run pitr from the work directory.
+mkdir -p "$WORK/bin"
+cp target/debug/pitr "$WORK/bin/pitr"
+chmod -R a+rX "$WORK/bin"
+PITR="$WORK/bin/pitr"
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
     for d in "$WORK/primary" "$WORK/rolled-back"; do

@@ -12,8 +12,44 @@ use std::time::{Duration, Instant};
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
+/// The pitr binary, at a path the `postgres` user can execute: the
+/// checkout may live under a directory only root can enter (/root), and
+/// archive_command and restore_command run as postgres. A hard link (or a
+/// copy across filesystems) in a world-readable directory under /tmp.
 pub fn pitr_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pitr"))
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_pitr"));
+        if !is_root() {
+            return built;
+        }
+        let base = Path::new("/tmp/pitr-e2e-bin");
+        // Remove what earlier, finished runs left.
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for e in entries.flatten() {
+                let pid: Option<i32> = e.file_name().to_str().and_then(|n| n.parse().ok());
+                let alive = pid.is_some_and(|p| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+                });
+                if !alive {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        for d in [base, dir.as_path()] {
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let exe = dir.join("pitr");
+        let _ = std::fs::remove_file(&exe);
+        if std::fs::hard_link(&built, &exe).is_err() {
+            std::fs::copy(&built, &exe).unwrap();
+        }
+        exe
+    })
+    .clone()
 }
 
 pub fn is_root() -> bool {
