@@ -32,3 +32,18 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found: install a Rust toolchain (rustup) first" >&2
     exit 1
 fi
+
+# S3-compatible servers for the tests (loopback only):
+# s3s-fs 0.14.1 checks signatures and checksums; moto[server] 5.2.5 gives
+# AWS-exact error codes (not 5.2.1: its multipart completion is broken).
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [ "${PITR_SKIP_S3:-0}" != 1 ]; then
+    if ! "$CARGO_BIN/s3s-fs" --version 2>/dev/null | grep -q '0\.14\.1'; then
+        echo "setup: installing s3s-fs 0.14.1 (cargo install, about 2 minutes)" >&2
+        cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+    fi
+    if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("moto") != "5.2.5")' 2>/dev/null; then
+        echo "setup: installing moto[server] 5.2.5" >&2
+        python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+    fi
+fi

@@ -90,12 +90,35 @@ pub async fn wal_push(repo: &Repo, path: &Path) -> Result<PushOutcome, PushError
             source,
         })?;
     match &name {
-        WalFileName::Segment(seg) => push_segment(repo, &config, seg, raw).await,
+        WalFileName::Segment(seg) => {
+            let out = push_segment(repo, &config, seg, raw).await?;
+            compact_previous_chunk(repo, &config, seg).await;
+            Ok(out)
+        }
         WalFileName::Partial(_) => {
             check_header(&config, &fname, &raw)?;
             push_aux(repo, &name, raw).await
         }
         WalFileName::History(_) | WalFileName::Backup { .. } => push_aux(repo, &name, raw).await,
+    }
+}
+
+/// In the first few segments of a WAL index chunk, make sure the previous
+/// chunk is compacted. Best effort: the segment is already acknowledged,
+/// and uncompacted entries are still read (just more slowly).
+async fn compact_previous_chunk(repo: &Repo, config: &RepoConfig, seg: &SegmentName) {
+    let Ok(segno) = seg.segno(config.wal_segment_size) else {
+        return;
+    };
+    let (chunk, offset) = (
+        segno.get() / layout::CHUNK_SEGMENTS,
+        segno.get() % layout::CHUNK_SEGMENTS,
+    );
+    if chunk == 0 || offset >= 8 {
+        return;
+    }
+    if let Err(e) = repo.compact_wal_index(seg.timeline(), chunk - 1).await {
+        tracing::warn!(error = %e, chunk = chunk - 1, "could not compact the WAL index");
     }
 }
 
@@ -207,6 +230,16 @@ async fn push_segment(
         summary,
         scan_error,
     };
+    // The index entry goes first: once the record (the acknowledgement)
+    // exists, the planner must see the segment. Until then the push is
+    // unacknowledged and may be replaced, so the entry may be too.
+    repo.put_meta(
+        &layout::wal_index_pending(seg),
+        KIND_WAL,
+        &record,
+        PutMode::Overwrite,
+    )
+    .await?;
     match repo
         .put_meta(&record_key, KIND_WAL, &record, PutMode::Create)
         .await

@@ -78,7 +78,19 @@ pub struct WalSegmentRecord {
     pub scan_error: Option<String>,
 }
 
-/// A finished, restorable base backup (`backups/<id>/backup.json`). It is
+/// A compacted stretch of the WAL index (`catalog/wal/<TLI>/chunk-<N>.json`):
+/// the records of every archived segment of timeline `timeline` whose
+/// number lies in `first_segno..=last_segno`. Immutable once written.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WalIndexChunk {
+    pub timeline: TimelineId,
+    pub chunk: u64,
+    pub first_segno: SegNo,
+    pub last_segno: SegNo,
+    pub segments: Vec<WalSegmentRecord>,
+}
+
+/// A finished, restorable base backup (`catalog/backups/<id>.json`). It is
 /// written last, after every file and the manifest, and only once the stop
 /// segment is archived: its presence is what makes a backup listed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

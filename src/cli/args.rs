@@ -20,9 +20,33 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct RepoArg {
-    /// Repository: a local path or file:///path.
+    /// Repository: a local path, file:///path or s3://BUCKET/PREFIX.
     #[arg(long, env = "PITR_REPO")]
     pub repo: String,
+    /// S3 region (default: the AWS configuration's, else us-east-1).
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// S3 endpoint URL, for S3-compatible servers (MinIO, Ceph, R2).
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing (http://host/bucket/key), for S3-compatible servers.
+    #[arg(
+        long,
+        env = "PITR_S3_PATH_STYLE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub s3_path_style: bool,
+}
+
+impl RepoArg {
+    pub fn s3_settings(&self) -> crate::repo::store::S3Settings {
+        crate::repo::store::S3Settings {
+            region: self.s3_region.clone().filter(|s| !s.is_empty()),
+            endpoint: self.s3_endpoint.clone().filter(|s| !s.is_empty()),
+            path_style: self.s3_path_style,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -69,6 +93,10 @@ pub struct RestoreArgs {
     /// Parallel file downloads.
     #[arg(long, default_value_t = default_jobs())]
     pub jobs: usize,
+    /// Only materialize the data directory and write the recovery settings;
+    /// do not start the server (start it yourself with pg_ctl).
+    #[arg(long)]
+    pub no_start: bool,
     #[command(flatten)]
     pub json: JsonArg,
 }

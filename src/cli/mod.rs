@@ -26,8 +26,8 @@ use args::{Cli, Command, RestoreArgs, TargetArgs};
 use exit::{Code, Failure};
 use report::Reporter;
 
-fn open_repo(s: &str) -> Result<Repo, Failure> {
-    Ok(Repo::open(RepoLocation::parse(s)?))
+async fn open_repo(arg: &args::RepoArg) -> Result<Repo, Failure> {
+    Ok(Repo::open(RepoLocation::parse(&arg.repo)?, &arg.s3_settings()).await)
 }
 
 fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
@@ -47,7 +47,7 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             let owner = user::owner_of(pgdata)?;
             let location = RepoLocation::parse(&repo.repo)?;
             if let Some(root) = location.local_path() {
-                Repo::open(location.clone()).create_root()?;
+                crate::repo::store::FsStore::new(root).create_root()?;
                 std::os::unix::fs::chown(root, Some(owner.uid), Some(owner.gid)).map_err(|e| {
                     Failure::new(Code::Storage, e).context(format!(
                         "giving {} to {}",
@@ -100,9 +100,9 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Init { repo, pgdata, json } => init(&repo.repo, &pgdata, json.json).await,
+        Command::Init { repo, pgdata, json } => init(&repo, &pgdata, json.json).await,
         Command::WalPush { repo, path, json } => {
-            let repo = open_repo(&repo.repo)?;
+            let repo = open_repo(&repo).await?;
             let out = wal_push::wal_push(&repo, &path).await?;
             if json.json {
                 print_json(&out)?;
@@ -110,7 +110,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::WalFetch { repo, name, dest } => {
-            let repo = open_repo(&repo.repo)?;
+            let repo = open_repo(&repo).await?;
             wal_fetch::wal_fetch(&repo, &name, &dest).await?;
             Ok(())
         }
@@ -124,7 +124,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             archive_timeout,
             json,
         } => {
-            let repo = open_repo(&repo.repo)?;
+            let repo = open_repo(&repo).await?;
             let opts = BackupOptions {
                 pgdata,
                 conninfo: conn,
@@ -159,9 +159,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Info { repo, json } => info(&repo.repo, json.json).await,
+        Command::Info { repo, json } => info(&repo, json.json).await,
         Command::Plan { repo, target, json } => {
-            let repo = open_repo(&repo.repo)?;
+            let repo = open_repo(&repo).await?;
             let catalog = repo.load_catalog().await?;
             let target = resolve_target(&target)?;
             let plan = plan::plan(&catalog, &target, &CostModel::default())?;
@@ -199,8 +199,9 @@ fn resolve_target(t: &TargetArgs) -> Result<RecoveryTarget, Failure> {
     }
 }
 
-async fn init(repo_arg: &str, pgdata: &Path, json: bool) -> Result<(), Failure> {
-    let repo = open_repo(repo_arg)?;
+async fn init(arg: &args::RepoArg, pgdata: &Path, json: bool) -> Result<(), Failure> {
+    let repo = open_repo(arg).await?;
+    let repo_arg = &arg.repo;
     let control = backup::read_control(pgdata)?;
     let major = backup::read_major(pgdata)?;
     let config = RepoConfig {
@@ -238,6 +239,7 @@ async fn init(repo_arg: &str, pgdata: &Path, json: bool) -> Result<(), Failure> 
         Err(e) => return Err(e.into()),
     }
     repo.create_root()?;
+    repo.store().check().await?;
     repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
         .await?;
     if json {
@@ -321,8 +323,8 @@ fn wal_by_timeline(catalog: &Catalog) -> Vec<TimelineWal> {
     out
 }
 
-async fn info(repo_arg: &str, json: bool) -> Result<(), Failure> {
-    let repo = open_repo(repo_arg)?;
+async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
+    let repo = open_repo(arg).await?;
     let catalog = repo.load_catalog().await?;
     let (restorable, restorable_error) = match plan::restorable_window(&catalog) {
         Ok(w) => (Some(w), None),
@@ -402,7 +404,7 @@ async fn info(repo_arg: &str, json: bool) -> Result<(), Failure> {
 }
 
 async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
-    let repo = open_repo(&args.repo.repo)?;
+    let repo = open_repo(&args.repo).await?;
     let target = resolve_target(&args.target)?;
     let catalog = repo.load_catalog().await?;
     let plan = plan::plan(&catalog, &target, &CostModel::default())?;
@@ -417,6 +419,7 @@ async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
         db_user: args.db_user.clone(),
         pitr_exe,
         jobs: args.jobs,
+        start: !args.no_start,
     };
     let reporter = Reporter::new(args.json.json);
     let r2 = reporter.clone();
@@ -448,6 +451,11 @@ async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
             .map(|t| t.to_string())
             .unwrap_or_else(|| "none".into())
     );
+    if args.no_start {
+        println!("  not started (--no-start); start it with: {}", out.connect);
+        println!("  data directory: {}", out.data_directory);
+        return Ok(());
+    }
     match out.action {
         Action::Promote => println!(
             "  promoted on timeline {}",

@@ -86,6 +86,9 @@ pub struct RestoreOptions {
     /// The pitr executable that restore_command calls.
     pub pitr_exe: PathBuf,
     pub jobs: usize,
+    /// Start the server and watch recovery (false: only materialize and
+    /// configure, for the operator to start it).
+    pub start: bool,
 }
 
 /// What a finished restore reports (`--json` prints this).
@@ -160,10 +163,10 @@ pub async fn restore(
             .socket_dir
             .clone()
             .unwrap_or_else(server::default_socket_dir);
-        let restore_command = format!(
-            "{} wal-fetch --repo {} %f %p",
-            settings::shell_quote(&opts.pitr_exe.display().to_string()),
-            settings::shell_quote(&repo.location().to_arg())
+        let restore_command = settings::restore_command(
+            &opts.pitr_exe.display().to_string(),
+            &repo.location().to_arg(),
+            repo.s3_settings(),
         );
         let s = settings::RecoverySettings {
             restore_command,
@@ -175,6 +178,28 @@ pub async fn restore(
             backup_id: plan.backup.id.clone(),
         };
         server::write_config(&opts.pgdata, &s)?;
+        if !opts.start {
+            on_event(RecoverEvent::Done);
+            return Ok(RestoreOutcome {
+                data_directory: opts.pgdata.display().to_string(),
+                port,
+                socket_directory: socket_dir.display().to_string(),
+                action: opts.action,
+                timeline: None,
+                replay_lsn: None,
+                last_replayed_commit: None,
+                target_time,
+                backup_id: plan.backup.id.clone(),
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+                server_log: String::new(),
+                connect: format!(
+                    "{} start -D {} -l {}",
+                    bin.join("pg_ctl").display(),
+                    opts.pgdata.display(),
+                    opts.pgdata.join(server::LOG_NAME).display()
+                ),
+            });
+        }
         on_event(RecoverEvent::Starting { port });
         let mut running = server::start(&bin, &opts.pgdata).await?;
         let watched = server::watch(

@@ -16,6 +16,25 @@ use crate::pg::{Lsn, TimelineId};
 
 pub const LOG_NAME: &str = "pitr-recovery.log";
 
+/// Environment the restored server keeps, for its restore_command: the AWS
+/// credential chain and endpoint settings (never written to any file).
+const AWS_PASSTHROUGH: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_CA_BUNDLE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "PITR_S3_PATH_STYLE",
+];
+
 /// Whether nothing listens on 127.0.0.1:`port` and no Unix socket lock
 /// for it is held in the usual places.
 pub fn port_free(port: u16) -> bool {
@@ -124,6 +143,12 @@ pub async fn start(bin: &Path, pgdata: &Path) -> Result<Running, RecoverError> {
     let file2 = file.try_clone().map_err(spawn_err)?;
     let mut c = Command::new(bin.join("postgres"));
     explicit_env(&mut c);
+    // restore_command (pitr wal-fetch) finds S3 credentials the AWS way.
+    for (k, v) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| AWS_PASSTHROUGH.contains(&k)) {
+            c.env(k, v);
+        }
+    }
     c.arg("-D")
         .arg(pgdata)
         .stdout(file)

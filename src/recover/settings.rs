@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::pg::TimelineId;
 use crate::plan::pg_time;
+use crate::repo::store::S3Settings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +55,30 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// The `restore_command` calling this pitr, carrying the repository and
+/// the S3 settings given to this run, so recovery works without the
+/// operator repeating them. Credentials are never written here: the
+/// restored server inherits the AWS_* environment of this run, and the
+/// credential chain (profile, instance role) does the rest.
+pub fn restore_command(pitr_exe: &str, repo: &str, s3: &S3Settings) -> String {
+    let mut cmd = format!(
+        "{} wal-fetch --repo {}",
+        shell_quote(pitr_exe),
+        shell_quote(repo)
+    );
+    if let Some(r) = &s3.region {
+        cmd.push_str(&format!(" --s3-region {}", shell_quote(r)));
+    }
+    if let Some(e) = &s3.endpoint {
+        cmd.push_str(&format!(" --s3-endpoint {}", shell_quote(e)));
+    }
+    if s3.path_style {
+        cmd.push_str(" --s3-path-style");
+    }
+    cmd.push_str(" %f %p");
+    cmd
 }
 
 /// Quotes a GUC string value for a config file.
@@ -126,6 +151,21 @@ port = 54321
 unix_socket_directories = '/tmp'
 ";
         assert_eq!(auto_conf_block(&s), want);
+    }
+
+    #[test]
+    fn restore_command_carries_s3_settings() {
+        let plain = restore_command("/bin/pitr", "/srv/repo", &S3Settings::default());
+        assert_eq!(plain, "/bin/pitr wal-fetch --repo /srv/repo %f %p");
+        let s3 = S3Settings {
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            path_style: true,
+        };
+        assert_eq!(
+            restore_command("/bin/pitr", "s3://b/p", &s3),
+            "/bin/pitr wal-fetch --repo s3://b/p --s3-region eu-west-1 --s3-endpoint http://127.0.0.1:9000 --s3-path-style %f %p"
+        );
     }
 
     #[test]

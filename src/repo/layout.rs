@@ -9,8 +9,15 @@
 //! backup-history/<seg>.<off>.backup.zst      .backup history files
 //! backups/<id>/files/<n>.zst                 file n of the manifest
 //! backups/<id>/manifest.json                 BackupManifest
-//! backups/<id>/backup.json                   BackupRecord: written last
+//! catalog/backups/<id>.json                  BackupRecord: written last
+//! catalog/wal/<TLI>/pending/<segment>.json   WAL index entry (a WalSegmentRecord)
+//! catalog/wal/<TLI>/chunk-<N>.json           WAL index chunk N: segments
+//!                                            N*CHUNK .. (N+1)*CHUNK-1, immutable
 //! ```
+//!
+//! `info` and `plan` list only `catalog/`: a few objects per backup, one
+//! per 1024 segments, and the pending entries of the newest chunk; never
+//! the WAL or backup data.
 
 use super::store::{ObjectKey, StoreError};
 use crate::pg::{SegmentName, TimelineId, WalFileName};
@@ -20,6 +27,11 @@ pub const WAL_DIR: &str = "wal";
 pub const HISTORY_DIR: &str = "history";
 pub const BACKUP_HISTORY_DIR: &str = "backup-history";
 pub const BACKUPS_DIR: &str = "backups";
+pub const CATALOG_DIR: &str = "catalog";
+pub const CATALOG_BACKUPS_DIR: &str = "catalog/backups";
+pub const CATALOG_WAL_DIR: &str = "catalog/wal";
+/// Segments per WAL index chunk.
+pub const CHUNK_SEGMENTS: u64 = 1024;
 
 pub fn config() -> ObjectKey {
     key(CONFIG.to_string())
@@ -76,5 +88,40 @@ pub fn backup_manifest(id: &str) -> Result<ObjectKey, StoreError> {
 }
 
 pub fn backup_record(id: &str) -> Result<ObjectKey, StoreError> {
-    ObjectKey::new(format!("{}/backup.json", backup_dir(id)?))
+    backup_dir(id)?;
+    ObjectKey::new(format!("{CATALOG_BACKUPS_DIR}/{id}.json"))
+}
+
+pub fn wal_index_pending(seg: &SegmentName) -> ObjectKey {
+    key(format!(
+        "{CATALOG_WAL_DIR}/{:08X}/pending/{seg}.json",
+        seg.timeline().get()
+    ))
+}
+
+pub fn wal_index_chunk(tli: TimelineId, chunk: u64) -> ObjectKey {
+    key(format!(
+        "{CATALOG_WAL_DIR}/{:08X}/chunk-{chunk:016X}.json",
+        tli.get()
+    ))
+}
+
+/// What a key under `catalog/wal/` is.
+pub enum WalIndexKey {
+    Pending,
+    Chunk(TimelineId, u64),
+}
+
+pub fn parse_wal_index_key(key: &ObjectKey) -> Option<WalIndexKey> {
+    let rest = key
+        .as_str()
+        .strip_prefix(CATALOG_WAL_DIR)?
+        .strip_prefix('/')?;
+    let (tli, rest) = rest.split_once('/')?;
+    let tli = TimelineId::new(u32::from_str_radix(tli, 16).ok()?).ok()?;
+    if rest.starts_with("pending/") && rest.ends_with(".json") {
+        return Some(WalIndexKey::Pending);
+    }
+    let n = rest.strip_prefix("chunk-")?.strip_suffix(".json")?;
+    Some(WalIndexKey::Chunk(tli, u64::from_str_radix(n, 16).ok()?))
 }

@@ -15,16 +15,20 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::catalog::{
-    BackupRecord, Catalog, Envelope, EnvelopeError, RepoConfig, WalSegmentRecord,
+    BackupRecord, Catalog, Envelope, EnvelopeError, RepoConfig, WalIndexChunk, WalSegmentRecord,
 };
 use crate::pg::history::TimelineHistory;
 use crate::pg::{TimelineId, WalFileName};
-use store::{FsStore, ObjectKey, PutMode, Store, StoreError};
+use store::{FsStore, ObjectKey, PutMode, S3Settings, S3Store, Store, StoreError};
 
 pub const KIND_CONFIG: &str = "pitr.repo";
 pub const KIND_WAL: &str = "pitr.wal-segment";
 pub const KIND_BACKUP: &str = "pitr.backup";
 pub const KIND_MANIFEST: &str = "pitr.backup-manifest";
+pub const KIND_WAL_CHUNK: &str = "pitr.wal-index-chunk";
+
+/// Parallel GETs when loading the catalog.
+const LOAD_CONCURRENCY: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -46,7 +50,7 @@ pub enum RepoError {
         "no pitr repository at {0}: run `pitr init --repo {0} --pgdata <data directory>` first"
     )]
     NotInitialized(String),
-    #[error("unsupported repository address {0:?}: use a local path or file:///path (S3 support is not built yet)")]
+    #[error("unsupported repository address {0:?}: use a local path, file:///path or s3://BUCKET/PREFIX")]
     UnsupportedScheme(String),
     #[error("timeline history {name}: {reason}")]
     History { name: String, reason: String },
@@ -62,11 +66,33 @@ impl RepoError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RepoLocation {
     Local(PathBuf),
+    /// `s3://BUCKET/PREFIX` (prefix may be empty).
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 impl RepoLocation {
-    /// Accepts `/path`, `relative/path` and `file:///path`.
+    /// Accepts `/path`, `relative/path`, `file:///path` and
+    /// `s3://BUCKET/PREFIX`.
     pub fn parse(s: &str) -> Result<RepoLocation, RepoError> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
+            let prefix = prefix.trim_matches('/');
+            let prefix_ok = prefix.is_empty() || ObjectKey::new(prefix).is_ok();
+            if !bucket_ok || !prefix_ok {
+                return Err(RepoError::UnsupportedScheme(s.to_string()));
+            }
+            return Ok(RepoLocation::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            });
+        }
         if let Some(rest) = s.strip_prefix("file://") {
             if !rest.starts_with('/') {
                 return Err(RepoError::UnsupportedScheme(s.to_string()));
@@ -89,12 +115,15 @@ impl RepoLocation {
     pub fn to_arg(&self) -> String {
         match self {
             RepoLocation::Local(p) => p.display().to_string(),
+            RepoLocation::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            RepoLocation::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         }
     }
 
     pub fn local_path(&self) -> Option<&std::path::Path> {
         match self {
             RepoLocation::Local(p) => Some(p),
+            RepoLocation::S3 { .. } => None,
         }
     }
 }
@@ -102,15 +131,39 @@ impl RepoLocation {
 #[derive(Debug, Clone)]
 pub struct Repo {
     location: RepoLocation,
+    s3: S3Settings,
     store: Arc<dyn Store>,
 }
 
 impl Repo {
-    pub fn open(location: RepoLocation) -> Repo {
+    /// Opens the repository at `location`; `s3` applies to S3 locations.
+    pub async fn open(location: RepoLocation, s3: &S3Settings) -> Repo {
         let store: Arc<dyn Store> = match &location {
             RepoLocation::Local(p) => Arc::new(FsStore::new(p.clone())),
+            RepoLocation::S3 { bucket, prefix } => {
+                Arc::new(S3Store::connect(bucket, prefix, s3).await)
+            }
         };
-        Repo { location, store }
+        Repo {
+            location,
+            s3: s3.clone(),
+            store,
+        }
+    }
+
+    /// A repository over any store (tests, wrappers).
+    pub fn with_store(location: RepoLocation, store: Arc<dyn Store>) -> Repo {
+        Repo {
+            location,
+            s3: S3Settings::default(),
+            store,
+        }
+    }
+
+    /// The S3 settings given on the command line, to pass on to other pitr
+    /// processes (restore_command).
+    pub fn s3_settings(&self) -> &S3Settings {
+        &self.s3
     }
 
     pub fn location(&self) -> &RepoLocation {
@@ -125,6 +178,7 @@ impl Repo {
     pub fn create_root(&self) -> Result<(), RepoError> {
         match &self.location {
             RepoLocation::Local(p) => FsStore::new(p.clone()).create_root()?,
+            RepoLocation::S3 { .. } => {}
         }
         Ok(())
     }
@@ -172,29 +226,67 @@ impl Repo {
     }
 
     pub async fn list_backups(&self) -> Result<Vec<BackupRecord>, RepoError> {
-        let mut out = Vec::new();
-        for meta in self.store.list(layout::BACKUPS_DIR).await? {
-            if meta.key.file_name() == "backup.json" {
-                out.push(
-                    self.get_meta::<BackupRecord>(&meta.key, KIND_BACKUP)
-                        .await?,
-                );
-            }
-        }
+        let keys: Vec<ObjectKey> = self
+            .store
+            .list(layout::CATALOG_BACKUPS_DIR)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .filter(|k| k.as_str().ends_with(".json"))
+            .collect();
+        let mut out: Vec<BackupRecord> = self.get_many(keys, KIND_BACKUP).await?;
         out.sort_by(|a, b| a.stop_lsn.cmp(&b.stop_lsn).then(a.id.cmp(&b.id)));
         Ok(out)
     }
 
-    /// Loads everything the planner reads.
+    /// GETs and opens many metadata objects, `LOAD_CONCURRENCY` at a time.
+    async fn get_many<T: DeserializeOwned + Send + 'static>(
+        &self,
+        keys: Vec<ObjectKey>,
+        kind: &'static str,
+    ) -> Result<Vec<T>, RepoError> {
+        let mut set = tokio::task::JoinSet::new();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            while set.len() >= LOAD_CONCURRENCY {
+                if let Some(r) = set.join_next().await {
+                    out.push(joined(r)??);
+                }
+            }
+            let repo = self.clone();
+            set.spawn(async move { repo.get_meta::<T>(&key, kind).await });
+        }
+        while let Some(r) = set.join_next().await {
+            out.push(joined(r)??);
+        }
+        Ok(out)
+    }
+
+    /// Loads everything the planner reads, from `catalog/` and `history/`
+    /// only (a handful of listings, whatever the number of segments).
     pub async fn load_catalog(&self) -> Result<Catalog, RepoError> {
         let config = self.config().await?;
         let backups = self.list_backups().await?;
+        let mut pending = Vec::new();
+        let mut chunks = Vec::new();
+        for meta in self.store.list(layout::CATALOG_WAL_DIR).await? {
+            match layout::parse_wal_index_key(&meta.key) {
+                Some(layout::WalIndexKey::Pending) => pending.push(meta.key),
+                Some(layout::WalIndexKey::Chunk(..)) => chunks.push(meta.key),
+                None => {}
+            }
+        }
         let mut wal = BTreeMap::new();
-        for meta in self.store.list(layout::WAL_DIR).await? {
-            if meta.key.as_str().ends_with(".json") {
-                let rec: WalSegmentRecord = self.get_meta(&meta.key, KIND_WAL).await?;
+        for chunk in self
+            .get_many::<WalIndexChunk>(chunks, KIND_WAL_CHUNK)
+            .await?
+        {
+            for rec in chunk.segments {
                 wal.insert((rec.timeline, rec.segno), rec);
             }
+        }
+        for rec in self.get_many::<WalSegmentRecord>(pending, KIND_WAL).await? {
+            wal.insert((rec.timeline, rec.segno), rec);
         }
         let mut histories = BTreeMap::new();
         for meta in self.store.list(layout::HISTORY_DIR).await? {
@@ -222,6 +314,59 @@ impl Repo {
         })
     }
 
+    /// Folds the pending WAL index entries of chunk `chunk` of `tli` into
+    /// one immutable chunk object, then deletes them. Safe to run twice or
+    /// concurrently: the chunk is created, never replaced, and an entry is
+    /// deleted only once a chunk holding it exists. Entries that arrive
+    /// after the chunk was written stay pending (readers merge both).
+    /// Returns whether this call wrote the chunk.
+    pub async fn compact_wal_index(&self, tli: TimelineId, chunk: u64) -> Result<bool, RepoError> {
+        let key = layout::wal_index_chunk(tli, chunk);
+        if self.store.head(&key).await?.is_some() {
+            return Ok(false);
+        }
+        let first = chunk * layout::CHUNK_SEGMENTS;
+        let last = first + layout::CHUNK_SEGMENTS - 1;
+        let prefix = format!("{}/{:08X}/pending", layout::CATALOG_WAL_DIR, tli.get());
+        let keys: Vec<ObjectKey> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        let mut segments: Vec<WalSegmentRecord> = self
+            .get_many::<WalSegmentRecord>(keys, KIND_WAL)
+            .await?
+            .into_iter()
+            .filter(|r| r.timeline == tli && (first..=last).contains(&r.segno.get()))
+            .collect();
+        segments.sort_by_key(|r| r.segno);
+        let body = WalIndexChunk {
+            timeline: tli,
+            chunk,
+            first_segno: crate::pg::SegNo::new(first),
+            last_segno: crate::pg::SegNo::new(last),
+            segments,
+        };
+        let wrote = match self
+            .put_meta(&key, KIND_WAL_CHUNK, &body, PutMode::Create)
+            .await
+        {
+            Ok(()) => true,
+            Err(RepoError::Store(StoreError::AlreadyExists(_))) => false,
+            Err(e) => return Err(e),
+        };
+        // Delete only what the chunk that now exists holds.
+        let stored: WalIndexChunk = self.get_meta(&key, KIND_WAL_CHUNK).await?;
+        for rec in &stored.segments {
+            if let Ok(WalFileName::Segment(seg)) = WalFileName::parse(&rec.name) {
+                self.store.delete(&layout::wal_index_pending(&seg)).await?;
+            }
+        }
+        Ok(wrote)
+    }
+
     /// The history of `tli` (TLI 1 has none and is its own root).
     pub fn history_of(catalog: &Catalog, tli: TimelineId) -> Option<TimelineHistory> {
         if tli == TimelineId::FIRST {
@@ -229,6 +374,16 @@ impl Repo {
         }
         catalog.histories.get(&tli).cloned()
     }
+}
+
+fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RepoError> {
+    r.map_err(|e| {
+        RepoError::Store(StoreError::Io {
+            op: "background task",
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -245,10 +400,164 @@ mod tests {
             RepoLocation::parse("/srv/repo").unwrap().to_arg(),
             "/srv/repo"
         );
-        assert!(RepoLocation::parse("s3://bucket/x").is_err());
+        assert_eq!(
+            RepoLocation::parse("s3://my-bucket/team/db1/").unwrap(),
+            RepoLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "team/db1".into()
+            }
+        );
+        assert_eq!(
+            RepoLocation::parse("s3://my-bucket").unwrap().to_arg(),
+            "s3://my-bucket"
+        );
+        assert!(RepoLocation::parse("s3://B/x").is_err());
+        assert!(RepoLocation::parse("s3://bucket/../x").is_err());
+        assert!(RepoLocation::parse("gs://bucket/x").is_err());
         assert!(RepoLocation::parse("file://relative").is_err());
         assert!(RepoLocation::parse("").is_err());
         let rel = RepoLocation::parse("some/dir").unwrap();
         assert!(rel.local_path().unwrap().is_absolute());
+    }
+
+    fn record(tli: u32, segno: u64) -> WalSegmentRecord {
+        let size = crate::pg::WalSegmentSize::new(16 << 20).unwrap();
+        let tli = TimelineId::new(tli).unwrap();
+        let seg = crate::pg::SegNo::new(segno);
+        WalSegmentRecord {
+            name: crate::pg::SegmentName::new(tli, seg, size).to_string(),
+            timeline: tli,
+            segno: seg,
+            raw_bytes: size.bytes(),
+            stored_bytes: 100,
+            sha256: format!("{segno:064x}"),
+            pushed_at: chrono::Utc::now(),
+            summary: None,
+            scan_error: None,
+        }
+    }
+
+    /// Delegates to an FsStore and records every listed prefix.
+    #[derive(Debug)]
+    struct Recording {
+        inner: FsStore,
+        listed: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Recording {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        async fn check(&self) -> Result<(), StoreError> {
+            self.inner.check().await
+        }
+        async fn put(&self, k: &ObjectKey, d: &[u8], m: PutMode) -> Result<(), StoreError> {
+            self.inner.put(k, d, m).await
+        }
+        async fn put_reader(
+            &self,
+            k: &ObjectKey,
+            r: store::ObjectReader,
+            m: PutMode,
+        ) -> Result<u64, StoreError> {
+            self.inner.put_reader(k, r, m).await
+        }
+        async fn get(&self, k: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+            self.inner.get(k).await
+        }
+        async fn open_read(&self, k: &ObjectKey) -> Result<store::ObjectReader, StoreError> {
+            self.inner.open_read(k).await
+        }
+        async fn head(&self, k: &ObjectKey) -> Result<Option<store::ObjectMeta>, StoreError> {
+            self.inner.head(k).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<store::ObjectMeta>, StoreError> {
+            self.listed.lock().unwrap().push(prefix.to_string());
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, k: &ObjectKey) -> Result<(), StoreError> {
+            self.inner.delete(k).await
+        }
+        async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+            self.inner.delete_prefix(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn wal_index_compaction_keeps_every_segment_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let recording = Arc::new(Recording {
+            inner: FsStore::new(dir.path()),
+            listed: Default::default(),
+        });
+        let repo = Repo::with_store(
+            RepoLocation::Local(dir.path().to_path_buf()),
+            recording.clone(),
+        );
+        let control = crate::pg::control::ControlFile::decode(include_bytes!(
+            "../../testdata/pg15/pg_control"
+        ))
+        .unwrap();
+        let config = RepoConfig {
+            system_id: control.system_identifier,
+            pg_major: crate::pg::control::PgMajor::new(15).unwrap(),
+            wal_segment_size: control.wal_segment_size,
+            fingerprint: control.fingerprint,
+            created_at: chrono::Utc::now(),
+            created_by: "test".into(),
+        };
+        repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
+            .await
+            .unwrap();
+        let put = |r: WalSegmentRecord| {
+            let repo = repo.clone();
+            async move {
+                let WalFileName::Segment(seg) = WalFileName::parse(&r.name).unwrap() else {
+                    panic!()
+                };
+                repo.put_meta(
+                    &layout::wal_index_pending(&seg),
+                    KIND_WAL,
+                    &r,
+                    PutMode::Create,
+                )
+                .await
+                .unwrap();
+            }
+        };
+        for n in 1000..1030 {
+            put(record(1, n)).await;
+        }
+        put(record(2, 1010)).await; // another timeline, same range
+        let before = repo.load_catalog().await.unwrap().wal;
+        assert_eq!(before.len(), 31);
+
+        assert!(repo.compact_wal_index(TimelineId::FIRST, 0).await.unwrap());
+        // Idempotent: the chunk exists, nothing changes.
+        assert!(!repo.compact_wal_index(TimelineId::FIRST, 0).await.unwrap());
+        let listed = repo.store.list(layout::CATALOG_WAL_DIR).await.unwrap();
+        let pending = listed
+            .iter()
+            .filter(|m| m.key.as_str().contains("/pending/"))
+            .count();
+        // 1024..1029 of TLI 1 and 1010 of TLI 2 stay pending.
+        assert_eq!(pending, 7);
+        assert!(listed
+            .iter()
+            .any(|m| m.key == layout::wal_index_chunk(TimelineId::FIRST, 0)));
+
+        // A late arrival in the compacted range stays pending and visible.
+        put(record(1, 999)).await;
+        recording.listed.lock().unwrap().clear();
+        let after = repo.load_catalog().await.unwrap().wal;
+        assert_eq!(after.len(), 32);
+        for (k, v) in &before {
+            assert_eq!(after.get(k), Some(v));
+        }
+        // Loading the catalog lists the catalog and histories, never the WAL
+        // or backup data.
+        let listed = recording.listed.lock().unwrap().clone();
+        assert_eq!(listed, ["catalog/backups", "catalog/wal", "history"]);
     }
 }

@@ -110,14 +110,35 @@ pub fn shared_tempdir() -> tempfile::TempDir {
     d
 }
 
+/// How tests run pitr against one repository: `--repo` comes from
+/// `PITR_REPO`, S3 settings and credentials from the AWS_* environment.
 pub struct Pitr {
+    /// Local path of the repository (for the fs store) or a scratch path.
     pub repo: PathBuf,
+    /// What `--repo` is set to.
+    pub spec: String,
+    pub env: Vec<(String, String)>,
 }
 
 impl Pitr {
+    pub fn local(repo: PathBuf) -> Pitr {
+        Pitr {
+            spec: repo.display().to_string(),
+            repo,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn is_s3(&self) -> bool {
+        self.spec.starts_with("s3://")
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(pitr_exe());
-        c.args(args).env("PITR_REPO", &self.repo);
+        c.args(args).env("PITR_REPO", &self.spec);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 
@@ -162,13 +183,26 @@ impl Cluster {
     /// segment arithmetic is exercised), archive into a fresh repository,
     /// start.
     pub fn new() -> Cluster {
-        Self::with_segsize(1)
+        let dir = shared_tempdir();
+        let repo = Pitr::local(dir.path().join("repo"));
+        Self::build(dir, repo)
     }
 
-    pub fn with_segsize(mb: u32) -> Cluster {
+    /// A cluster archiving into bucket `bucket` of `server`.
+    pub fn on_s3(server: &crate::s3::S3Server, bucket: &str) -> Cluster {
         let dir = shared_tempdir();
+        server.create_bucket(bucket);
+        let repo = Pitr {
+            repo: dir.path().join("unused-local-repo"),
+            spec: format!("s3://{bucket}/cluster1"),
+            env: server.env(),
+        };
+        Self::build(dir, repo)
+    }
+
+    fn build(dir: tempfile::TempDir, pitr: Pitr) -> Cluster {
+        let mb = 1;
         let pgdata = dir.path().join("data");
-        let repo = dir.path().join("repo");
         let mut c = as_postgres(format!("{PG_BIN}/initdb"));
         c.arg("-D")
             .arg(&pgdata)
@@ -183,7 +217,7 @@ impl Cluster {
              wal_level = replica\nfsync = off\ntimezone = 'UTC'\nmax_wal_senders = 2\n",
             dir.path().display(),
             pitr_exe().display(),
-            repo.display()
+            pitr.spec
         );
         let path = pgdata.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&path).unwrap();
@@ -193,7 +227,7 @@ impl Cluster {
             dir,
             pgdata,
             port,
-            pitr: Pitr { repo },
+            pitr,
         };
         cluster
             .pitr
@@ -210,6 +244,10 @@ impl Cluster {
             .arg(&self.pgdata)
             .arg("-l")
             .arg(self.dir.path().join("server.log"));
+        // archive_command inherits the S3 settings and credentials.
+        for (k, v) in &self.pitr.env {
+            c.env(k, v);
+        }
         run_ok(c);
     }
 
@@ -237,14 +275,20 @@ impl Cluster {
     }
 
     pub fn wait_archived(&self, name: &str) {
-        let rec = self
-            .pitr
-            .repo
-            .join("wal")
-            .join(&name[..8])
-            .join(format!("{name}.json"));
-        wait_for(&format!("{name} archived"), Duration::from_secs(60), || {
-            rec.exists()
+        let done = self.dir.path().join("fetch-probe");
+        wait_for(&format!("{name} archived"), Duration::from_secs(90), || {
+            if !self.pitr.is_s3() {
+                let rec = self
+                    .pitr
+                    .repo
+                    .join("wal")
+                    .join(&name[..8])
+                    .join(format!("{name}.json"));
+                return rec.exists();
+            }
+            // On S3: the segment is archived once wal-fetch finds it.
+            let out = self.pitr.run(&["wal-fetch", name, done.to_str().unwrap()]);
+            out.status.success()
         });
     }
 

@@ -3,6 +3,8 @@
 //! checked row by row. One test binary; helpers in `harness`.
 
 mod harness;
+mod s3;
+mod store_conformance;
 
 use harness::*;
 use std::time::Duration;
@@ -38,7 +40,15 @@ fn ids_until(c: &Cluster, t: &str) -> String {
 
 #[test]
 fn rollback_to_time_restores_exactly_the_rows_before_it() {
-    let c = Cluster::new();
+    rollback_scenario(Cluster::new());
+}
+
+#[test]
+fn rollback_on_s3_restores_exactly_the_rows_before_it() {
+    rollback_scenario(Cluster::on_s3(s3::shared(), "rollback"));
+}
+
+fn rollback_scenario(c: Cluster) {
     c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
     let b1 = c.backup();
     insert_rows(&c, 1, 6);
@@ -92,6 +102,16 @@ fn rollback_to_time_restores_exactly_the_rows_before_it() {
     assert!(auto.contains("archive_mode = 'off'"), "{auto}");
     assert!(auto.contains("recovery_target_time = "), "{auto}");
     assert_eq!(r1.psql("show archive_mode").trim(), "off");
+    // restore_command carries the repository and its S3 settings.
+    if c.pitr.is_s3() {
+        assert!(auto.contains("--repo s3://rollback/cluster1 "), "{auto}");
+        assert!(auto.contains("--s3-endpoint http://127.0.0.1:"), "{auto}");
+        assert!(auto.contains("--s3-path-style"), "{auto}");
+        assert!(
+            !auto.contains(s3::SECRET_KEY),
+            "credentials leaked into {auto}"
+        );
+    }
     // Owned by postgres, not root.
     let meta = std::fs::metadata(new1.join("PG_VERSION")).unwrap();
     if is_root() {
@@ -161,14 +181,18 @@ fn plan_errors_name_the_limit() {
     // A missing segment: named, with the last restorable time before it.
     let target = midpoint(&c, 4, 5);
     c.pitr.ok(&["plan", "--to", &target]);
-    let rec = c
-        .pitr
-        .repo
-        .join("wal")
-        .join(&seg3[..8])
-        .join(format!("{seg3}.json"));
-    let saved = std::fs::read(&rec).unwrap();
-    std::fs::remove_file(&rec).unwrap();
+    let tli = &seg3[..8];
+    let objects = [
+        c.pitr.repo.join(format!("wal/{tli}/{seg3}.json")),
+        c.pitr.repo.join(format!("wal/{tli}/{seg3}.zst")),
+        c.pitr
+            .repo
+            .join(format!("catalog/wal/{tli}/pending/{seg3}.json")),
+    ];
+    let saved: Vec<Vec<u8>> = objects.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    for p in &objects {
+        std::fs::remove_file(p).unwrap();
+    }
     let (code, err) = c.pitr.fails(&["plan", "--to", &target]);
     assert_eq!(code, 4, "{err}");
     assert!(
@@ -179,7 +203,9 @@ fn plan_errors_name_the_limit() {
     let info = c.pitr.json(&["info"]);
     let missing = &info["wal"][0]["missing"];
     assert_eq!(missing[0].as_str(), Some(seg3.as_str()), "{info:#}");
-    std::fs::write(&rec, saved).unwrap();
+    for (p, bytes) in objects.iter().zip(saved) {
+        std::fs::write(p, bytes).unwrap();
+    }
 
     // Times without a zone, and nonsense, are usage errors.
     let (code, err) = c.pitr.fails(&["plan", "--to", "2026-11-25 14:02:17"]);
@@ -391,13 +417,11 @@ fn a_failed_restore_says_why_and_leaves_no_usable_directory() {
 fn repository_and_init_errors_are_clear() {
     let d = shared_tempdir();
     let missing = d.path().join("nothing-here");
-    let p = Pitr {
-        repo: missing.clone(),
-    };
+    let p = Pitr::local(missing.clone());
     let (code, err) = p.fails(&["info"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("pitr init"), "{err}");
-    let (code, err) = p.fails(&["info", "--repo", "s3://bucket/x"]);
+    let (code, err) = p.fails(&["info", "--repo", "gs://bucket/x"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unsupported repository address"), "{err}");
     // file:// URLs work like paths.
@@ -483,4 +507,135 @@ fn restore_can_pause_or_shut_down_at_the_target() {
     assert!(log.contains("shutdown at recovery target"), "{log}");
     assert!(stopped.join("global/pg_control").exists());
     assert!(!stopped.join("PITR_RESTORE_FAILED").exists());
+}
+
+#[test]
+fn s3_outage_during_archiving_loses_no_segment() {
+    let mut server = s3::S3Server::start(s3::Kind::S3sFs);
+    let c = Cluster::on_s3(&server, "outage");
+    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.backup();
+    insert_rows(&c, 1, 2);
+    c.switch_and_archive();
+
+    // The store goes away; Postgres keeps producing segments and retrying.
+    server.pause();
+    for i in 3..=6 {
+        insert_rows(&c, i, i);
+        c.psql("select pg_switch_wal()");
+    }
+    wait_for("archive_command to fail", Duration::from_secs(60), || {
+        c.psql("select failed_count > 0 from pg_stat_archiver")
+            .trim()
+            == "t"
+    });
+    let t = midpoint(&c, 5, 6);
+    insert_rows(&c, 7, 7);
+    let last =
+        c.psql("select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s");
+
+    // Back again: every segment arrives, in order, none lost.
+    server.resume();
+    c.wait_archived(last.trim());
+    let info = c.pitr.json(&["info"]);
+    let wal = &info["wal"][0];
+    assert_eq!(wal["missing"].as_array().unwrap().len(), 0, "{info:#}");
+    assert_eq!(wal["last_segment"].as_str(), Some(last.trim()), "{info:#}");
+    let failed: i64 = c
+        .psql("select failed_count from pg_stat_archiver")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failed > 0);
+
+    // And a restore to a time inside the outage has exactly its rows.
+    let want = ids_until(&c, &t);
+    assert_eq!(want, "1,2,3,4,5");
+    let new = c.dir.path().join("after-outage");
+    let out = c.pitr.json(&[
+        "rollback",
+        "--to",
+        &t,
+        "--pgdata",
+        new.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+    ]);
+    let r = Restored::from_json(out);
+    assert_eq!(
+        r.psql("select string_agg(id::text, ',' order by id) from t")
+            .trim(),
+        want
+    );
+}
+
+#[test]
+fn s3_faults_are_detected_and_explained_without_leaking_credentials() {
+    let server = s3::shared();
+    let c = Cluster::on_s3(server, "faults");
+    let seg = c.switch_and_archive();
+
+    // A corrupted object is detected on fetch.
+    let path = server.object_path("faults", &format!("cluster1/wal/{}/{seg}.zst", &seg[..8]));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5A;
+    std::fs::write(&path, &bytes).unwrap();
+    let dest = c.dir.path().join("RECOVERYXLOG");
+    let (code, err) = c.pitr.fails(&["wal-fetch", &seg, dest.to_str().unwrap()]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains(&seg), "{err}");
+    assert!(!dest.exists());
+
+    // Wrong credentials: a clear error, exit 6, and the secret never shown.
+    let mut bad = Pitr {
+        repo: c.pitr.repo.clone(),
+        spec: c.pitr.spec.clone(),
+        env: c.pitr.env.clone(),
+    };
+    for (k, v) in bad.env.iter_mut() {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "wrong-secret-value".into();
+        }
+    }
+    bad.env.push(("PITR_LOG".into(), "debug".into()));
+    let out = bad.run(&["info", "--json"]);
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert!(err.contains("credentials"), "{err}");
+    assert!(err.contains("s3://faults/cluster1/pitr.json"), "{err}");
+    assert!(!err.contains("wrong-secret-value"));
+
+    // Debug logs and JSON output of a working run hold no secret either.
+    let mut dbg = Pitr {
+        repo: c.pitr.repo.clone(),
+        spec: c.pitr.spec.clone(),
+        env: c.pitr.env.clone(),
+    };
+    dbg.env.push(("PITR_LOG".into(), "trace".into()));
+    let out = dbg.run(&["info", "--json"]);
+    assert!(out.status.success());
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(!text.contains(s3::SECRET_KEY), "secret in output");
+    }
+
+    // A missing bucket: moto answers like AWS.
+    let moto = s3::S3Server::start(s3::Kind::Moto);
+    let p = Pitr {
+        repo: c.pitr.repo.clone(),
+        spec: "s3://no-such-bucket/x".into(),
+        env: moto.env(),
+    };
+    let (code, err) = p.fails(&["init", "--pgdata", c.pgdata_str()]);
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("bucket no-such-bucket does not exist"),
+        "{err}"
+    );
+    let (code, err) = p.fails(&["info"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("NoSuchBucket"), "{err}");
+    assert!(err.contains("no-such-bucket"), "{err}");
 }

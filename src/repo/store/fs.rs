@@ -181,6 +181,13 @@ impl Store for FsStore {
         self.root.display().to_string()
     }
 
+    async fn check(&self) -> Result<(), StoreError> {
+        tokio::fs::metadata(&self.root)
+            .await
+            .map(|_| ())
+            .map_err(io_err("open repository", &self.root))
+    }
+
     async fn put(&self, key: &ObjectKey, data: &[u8], mode: PutMode) -> Result<(), StoreError> {
         let this = self.clone();
         let key = key.clone();

@@ -4,6 +4,7 @@
 //! `PutMode::Create` never replaces an existing object.
 
 pub mod fs;
+pub mod s3;
 
 use std::fmt;
 
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
 pub use fs::FsStore;
+pub use s3::{S3Settings, S3Store};
 
 /// A validated object key: relative, `/`-separated, no `.`/`..` parts,
 /// no empty parts, no leading dot in any part (dot-names are the store's
@@ -76,6 +78,15 @@ pub enum StoreError {
     AlreadyExists(ObjectKey),
     #[error("invalid object key {0:?}")]
     BadKey(String),
+    #[error("{op} {target}: {}{message}{}", .code.as_ref().map(|c| format!("{c}: ")).unwrap_or_default(), .status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Remote {
+        op: &'static str,
+        target: String,
+        code: Option<String>,
+        status: Option<u16>,
+        message: String,
+        retryable: bool,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -89,7 +100,11 @@ impl StoreError {
     /// Whether trying again may succeed (a full disk, a flaky network);
     /// not-found, conflicts and bad keys never do.
     pub fn retryable(&self) -> bool {
-        matches!(self, StoreError::Io { .. })
+        match self {
+            StoreError::Io { .. } => true,
+            StoreError::Remote { retryable, .. } => *retryable,
+            _ => false,
+        }
     }
 }
 
@@ -99,6 +114,9 @@ pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
 pub trait Store: Send + Sync + fmt::Debug {
     /// Human-readable location, for messages (never contains secrets).
     fn describe(&self) -> String;
+    /// Whether the store is reachable and its container exists (the
+    /// bucket; the root directory), with an error that says which.
+    async fn check(&self) -> Result<(), StoreError>;
     async fn put(&self, key: &ObjectKey, data: &[u8], mode: PutMode) -> Result<(), StoreError>;
     /// Streams `reader` into `key`; returns the bytes written.
     async fn put_reader(
