@@ -39,6 +39,13 @@ pub struct WalSummary {
     pub restore_points: Vec<RestorePoint>,
     pub switch_lsn: Option<Lsn>,
     pub tail_incomplete: bool,
+    /// Smallest and largest xid among the segment's transaction ends
+    /// (commit/abort, prepared ones by their own xid): where an `--xid`
+    /// target can lie. Absent in entries written before they existed.
+    #[serde(default)]
+    pub min_xid: Option<u32>,
+    #[serde(default)]
+    pub max_xid: Option<u32>,
 }
 
 impl WalSummary {
@@ -54,7 +61,14 @@ impl WalSummary {
             restore_points: scan.restore_points.clone(),
             switch_lsn: scan.switch_lsn,
             tail_incomplete: scan.tail_incomplete,
+            min_xid: scan.xact_ends.iter().map(|x| x.xid).min(),
+            max_xid: scan.xact_ends.iter().map(|x| x.xid).max(),
         }
+    }
+
+    /// Whether transaction `xid` may end in this segment.
+    pub fn may_hold_xid(&self, xid: u32) -> bool {
+        matches!((self.min_xid, self.max_xid), (Some(lo), Some(hi)) if lo <= xid && xid <= hi)
     }
 
     pub fn max_xact_time(&self) -> Option<DateTime<Utc>> {

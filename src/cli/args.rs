@@ -56,14 +56,37 @@ pub struct JsonArg {
     pub json: bool,
 }
 
+/// The recovery target: exactly one of --to, --by, --lsn, --xid, --name,
+/// --latest, --immediate.
 #[derive(Args, Debug, Clone)]
 pub struct TargetArgs {
     /// Recover to this time (RFC 3339, or "YYYY-MM-DD HH:MM:SS[.ffffff]+TZ"; a zone is required).
-    #[arg(long, value_name = "TIME", conflicts_with = "by")]
+    #[arg(long, value_name = "TIME")]
     pub to: Option<String>,
     /// Recover to this long ago, e.g. 90m, 2h, 1h30m.
     #[arg(long, value_name = "DURATION")]
     pub by: Option<String>,
+    /// Recover to this WAL location, e.g. 0/3000148.
+    #[arg(long, value_name = "LSN")]
+    pub lsn: Option<String>,
+    /// Recover to the end of this transaction.
+    #[arg(long, value_name = "XID")]
+    pub xid: Option<u32>,
+    /// Recover to this restore point (pg_create_restore_point).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Recover all archived WAL, then promote.
+    #[arg(long)]
+    pub latest: bool,
+    /// Recover only until the backup is consistent.
+    #[arg(long)]
+    pub immediate: bool,
+    /// Timeline to follow: latest (default), current, or a number.
+    #[arg(long, value_name = "latest|current|N", default_value = "latest")]
+    pub timeline: String,
+    /// Stop just before the target instead of just after it (time, LSN, xid).
+    #[arg(long)]
+    pub exclusive: bool,
 }
 
 #[derive(Args, Debug, Clone)]

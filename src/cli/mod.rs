@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::capture::backup::{self, BackupEvent, BackupOptions};
 use crate::capture::{wal_fetch, wal_push};
 use crate::catalog::{Catalog, RepoConfig};
-use crate::plan::{self, cost::CostModel, explain, RecoveryTarget};
+use crate::plan::{self, cost::CostModel, explain, RecoveryTarget, TargetSpec, TimelineChoice};
 use crate::recover::{self, Action, RecoverEvent, RestoreOptions};
 use crate::repo::store::PutMode;
 use crate::repo::{layout, Repo, RepoLocation, KIND_CONFIG};
@@ -177,26 +177,76 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn resolve_target(t: &TargetArgs) -> Result<RecoveryTarget, Failure> {
-    match (&t.to, &t.by) {
-        (Some(to), None) => Ok(RecoveryTarget::Time(plan::parse_time(to)?)),
-        (None, Some(by)) => {
-            let d = humantime::parse_duration(by).map_err(|e| {
-                Failure::usage(format!(
-                    "--by {by:?}: {e} (write a duration like 90m, 2h or 1h30m)"
-                ))
-            })?;
-            let d = chrono::Duration::from_std(d)
-                .map_err(|_| Failure::usage(format!("--by {by:?} is too long")))?;
-            let t = Utc::now()
-                .checked_sub_signed(d)
-                .ok_or_else(|| Failure::usage(format!("--by {by:?} is too long")))?;
-            Ok(RecoveryTarget::Time(t))
-        }
-        _ => Err(Failure::usage(
-            "give a target: --to TIME (e.g. \"2026-11-25 14:02:17+00\") or --by DURATION (e.g. 90m)",
-        )),
+fn resolve_target(t: &TargetArgs) -> Result<TargetSpec, Failure> {
+    let given = [
+        t.to.is_some(),
+        t.by.is_some(),
+        t.lsn.is_some(),
+        t.xid.is_some(),
+        t.name.is_some(),
+        t.latest,
+        t.immediate,
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given != 1 {
+        return Err(Failure::usage(format!(
+            "give exactly one target ({given} given): --to TIME (e.g. \"2026-11-25 14:02:17+00\"), --by DURATION (e.g. 90m), --lsn LSN, --xid XID, --name NAME, --latest or --immediate"
+        )));
     }
+    let target = if let Some(to) = &t.to {
+        RecoveryTarget::Time(plan::parse_time(to)?)
+    } else if let Some(by) = &t.by {
+        let d = humantime::parse_duration(by).map_err(|e| {
+            Failure::usage(format!(
+                "--by {by:?}: {e} (write a duration like 90m, 2h or 1h30m)"
+            ))
+        })?;
+        let d = chrono::Duration::from_std(d)
+            .map_err(|_| Failure::usage(format!("--by {by:?} is too long")))?;
+        let at = Utc::now()
+            .checked_sub_signed(d)
+            .ok_or_else(|| Failure::usage(format!("--by {by:?} is too long")))?;
+        RecoveryTarget::Time(at)
+    } else if let Some(l) = &t.lsn {
+        RecoveryTarget::Lsn(
+            l.parse()
+                .map_err(|e| Failure::usage(format!("--lsn: {e}")))?,
+        )
+    } else if let Some(x) = t.xid {
+        RecoveryTarget::Xid(x)
+    } else if let Some(n) = &t.name {
+        if n.is_empty() || n.len() > 63 {
+            return Err(Failure::usage(
+                "--name: a restore point name has 1 to 63 bytes",
+            ));
+        }
+        RecoveryTarget::Name(n.clone())
+    } else if t.latest {
+        RecoveryTarget::Latest
+    } else {
+        RecoveryTarget::Immediate
+    };
+    let timeline: TimelineChoice = t
+        .timeline
+        .parse()
+        .map_err(|e| Failure::usage(format!("--timeline {e}")))?;
+    if t.exclusive
+        && !matches!(
+            target,
+            RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_) | RecoveryTarget::Xid(_)
+        )
+    {
+        return Err(Failure::usage(
+            "--exclusive applies to --to/--by, --lsn and --xid only",
+        ));
+    }
+    Ok(TargetSpec {
+        target,
+        inclusive: !t.exclusive,
+        timeline,
+    })
 }
 
 async fn init(arg: &args::RepoArg, pgdata: &Path, json: bool) -> Result<(), Failure> {
@@ -406,6 +456,11 @@ async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
 async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
     let repo = open_repo(&args.repo).await?;
     let target = resolve_target(&args.target)?;
+    if target.target == RecoveryTarget::Latest && action != Action::Promote {
+        return Err(Failure::usage(
+            "--latest replays all archived WAL and then always promotes: --action pause/shutdown need a target",
+        ));
+    }
     let catalog = repo.load_catalog().await?;
     let plan = plan::plan(&catalog, &target, &CostModel::default())?;
     let pitr_exe = std::env::current_exe()
@@ -441,9 +496,7 @@ async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
     }
     println!(
         "restored backup {} to {} in {:.1}s",
-        out.backup_id,
-        plan::pg_time(out.target_time),
-        out.elapsed_seconds
+        out.backup_id, out.target, out.elapsed_seconds
     );
     println!(
         "  last replayed commit: {}",

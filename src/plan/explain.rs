@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{pg_time, Plan, RecoveryTarget, Step};
+use super::{Plan, Step};
 
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -23,12 +23,16 @@ pub fn human_bytes(n: u64) -> String {
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let RecoveryTarget::Time(t) = &plan.target;
     let _ = writeln!(
         out,
-        "Target:    {} (timeline {})",
-        pg_time(*t),
-        plan.timeline
+        "Target:    {}{}",
+        plan.target,
+        if plan.inclusive { "" } else { " (exclusive)" }
+    );
+    let _ = writeln!(
+        out,
+        "Timeline:  {} ({})",
+        plan.timeline, plan.timeline_reason
     );
     let _ = writeln!(
         out,
@@ -86,11 +90,7 @@ pub fn render(plan: &Plan) -> String {
         plan.estimated_seconds
     );
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "Stops:     in segment {} at the latest (transaction {} ended at {}, after the target)",
-        plan.stop.segment, plan.stop.later_xid, plan.stop.later_time
-    );
+    let _ = writeln!(out, "Stops:     {}", plan.stop.description);
     let _ = writeln!(out, "Evidence:");
     for e in &plan.evidence {
         let _ = writeln!(out, "  - {e}");

@@ -13,14 +13,20 @@ use serde::Serialize;
 use crate::pg::{Lsn, TimelineId};
 
 pub use graph::{plan, restorable_window, Window};
-pub use target::{parse_time, pg_time, RecoveryTarget, TimeError};
+pub use target::{parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice};
 
 /// A route to a target, proven from the catalog before anything is fetched.
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     pub target: RecoveryTarget,
+    /// `recovery_target_inclusive`.
+    pub inclusive: bool,
+    /// What was asked for (`--timeline`, default latest).
+    pub timeline_choice: TimelineChoice,
     /// The timeline recovery follows (`recovery_target_timeline`).
     pub timeline: TimelineId,
+    /// Why that timeline, in words.
+    pub timeline_reason: String,
     pub backup: BackupChoice,
     pub steps: Vec<Step>,
     pub stop: StopPoint,
@@ -41,17 +47,26 @@ pub struct BackupChoice {
     pub stop_time: DateTime<Utc>,
 }
 
-/// Where recovery will stop. Postgres stops before the first transaction
-/// end whose time is after the target; the WAL index shows that `segment`
-/// is the first segment (from the backup on) holding such an end:
-/// transaction `later_xid`, ended at `later_time`, record at `later_lsn`.
-/// No WAL after `segment` is needed.
+/// Where recovery will stop, as far as the WAL index shows: the last
+/// segment needed (`segment`), and the record that proves it (its LSN,
+/// time and xid where known). No WAL after `segment` is needed.
 #[derive(Clone, Debug, Serialize)]
 pub struct StopPoint {
     pub segment: String,
-    pub later_xid: u32,
-    pub later_lsn: Lsn,
-    pub later_time: DateTime<Utc>,
+    pub description: String,
+    pub lsn: Option<Lsn>,
+    pub time: Option<DateTime<Utc>>,
+    pub xid: Option<u32>,
+}
+
+impl Plan {
+    pub fn spec(&self) -> TargetSpec {
+        TargetSpec {
+            target: self.target.clone(),
+            inclusive: self.inclusive,
+            timeline: self.timeline_choice,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -123,4 +138,24 @@ pub enum PlanError {
     },
     #[error("timeline {0} has no history file in the repository, so its ancestry is unknown")]
     NoHistory(TimelineId),
+    #[error("no backup is consistent before {target} on timeline {timeline} (the earliest ends at {earliest_lsn}, backup {backup_id}): choose a later target")]
+    NoBackupBefore {
+        target: String,
+        timeline: TimelineId,
+        earliest_lsn: Lsn,
+        backup_id: String,
+    },
+    #[error("{target} is not in the archived WAL of timeline {timeline}{}: {hint}", .searched.as_ref().map(|s| format!(" (searched {s})")).unwrap_or_default())]
+    NotFound {
+        target: String,
+        timeline: TimelineId,
+        searched: Option<String>,
+        hint: String,
+    },
+    #[error("{target} is past the end of the archived WAL on timeline {timeline}{}: choose an earlier target, or archive more WAL and plan again", .end.map(|e| format!(" (it ends at {e})")).unwrap_or_default())]
+    AfterEnd {
+        target: String,
+        timeline: TimelineId,
+        end: Option<Lsn>,
+    },
 }

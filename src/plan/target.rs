@@ -1,18 +1,105 @@
-//! Recovery targets and how users write times. Times are RFC 3339
+//! Recovery targets and how users write them. Times are RFC 3339
 //! (`2026-11-25T14:02:17Z`) or Postgres' own output form
 //! (`2026-11-25 14:02:17.123456+00`); a time without a zone is refused,
 //! never read as local time (Postgres would read it in the *server's*
 //! timezone, pitr in the client's: the two would silently disagree).
 
+use std::fmt;
+
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use serde::Serialize;
 
-/// What to recover to. This build plans time targets; LSN, xid, name,
-/// latest and immediate arrive with the planner issue.
+use crate::pg::{Lsn, TimelineId};
+
+/// What to recover to (mirrors Postgres' recovery_target_* settings).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum RecoveryTarget {
+    /// Stop before the first transaction that ended after this time.
     Time(DateTime<Utc>),
+    /// Stop at the first record starting at or after this LSN.
+    Lsn(Lsn),
+    /// Stop at the end of this transaction.
+    Xid(u32),
+    /// Stop after the first restore point of this name.
+    Name(String),
+    /// Replay all archived WAL, then promote.
+    Latest,
+    /// Stop as soon as the backup is consistent.
+    Immediate,
+}
+
+impl fmt::Display for RecoveryTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryTarget::Time(t) => write!(f, "time {}", pg_time(*t)),
+            RecoveryTarget::Lsn(l) => write!(f, "LSN {l}"),
+            RecoveryTarget::Xid(x) => write!(f, "transaction {x}"),
+            RecoveryTarget::Name(n) => write!(f, "restore point {n:?}"),
+            RecoveryTarget::Latest => write!(f, "the latest archived WAL"),
+            RecoveryTarget::Immediate => write!(f, "the end of the backup (immediate)"),
+        }
+    }
+}
+
+/// Which timeline recovery follows (`recovery_target_timeline`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelineChoice {
+    /// Postgres' default: the newest timeline; pitr narrows it when the
+    /// target exists on other timelines only.
+    Latest,
+    /// The timeline of the backup recovery starts from.
+    Current,
+    Id(TimelineId),
+}
+
+impl Serialize for TimelineChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for TimelineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimelineChoice::Latest => f.write_str("latest"),
+            TimelineChoice::Current => f.write_str("current"),
+            TimelineChoice::Id(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TimelineChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "latest" => Ok(TimelineChoice::Latest),
+            "current" => Ok(TimelineChoice::Current),
+            n => n
+                .parse::<TimelineId>()
+                .map(TimelineChoice::Id)
+                .map_err(|_| format!("{n:?}: expected latest, current or a timeline number")),
+        }
+    }
+}
+
+/// A target with its options.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetSpec {
+    pub target: RecoveryTarget,
+    /// `recovery_target_inclusive` (time, LSN, xid).
+    pub inclusive: bool,
+    pub timeline: TimelineChoice,
+}
+
+impl TargetSpec {
+    pub fn new(target: RecoveryTarget) -> TargetSpec {
+        TargetSpec {
+            target,
+            inclusive: true,
+            timeline: TimelineChoice::Latest,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -114,5 +201,21 @@ mod tests {
         let t = utc("2026-11-25T14:02:17.123456Z");
         assert_eq!(pg_time(t), "2026-11-25 14:02:17.123456+00");
         assert_eq!(parse_time(&pg_time(t)), Ok(t));
+    }
+
+    #[test]
+    fn timeline_choices() {
+        assert_eq!("latest".parse(), Ok(TimelineChoice::Latest));
+        assert_eq!("current".parse(), Ok(TimelineChoice::Current));
+        assert_eq!(
+            "3".parse(),
+            Ok(TimelineChoice::Id(TimelineId::new(3).unwrap()))
+        );
+        assert!("0".parse::<TimelineChoice>().is_err());
+        assert!("newest".parse::<TimelineChoice>().is_err());
+        assert_eq!(
+            serde_json::to_string(&TargetSpec::new(RecoveryTarget::Xid(7))).unwrap(),
+            r#"{"target":{"kind":"xid","value":7},"inclusive":true,"timeline":"latest"}"#
+        );
     }
 }

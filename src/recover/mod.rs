@@ -66,6 +66,12 @@ pub enum RecoverError {
         replayed: DateTime<Utc>,
         target: DateTime<Utc>,
     },
+    #[error("the server ended recovery without stopping at {target} (no \"recovery stopping\" in its log)\n--- last lines of {log} ---\n{tail}")]
+    TargetNotReached {
+        target: String,
+        log: String,
+        tail: String,
+    },
     #[error("no free TCP port found on 127.0.0.1")]
     NoPort,
     #[error("port {0} is in use: choose another with --port")]
@@ -102,7 +108,7 @@ pub struct RestoreOutcome {
     pub timeline: Option<TimelineId>,
     pub replay_lsn: Option<Lsn>,
     pub last_replayed_commit: Option<DateTime<Utc>>,
-    pub target_time: DateTime<Utc>,
+    pub target: RecoveryTarget,
     pub backup_id: String,
     pub elapsed_seconds: f64,
     pub server_log: String,
@@ -129,7 +135,7 @@ pub async fn restore(
     on_event: OnEvent,
 ) -> Result<RestoreOutcome, RecoverError> {
     let started = Instant::now();
-    let RecoveryTarget::Time(target_time) = plan.target;
+    let target = plan.target.clone();
     let config = repo.config().await?;
     let bin = crate::server::bin::find_bin_dir(opts.pg_bin.as_deref(), config.pg_major)?;
     prepare_dir(&opts.pgdata)?;
@@ -170,7 +176,8 @@ pub async fn restore(
         );
         let s = settings::RecoverySettings {
             restore_command,
-            target_time,
+            target: target.clone(),
+            inclusive: plan.inclusive,
             timeline: plan.timeline,
             action: opts.action,
             port,
@@ -188,7 +195,7 @@ pub async fn restore(
                 timeline: None,
                 replay_lsn: None,
                 last_replayed_commit: None,
-                target_time,
+                target: target.clone(),
                 backup_id: plan.backup.id.clone(),
                 elapsed_seconds: started.elapsed().as_secs_f64(),
                 server_log: String::new(),
@@ -211,14 +218,9 @@ pub async fn restore(
             on_event.clone(),
         )
         .await?;
-        if let Some(replayed) = watched.last_commit {
-            if replayed > target_time {
-                let _ = server::stop(&bin, &opts.pgdata).await;
-                return Err(RecoverError::PastTarget {
-                    replayed,
-                    target: target_time,
-                });
-            }
+        if let Err(e) = verify(plan, &watched) {
+            let _ = server::stop(&bin, &opts.pgdata).await;
+            return Err(e);
         }
         on_event(RecoverEvent::Done);
         let connect = format!(
@@ -234,7 +236,7 @@ pub async fn restore(
             timeline: watched.timeline,
             replay_lsn: watched.replay_lsn,
             last_replayed_commit: watched.last_commit,
-            target_time,
+            target: target.clone(),
             backup_id: plan.backup.id.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
             server_log: running.log.display().to_string(),
@@ -247,6 +249,47 @@ pub async fn restore(
         mark_failed(&opts.pgdata, e);
     }
     result
+}
+
+/// Checks the server stopped where the plan said: for a time target the
+/// last replayed commit is not after it; for the others Postgres' own
+/// "recovery stopping ..." line is in the log (see xlogrecovery.c:
+/// recoveryStopsBefore/After). `--action shutdown` has no SQL view.
+fn verify(plan: &Plan, watched: &server::Watched) -> Result<(), RecoverError> {
+    if let (RecoveryTarget::Time(t), Some(replayed)) = (&plan.target, watched.last_commit) {
+        let past = if plan.inclusive {
+            replayed > *t
+        } else {
+            replayed >= *t
+        };
+        if past {
+            return Err(RecoverError::PastTarget {
+                replayed,
+                target: *t,
+            });
+        }
+    }
+    let needs_line = !matches!(
+        plan.target,
+        RecoveryTarget::Latest | RecoveryTarget::Time(_)
+    );
+    if needs_line && !watched.log_text.contains("recovery stopping") {
+        return Err(RecoverError::TargetNotReached {
+            target: plan.target.to_string(),
+            log: watched.log.clone(),
+            tail: watched
+                .log_text
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n"),
+        });
+    }
+    Ok(())
 }
 
 /// The data directory must be new or empty; it is created 0700.

@@ -222,6 +222,9 @@ pub struct Watched {
     pub timeline: Option<TimelineId>,
     pub replay_lsn: Option<Lsn>,
     pub last_commit: Option<DateTime<Utc>>,
+    /// The server log as read while watching, and where it is.
+    pub log_text: String,
+    pub log: String,
 }
 
 /// Waits for recovery to reach the target and the action to complete.
@@ -263,6 +266,8 @@ pub async fn watch(
                     timeline: None,
                     replay_lsn: None,
                     last_commit: None,
+                    log_text,
+                    log: running.log.display().to_string(),
                 });
             }
             return Err(fail(&log_text, "the server exited during recovery"));
@@ -318,10 +323,13 @@ pub async fn watch(
                     };
                     if done {
                         let timeline = query_timeline(c, in_recovery).await;
+                        log_text.push_str(&read_log_from(&running.log, &mut offset));
                         return Ok(Watched {
                             timeline,
                             replay_lsn: lsn,
                             last_commit,
+                            log_text,
+                            log: running.log.display().to_string(),
                         });
                     }
                 }

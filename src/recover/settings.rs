@@ -4,11 +4,11 @@
 //! `recovery.signal`. PostgreSQL 12+ reads recovery GUCs from any config
 //! file; later lines win, and ALTER SYSTEM rewrites the file cleanly.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::pg::TimelineId;
 use crate::plan::pg_time;
+use crate::plan::RecoveryTarget;
 use crate::repo::store::S3Settings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -36,7 +36,8 @@ impl Action {
 pub struct RecoverySettings {
     /// Full command line of `restore_command` (placeholders %f %p kept).
     pub restore_command: String,
-    pub target_time: DateTime<Utc>,
+    pub target: RecoveryTarget,
+    pub inclusive: bool,
     pub timeline: TimelineId,
     pub action: Action,
     pub port: u16,
@@ -86,29 +87,48 @@ pub fn guc_quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The `recovery_target*` line for a target (none for `latest`).
+fn target_line(t: &RecoveryTarget) -> Option<String> {
+    Some(match t {
+        RecoveryTarget::Time(t) => format!("recovery_target_time = {}", guc_quote(&pg_time(*t))),
+        RecoveryTarget::Lsn(l) => format!("recovery_target_lsn = {}", guc_quote(&l.to_string())),
+        RecoveryTarget::Xid(x) => format!("recovery_target_xid = {}", guc_quote(&x.to_string())),
+        RecoveryTarget::Name(n) => format!("recovery_target_name = {}", guc_quote(n)),
+        RecoveryTarget::Immediate => "recovery_target = 'immediate'".to_string(),
+        RecoveryTarget::Latest => return None,
+    })
+}
+
 /// The block appended to postgresql.auto.conf.
 pub fn auto_conf_block(s: &RecoverySettings) -> String {
     let mut lines = vec![
-        format!(
-            "# pitr restore: backup {} to {}.",
-            s.backup_id,
-            pg_time(s.target_time)
-        ),
+        format!("# pitr restore: backup {} to {}.", s.backup_id, s.target),
         "# Change these with ALTER SYSTEM (or remove them) and restart.".to_string(),
         format!("restore_command = {}", guc_quote(&s.restore_command)),
-        format!(
-            "recovery_target_time = {}",
-            guc_quote(&pg_time(s.target_time))
-        ),
+    ];
+    if let Some(t) = target_line(&s.target) {
+        lines.push(t);
+        let has_inclusive = matches!(
+            s.target,
+            RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_) | RecoveryTarget::Xid(_)
+        );
+        if !s.inclusive && has_inclusive {
+            lines.push("recovery_target_inclusive = off".to_string());
+        }
+        lines.push(format!(
+            "recovery_target_action = {}",
+            guc_quote(s.action.as_guc())
+        ));
+    }
+    lines.extend([
         format!(
             "recovery_target_timeline = {}",
             guc_quote(&s.timeline.to_string())
         ),
-        format!("recovery_target_action = {}", guc_quote(s.action.as_guc())),
         "# Archiving stays off so this copy never writes into the source's repository.".to_string(),
         "archive_mode = 'off'".to_string(),
         format!("port = {}", s.port),
-    ];
+    ]);
     if let Some(dir) = &s.socket_dir {
         lines.push(format!("unix_socket_directories = {}", guc_quote(dir)));
     }
@@ -129,9 +149,12 @@ mod tests {
                 shell_quote("/usr/local/bin/pitr"),
                 shell_quote("/srv/it's repo")
             ),
-            target_time: DateTime::parse_from_rfc3339("2026-11-25T14:02:17.25Z")
-                .unwrap()
-                .with_timezone(&Utc),
+            target: RecoveryTarget::Time(
+                chrono::DateTime::parse_from_rfc3339("2026-11-25T14:02:17.25Z")
+                    .unwrap()
+                    .with_timezone(&chrono::Utc),
+            ),
+            inclusive: true,
             timeline: TimelineId::new(2).unwrap(),
             action: Action::Promote,
             port: 54321,
@@ -139,12 +162,12 @@ mod tests {
             backup_id: "20261125T140000Z".into(),
         };
         let want = "\
-# pitr restore: backup 20261125T140000Z to 2026-11-25 14:02:17.250000+00.
+# pitr restore: backup 20261125T140000Z to time 2026-11-25 14:02:17.250000+00.
 # Change these with ALTER SYSTEM (or remove them) and restart.
 restore_command = '/usr/local/bin/pitr wal-fetch --repo ''/srv/it''\\\\''''s repo'' %f %p'
 recovery_target_time = '2026-11-25 14:02:17.250000+00'
-recovery_target_timeline = '2'
 recovery_target_action = 'promote'
+recovery_target_timeline = '2'
 # Archiving stays off so this copy never writes into the source's repository.
 archive_mode = 'off'
 port = 54321
@@ -166,6 +189,40 @@ unix_socket_directories = '/tmp'
             restore_command("/bin/pitr", "s3://b/p", &s3),
             "/bin/pitr wal-fetch --repo s3://b/p --s3-region eu-west-1 --s3-endpoint http://127.0.0.1:9000 --s3-path-style %f %p"
         );
+    }
+
+    #[test]
+    fn each_target_kind_writes_its_setting() {
+        let base = |target, inclusive| RecoverySettings {
+            restore_command: "pitr wal-fetch --repo /r %f %p".into(),
+            target,
+            inclusive,
+            timeline: TimelineId::new(1).unwrap(),
+            action: Action::Pause,
+            port: 5433,
+            socket_dir: None,
+            backup_id: "b".into(),
+        };
+        let lsn = base(RecoveryTarget::Lsn("0/3000060".parse().unwrap()), false);
+        let text = auto_conf_block(&lsn);
+        let want = "\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\n";
+        assert!(text.contains(want), "{text}");
+        let text = auto_conf_block(&base(RecoveryTarget::Xid(733), true));
+        assert!(
+            text.contains("\nrecovery_target_xid = '733'\nrecovery_target_action"),
+            "{text}"
+        );
+        let text = auto_conf_block(&base(RecoveryTarget::Name("it's".into()), true));
+        assert!(
+            text.contains("\nrecovery_target_name = 'it''s'\n"),
+            "{text}"
+        );
+        let text = auto_conf_block(&base(RecoveryTarget::Immediate, true));
+        assert!(text.contains("\nrecovery_target = 'immediate'\n"), "{text}");
+        let text = auto_conf_block(&base(RecoveryTarget::Latest, true));
+        assert!(!text.contains("recovery_target_action"), "{text}");
+        assert!(!text.contains("recovery_target ="), "{text}");
+        assert!(text.contains("recovery_target_timeline = '1'"), "{text}");
     }
 
     #[test]

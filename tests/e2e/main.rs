@@ -639,3 +639,205 @@ fn s3_faults_are_detected_and_explained_without_leaking_credentials() {
     assert!(err.contains("NoSuchBucket"), "{err}");
     assert!(err.contains("no-such-bucket"), "{err}");
 }
+
+/// Inserts row `i` ~200 ms after the previous one; returns its xid.
+fn insert_row_xid(c: &Cluster, i: i32) -> u32 {
+    let out = c.psql(&format!(
+        "select pg_sleep(0.2); insert into t(id) values ({i}) returning txid_current()"
+    ));
+    out.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn rows_of(r: &Restored) -> String {
+    r.psql("select coalesce(string_agg(id::text, ',' order by id), '') from t")
+        .trim()
+        .to_string()
+}
+
+/// Restores to the target given by `target_args` and returns the rows.
+fn restore_rows(c: &Cluster, name: &str, target_args: &[&str]) -> (String, serde_json::Value) {
+    let new = c.dir.path().join(name);
+    let mut args = vec![
+        "restore",
+        "--pgdata",
+        new.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+    ];
+    args.extend_from_slice(target_args);
+    let r = Restored::from_json(c.pitr.json(&args));
+    let rows = rows_of(&r);
+    (rows, r.out.clone())
+}
+
+#[test]
+fn every_target_kind_and_timeline_choice_restores_the_right_rows() {
+    let c = Cluster::new();
+    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.backup();
+    insert_row_xid(&c, 1);
+    let x2 = insert_row_xid(&c, 2);
+    insert_row_xid(&c, 3);
+    c.psql("select pg_create_restore_point('rp_a')");
+    insert_row_xid(&c, 4);
+    let lsn = c
+        .psql("select pg_current_wal_insert_lsn()")
+        .trim()
+        .to_string();
+    insert_row_xid(&c, 5);
+    insert_row_xid(&c, 6);
+    let t45 = midpoint(&c, 4, 5);
+    let t56 = midpoint(&c, 5, 6);
+    c.switch_and_archive();
+
+    // Targets on timeline 1.
+    let x2s = x2.to_string();
+    assert_eq!(restore_rows(&c, "xid", &["--xid", &x2s]).0, "1,2");
+    assert_eq!(
+        restore_rows(&c, "xid-excl", &["--xid", &x2s, "--exclusive"]).0,
+        "1"
+    );
+    assert_eq!(restore_rows(&c, "name", &["--name", "rp_a"]).0, "1,2,3");
+    assert_eq!(restore_rows(&c, "lsn", &["--lsn", &lsn]).0, "1,2,3,4");
+    assert_eq!(restore_rows(&c, "immediate", &["--immediate"]).0, "");
+    let plan = c.pitr.json(&["plan", "--name", "rp_a"]);
+    assert!(
+        plan["stop"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("rp_a"),
+        "{plan:#}"
+    );
+
+    // Branch: roll back to t45 and make the copy a primary that archives
+    // into the same repository (timeline 2).
+    let new = c.dir.path().join("tl2");
+    let r = Restored::from_json(c.pitr.json(&[
+        "rollback",
+        "--to",
+        &t45,
+        "--pgdata",
+        new.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+    ]));
+    assert_eq!(r.out["timeline"], 2);
+    r.psql("alter system set archive_mode = on");
+    let mut restart = as_postgres(format!("{PG_BIN}/pg_ctl"));
+    restart
+        .args(["restart", "-w", "-m", "fast", "-D"])
+        .arg(&new)
+        .arg("-l")
+        .arg(new.join("restarted.log"));
+    run_ok(restart);
+    // The history file was written while archiving was off: push it.
+    c.pitr.ok(&[
+        "wal-push",
+        new.join("pg_wal/00000002.history").to_str().unwrap(),
+    ]);
+    let tl2 = Cluster2 { r: &r };
+    tl2.insert(100);
+    let x101 = tl2.insert(101);
+    tl2.insert(102);
+    let t_tl2 = tl2.midpoint(100, 101);
+    let seg = r
+        .psql("select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s")
+        .trim()
+        .to_string();
+    assert!(seg.starts_with("00000002"), "{seg}");
+    c.wait_archived(&seg);
+
+    // Meanwhile timeline 1 goes on: a restore point only it has.
+    c.psql("select pg_create_restore_point('rp_late')");
+    insert_row_xid(&c, 7);
+    c.switch_and_archive();
+
+    // A time on timeline 2.
+    let (rows, out) = restore_rows(&c, "t-tl2", &["--to", &t_tl2]);
+    assert_eq!(rows, "1,2,3,4,100");
+    assert_eq!(out["timeline"], 3, "promoted onto a new timeline");
+    // A time that exists on both: latest (2) by default, 1 when asked.
+    let p = c.pitr.json(&["plan", "--to", &t56]);
+    assert_eq!(p["timeline"], 2, "{p:#}");
+    assert_eq!(restore_rows(&c, "t56-latest", &["--to", &t56]).0, "1,2,3,4");
+    let p = c.pitr.json(&["plan", "--to", &t56, "--timeline", "1"]);
+    assert_eq!(p["timeline"], 1, "{p:#}");
+    assert_eq!(
+        restore_rows(&c, "t56-tl1", &["--to", &t56, "--timeline", "1"]).0,
+        "1,2,3,4,5"
+    );
+    // A restore point only timeline 1 has: timeline 1, whatever latest says.
+    let p = c.pitr.json(&["plan", "--name", "rp_late"]);
+    assert_eq!(p["timeline"], 1, "{p:#}");
+    assert!(
+        p["timeline_reason"]
+            .as_str()
+            .unwrap()
+            .contains("only off the newest timeline"),
+        "{p:#}"
+    );
+    assert_eq!(
+        restore_rows(&c, "rp-late", &["--name", "rp_late"]).0,
+        "1,2,3,4,5,6"
+    );
+    // A transaction only timeline 2 has.
+    let x101s = x101.to_string();
+    assert_eq!(
+        restore_rows(&c, "x101", &["--xid", &x101s]).0,
+        "1,2,3,4,100,101"
+    );
+    // --latest follows timeline 2 to its end.
+    let (rows, out) = restore_rows(&c, "latest", &["--latest"]);
+    assert_eq!(rows, "1,2,3,4,100,101,102");
+    assert!(out["timeline"].as_u64().unwrap() >= 3);
+
+    // Targets that cannot be reached say why.
+    let (code, err) = c.pitr.fails(&["plan", "--name", "no_such_point"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("restore point \"no_such_point\""), "{err}");
+    let (code, err) = c.pitr.fails(&["plan", "--lsn", "FF/0"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("past the end of the archived WAL"), "{err}");
+    let (code, err) = c.pitr.fails(&["plan", "--name", "rp_a", "--xid", "5"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = c.pitr.fails(&["plan", "--name", "rp_a", "--exclusive"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = c.pitr.fails(&["plan", "--latest", "--timeline", "9"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("timeline 9"), "{err}");
+}
+
+/// Writes on a restored, promoted server.
+struct Cluster2<'a> {
+    r: &'a Restored,
+}
+
+impl Cluster2<'_> {
+    fn insert(&self, i: i32) -> u32 {
+        let out = self.r.psql(&format!(
+            "select pg_sleep(0.2); insert into t(id) values ({i}) returning txid_current()"
+        ));
+        out.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn midpoint(&self, a: i32, b: i32) -> String {
+        self.r
+            .psql(&format!(
+                "select x.ts + (y.ts - x.ts) / 2 from t x, t y where x.id = {a} and y.id = {b}"
+            ))
+            .trim()
+            .to_string()
+    }
+}
