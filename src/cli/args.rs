@@ -113,9 +113,10 @@ pub struct RestoreArgs {
     /// OS user that runs the server when pitr runs as root.
     #[arg(long, default_value = "postgres")]
     pub os_user: String,
-    /// Parallel file downloads.
-    #[arg(long, default_value_t = default_jobs())]
-    pub jobs: usize,
+    /// Parallel file downloads (default: the cores; 4x that on S3, whose
+    /// requests wait on the network more than on the CPU).
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Only materialize the data directory and write the recovery settings;
     /// do not start the server (start it yourself with pg_ctl).
     #[arg(long)]
@@ -124,10 +125,16 @@ pub struct RestoreArgs {
     pub json: JsonArg,
 }
 
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism()
+/// Parallel transfers when `--jobs` is not given.
+pub fn default_jobs(repo: &str) -> usize {
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(2)
+        .unwrap_or(2);
+    if repo.starts_with("s3://") {
+        cores * 4
+    } else {
+        cores
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,9 +183,9 @@ pub enum Command {
         /// Let the starting checkpoint spread out instead of forcing it now.
         #[arg(long)]
         spread_checkpoint: bool,
-        /// Parallel file uploads.
-        #[arg(long, default_value_t = default_jobs())]
-        jobs: usize,
+        /// Parallel file uploads (default: the cores; 4x that on S3).
+        #[arg(long)]
+        jobs: Option<usize>,
         /// Seconds to wait for the backup's last WAL segment to be archived.
         #[arg(long, default_value_t = 120)]
         archive_timeout: u64,

@@ -124,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             archive_timeout,
             json,
         } => {
+            let jobs = jobs.unwrap_or_else(|| args::default_jobs(&repo.repo));
             let repo = open_repo(&repo).await?;
             let opts = BackupOptions {
                 pgdata,
@@ -331,6 +332,8 @@ struct Info {
     wal: Vec<TimelineWal>,
     restorable: Option<plan::Window>,
     restorable_error: Option<String>,
+    /// Every timeline's window, newest first.
+    timelines: Vec<plan::Window>,
 }
 
 fn wal_by_timeline(catalog: &Catalog) -> Vec<TimelineWal> {
@@ -383,6 +386,7 @@ async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
     let info = Info {
         repository: repo.location().to_arg(),
         wal: wal_by_timeline(&catalog),
+        timelines: plan::restorable_windows(&catalog),
         cluster: catalog.config,
         backups: catalog.backups,
         restorable,
@@ -430,25 +434,31 @@ async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
         );
     }
     println!();
-    match (&info.restorable, &info.restorable_error) {
-        (Some(w), _) => {
-            let show = |t: Option<chrono::DateTime<Utc>>| {
-                t.map(|t| t.to_string()).unwrap_or_else(|| "none".into())
-            };
-            println!("restorable  timeline {}", w.timeline);
-            println!(
-                "  earliest  {} (end of backup {})",
-                show(w.earliest),
-                w.earliest_backup.as_deref().unwrap_or("-")
-            );
-            println!(
-                "  latest    before {} (last archived transaction, segment {})",
-                show(w.latest),
-                w.latest_segment.as_deref().unwrap_or("-")
-            );
+    let show = |t: Option<chrono::DateTime<Utc>>| {
+        t.map(|t| t.to_string()).unwrap_or_else(|| "none".into())
+    };
+    let show_lsn =
+        |l: Option<crate::pg::Lsn>| l.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+    if let Some(e) = &info.restorable_error {
+        println!("restorable  unknown: {e}");
+    }
+    for w in &info.timelines {
+        println!("restorable on timeline {}:", w.timeline);
+        println!(
+            "  earliest  {} at {} (end of backup {})",
+            show(w.earliest),
+            show_lsn(w.earliest_lsn),
+            w.earliest_backup.as_deref().unwrap_or("-")
+        );
+        println!(
+            "  latest    before {} (last archived transaction, segment {}); LSN up to {}",
+            show(w.latest),
+            w.latest_segment.as_deref().unwrap_or("-"),
+            show_lsn(w.latest_lsn)
+        );
+        if !w.gaps.is_empty() {
+            println!("  GAPS      {}", w.gaps.join(", "));
         }
-        (None, Some(e)) => println!("restorable  unknown: {e}"),
-        _ => {}
     }
     Ok(())
 }
@@ -473,7 +483,9 @@ async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
         action,
         db_user: args.db_user.clone(),
         pitr_exe,
-        jobs: args.jobs,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| args::default_jobs(&args.repo.repo)),
         start: !args.no_start,
     };
     let reporter = Reporter::new(args.json.json);

@@ -53,25 +53,28 @@ impl<'a> Timeline<'a> {
         })
     }
 
-    /// The archived file recovery will read for `segno`, like Postgres'
-    /// XLogFileReadAnyTLI: the newest timeline of the history whose
-    /// stretch begins at or before the segment and has the file.
-    fn segment(&self, segno: SegNo) -> Option<&'a WalSegmentRecord> {
+    /// The timeline whose file holds segment `segno` on this history: the
+    /// stretch it falls in. The segment where a child branches off comes
+    /// from the child (its copy holds the parent's WAL up to the switch
+    /// point and the child's after it). Postgres' XLogFileReadAnyTLI would
+    /// fall back to an older timeline's file when the newer one is missing,
+    /// but past the switch point that file is another history: a gap here.
+    fn tli_for(&self, segno: SegNo) -> TimelineId {
         self.stretches
-            .iter()
-            .filter(|s| s.begin.segno(self.size) <= segno)
-            .find_map(|s| self.catalog.wal.get(&(s.tli, segno)))
-    }
-
-    /// The name recovery would ask for first (for messages about a gap).
-    fn expected_name(&self, segno: SegNo) -> String {
-        let tli = self
-            .stretches
             .iter()
             .find(|s| s.begin.segno(self.size) <= segno)
             .map(|s| s.tli)
-            .unwrap_or(TimelineId::FIRST);
-        SegmentName::new(tli, segno, self.size).to_string()
+            .unwrap_or(TimelineId::FIRST)
+    }
+
+    /// The archived file recovery will read for `segno`.
+    fn segment(&self, segno: SegNo) -> Option<&'a WalSegmentRecord> {
+        self.catalog.wal.get(&(self.tli_for(segno), segno))
+    }
+
+    /// The name recovery would ask for (for messages about a gap).
+    fn expected_name(&self, segno: SegNo) -> String {
+        SegmentName::new(self.tli_for(segno), segno, self.size).to_string()
     }
 
     /// A backup is on this history if it was taken on one of its
@@ -111,11 +114,7 @@ enum Walk<'a> {
 
 impl<'a> Timeline<'a> {
     /// Walks archived segments from `first` in order until `hit` holds.
-    fn walk(
-        &self,
-        first: SegNo,
-        mut hit: impl FnMut(SegNo, &WalSegmentRecord) -> bool,
-    ) -> Walk<'a> {
+    fn walk(&self, first: SegNo, hit: impl Fn(SegNo, &WalSegmentRecord) -> bool) -> Walk<'a> {
         let last_archived = self
             .catalog
             .wal
@@ -141,6 +140,30 @@ impl<'a> Timeline<'a> {
             s = s.next();
         }
         Walk::End(last_seen)
+    }
+
+    /// `walk` from each start, newest first: the first that finds the
+    /// target wins (an older backup may reach what a newer one cannot,
+    /// and a gap before a newer backup does not matter to it); otherwise
+    /// the newest start's answer.
+    fn walk_any(
+        &self,
+        starts: &[SegNo],
+        hit: impl Fn(SegNo, &WalSegmentRecord) -> bool,
+    ) -> Walk<'a> {
+        let mut starts = starts.to_vec();
+        starts.sort();
+        starts.dedup();
+        let mut first_answer = None;
+        for start in starts.into_iter().rev() {
+            match self.walk(start, &hit) {
+                found @ Walk::Found(..) => return found,
+                other => {
+                    first_answer.get_or_insert(other);
+                }
+            }
+        }
+        first_answer.unwrap_or(Walk::End(None))
     }
 
     /// Latest transaction-end time in segments `from..=to`.
@@ -349,7 +372,12 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                     .and_then(|x| x.max_xact_time())
                     .is_some_and(|m| m > t)
             };
-            match line.walk(first, after) {
+            let starts: Vec<SegNo> = on_line
+                .iter()
+                .filter(|(_, b)| b.stop_time < t)
+                .map(|(_, b)| b.start_lsn.segno(size))
+                .collect();
+            match line.walk_any(&starts, after) {
                 Walk::Found(s, rec) => {
                     let later = rec.summary.as_ref().and_then(|x| x.max_xact.clone());
                     (
@@ -392,7 +420,15 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
         RecoveryTarget::Lsn(l) => {
             let want = l.segno(size);
             let first = first_all.min(want);
-            match line.walk(first, |s, _| s >= want) {
+            let mut starts: Vec<SegNo> = on_line
+                .iter()
+                .map(|(_, b)| b.start_lsn.segno(size))
+                .filter(|s| *s <= want)
+                .collect();
+            if starts.is_empty() {
+                starts.push(first);
+            }
+            match line.walk_any(&starts, |s, _| s >= want) {
                 Walk::Found(s, rec) => {
                     // A record must start at or after the target, or
                     // Postgres ends recovery before reaching it.
@@ -454,7 +490,11 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                     .as_ref()
                     .and_then(|x| x.restore_points.iter().find(|p| &p.name == n).cloned())
             };
-            match line.walk(first_all, |_, r| rp_on_line(r).is_some()) {
+            let starts: Vec<SegNo> = on_line
+                .iter()
+                .map(|(_, b)| b.start_lsn.segno(size))
+                .collect();
+            match line.walk_any(&starts, |_, r| rp_on_line(r).is_some()) {
                 Walk::Found(s, rec) => {
                     let rp = rp_on_line(rec);
                     (
@@ -494,7 +534,11 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
             let holds = |_: SegNo, r: &WalSegmentRecord| {
                 r.summary.as_ref().is_some_and(|s| s.may_hold_xid(*x))
             };
-            match line.walk(first_all, holds) {
+            let starts: Vec<SegNo> = on_line
+                .iter()
+                .map(|(_, b)| b.start_lsn.segno(size))
+                .collect();
+            match line.walk_any(&starts, holds) {
                 Walk::Found(s, rec) => (
                     s,
                     StopPoint {
@@ -879,44 +923,84 @@ fn finish_plan(
     }
 }
 
-/// The span of times a `--to` target can be planned for on the latest
-/// timeline: from the end of the earliest backup to (not including) the
-/// last transaction end in WAL that is continuous from the newest backup.
+/// What can be restored along one timeline's history: from the end of
+/// the earliest backup on it (time and LSN) to the last transaction end
+/// (time targets must be before it) and the last record (LSN targets) in
+/// WAL continuous from the newest backup; and every missing segment from
+/// the earliest backup's start to the last archived segment.
 #[derive(Clone, Debug, serde::Serialize, PartialEq)]
 pub struct Window {
     pub timeline: TimelineId,
     pub earliest: Option<DateTime<Utc>>,
+    pub earliest_lsn: Option<Lsn>,
     pub earliest_backup: Option<String>,
     pub latest: Option<DateTime<Utc>>,
+    pub latest_lsn: Option<Lsn>,
     pub latest_segment: Option<String>,
+    /// Missing segments (at most 100 listed).
+    pub gaps: Vec<String>,
 }
 
+/// The window of the newest timeline.
 pub fn restorable_window(catalog: &Catalog) -> Result<Window, PlanError> {
-    let tli = catalog.latest_timeline();
+    window_of(catalog, catalog.latest_timeline())
+}
+
+/// One window per timeline with a history (or timeline 1), newest first;
+/// timelines whose ancestry is unknown are left out.
+pub fn restorable_windows(catalog: &Catalog) -> Vec<Window> {
+    known_timelines(catalog)
+        .into_iter()
+        .filter_map(|t| window_of(catalog, t).ok())
+        .collect()
+}
+
+fn window_of(catalog: &Catalog, tli: TimelineId) -> Result<Window, PlanError> {
     let line = Timeline::new(catalog, tli)?;
     let on_line: Vec<&BackupRecord> = catalog
         .backups
         .iter()
         .filter(|b| line.holds_backup(b))
         .collect();
-    let earliest = on_line.iter().min_by_key(|b| b.stop_time);
+    let earliest = on_line.iter().min_by_key(|b| b.stop_lsn);
     let mut window = Window {
         timeline: tli,
         earliest: earliest.map(|b| b.stop_time),
+        earliest_lsn: earliest.map(|b| b.stop_lsn),
         earliest_backup: earliest.map(|b| b.id.clone()),
         latest: None,
+        latest_lsn: None,
         latest_segment: None,
+        gaps: Vec::new(),
     };
+    let last_archived = catalog
+        .wal
+        .keys()
+        .filter(|(t, s)| line.tli_for(*s) == *t)
+        .map(|(_, s)| *s)
+        .max();
+    if let (Some(e), Some(last)) = (earliest, last_archived) {
+        let mut s = e.start_lsn.segno(line.size);
+        while s <= last && window.gaps.len() < 100 {
+            if line.segment(s).is_none() {
+                window.gaps.push(line.expected_name(s));
+            }
+            s = s.next();
+        }
+    }
     let Some(newest) = on_line.iter().max_by_key(|b| b.stop_lsn) else {
         return Ok(window);
     };
     let mut s = newest.start_lsn.segno(line.size);
     while let Some(rec) = line.segment(s) {
-        if let Some(m) = rec.summary.as_ref().and_then(|x| x.max_xact_time()) {
-            if window.latest.is_none_or(|l| m > l) {
-                window.latest = Some(m);
-                window.latest_segment = Some(rec.name.clone());
+        if let Some(sum) = &rec.summary {
+            if let Some(m) = sum.max_xact_time() {
+                if window.latest.is_none_or(|l| m > l) {
+                    window.latest = Some(m);
+                    window.latest_segment = Some(rec.name.clone());
+                }
             }
+            window.latest_lsn = sum.end_lsn.or(window.latest_lsn);
         }
         s = s.next();
     }

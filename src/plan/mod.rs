@@ -7,12 +7,15 @@ pub mod explain;
 pub mod graph;
 pub mod target;
 
+#[cfg(test)]
+mod proptests;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::pg::{Lsn, TimelineId};
 
-pub use graph::{plan, restorable_window, Window};
+pub use graph::{plan, restorable_window, restorable_windows, Window};
 pub use target::{parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice};
 
 /// A route to a target, proven from the catalog before anything is fetched.

@@ -203,6 +203,11 @@ fn plan_errors_name_the_limit() {
     let info = c.pitr.json(&["info"]);
     let missing = &info["wal"][0]["missing"];
     assert_eq!(missing[0].as_str(), Some(seg3.as_str()), "{info:#}");
+    assert_eq!(
+        info["timelines"][0]["gaps"][0].as_str(),
+        Some(seg3.as_str()),
+        "{info:#}"
+    );
     for (p, bytes) in objects.iter().zip(saved) {
         std::fs::write(p, bytes).unwrap();
     }
@@ -792,6 +797,17 @@ fn every_target_kind_and_timeline_choice_restores_the_right_rows() {
         restore_rows(&c, "x101", &["--xid", &x101s]).0,
         "1,2,3,4,100,101"
     );
+    // info: a window per timeline, newest first, no gaps.
+    let info = c.pitr.json(&["info"]);
+    let tls = info["timelines"].as_array().unwrap();
+    assert_eq!(tls.len(), 2, "{info:#}");
+    assert_eq!(tls[0]["timeline"], 2);
+    assert_eq!(tls[1]["timeline"], 1);
+    assert!(
+        tls.iter().all(|w| w["gaps"].as_array().unwrap().is_empty()),
+        "{info:#}"
+    );
+    assert!(tls[0]["latest_lsn"].is_string(), "{info:#}");
     // --latest follows timeline 2 to its end.
     let (rows, out) = restore_rows(&c, "latest", &["--latest"]);
     assert_eq!(rows, "1,2,3,4,100,101,102");

@@ -1,0 +1,288 @@
+//! Planner invariants on random catalogs, checked against brute force:
+//! one or two timelines (2 branching off 1 inside a random segment),
+//! random gaps on each, random backups on either. For a time target the
+//! plan must exist exactly when some backup has a complete route, cost no
+//! more than the cheapest such route, never cross a gap, and never restore
+//! a backup the target's timeline does not descend from.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::cost::CostModel;
+use super::{plan, PlanError, RecoveryTarget, TargetSpec};
+use crate::catalog::{BackupRecord, Catalog, RepoConfig, WalSegmentRecord, WalSummary};
+use crate::pg::control::{ControlFile, PgMajor};
+use crate::pg::history::TimelineHistory;
+use crate::pg::wal::{XactEnd, XactKind};
+use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
+
+const SEG: u64 = 16 << 20;
+
+fn size() -> WalSegmentSize {
+    WalSegmentSize::new(SEG).unwrap()
+}
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+/// Latest commit time of segment `s` on timeline `tli`: later segments
+/// commit later, timeline 2 after everything on timeline 1.
+fn seg_time(tli: u32, s: u64) -> DateTime<Utc> {
+    base()
+        + Duration::seconds(if tli == 1 {
+            10 * s as i64
+        } else {
+            1000 + 10 * s as i64
+        })
+}
+
+#[derive(Clone, Debug)]
+struct World {
+    n1: u64,
+    missing1: Vec<bool>,
+    /// (segment where timeline 2 branches off, its segment count, gaps)
+    branch: Option<(u64, u64, Vec<bool>)>,
+    /// (on timeline 2?, start segment, stored MB)
+    backups: Vec<(bool, u64, u64)>,
+    target_secs: i64,
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (4u64..24).prop_flat_map(|n1| {
+        (
+            Just(n1),
+            prop::collection::vec(prop::bool::weighted(0.12), n1 as usize),
+            prop::option::of((1..n1).prop_flat_map(|k| {
+                (Just(k), 2u64..16).prop_flat_map(|(k, n2)| {
+                    (
+                        Just(k),
+                        Just(n2),
+                        prop::collection::vec(prop::bool::weighted(0.12), n2 as usize),
+                    )
+                })
+            })),
+            prop::collection::vec((any::<bool>(), 0u64..40, 1u64..500), 1..6),
+            0i64..1500,
+        )
+            .prop_map(|(n1, missing1, branch, backups, target_secs)| World {
+                n1,
+                missing1,
+                branch,
+                backups,
+                target_secs,
+            })
+    })
+}
+
+fn record(tli: u32, s: u64) -> WalSegmentRecord {
+    let t = TimelineId::new(tli).unwrap();
+    let segno = SegNo::new(s);
+    let time = seg_time(tli, s);
+    let xact = XactEnd {
+        lsn: Lsn::new(s * SEG + 0x1000),
+        end_lsn: Lsn::new(s * SEG + 0x1040),
+        kind: XactKind::Commit,
+        xid: 1000 + s as u32,
+        time,
+    };
+    WalSegmentRecord {
+        name: SegmentName::new(t, segno, size()).to_string(),
+        timeline: t,
+        segno,
+        raw_bytes: SEG,
+        stored_bytes: SEG / 8,
+        sha256: String::new(),
+        pushed_at: time,
+        summary: Some(WalSummary {
+            first_record: Some(Lsn::new(s * SEG + 0x28)),
+            end_lsn: Some(Lsn::new((s + 1) * SEG - 8)),
+            records: 10,
+            xact_count: 1,
+            min_xact_time: Some(time),
+            max_xact: Some(xact),
+            restore_points: Vec::new(),
+            switch_lsn: None,
+            tail_incomplete: false,
+            min_xid: Some(1000 + s as u32),
+            max_xid: Some(1000 + s as u32),
+        }),
+        scan_error: None,
+    }
+}
+
+/// The switch point of timeline 2: inside segment k.
+fn switchpoint(k: u64) -> Lsn {
+    Lsn::new(k * SEG + 0x8000)
+}
+
+fn build(w: &World) -> Catalog {
+    let control = ControlFile::decode(include_bytes!("../../testdata/pg15/pg_control")).unwrap();
+    let config = RepoConfig {
+        system_id: control.system_identifier,
+        pg_major: PgMajor::new(15).unwrap(),
+        wal_segment_size: size(),
+        fingerprint: control.fingerprint.clone(),
+        created_at: base(),
+        created_by: "proptest".into(),
+    };
+    let mut wal = BTreeMap::new();
+    for s in 0..w.n1 {
+        if !w.missing1[s as usize] {
+            let r = record(1, s);
+            wal.insert((r.timeline, r.segno), r);
+        }
+    }
+    let mut histories = BTreeMap::new();
+    if let Some((k, n2, missing2)) = &w.branch {
+        for i in 0..*n2 {
+            if !missing2[i as usize] {
+                let r = record(2, k + i);
+                wal.insert((r.timeline, r.segno), r);
+            }
+        }
+        let text = format!("1\t{}\tbranch\n", switchpoint(*k));
+        let t2 = TimelineId::new(2).unwrap();
+        histories.insert(t2, TimelineHistory::parse(t2, &text).unwrap());
+    }
+    let mut backups = Vec::new();
+    for (i, (on2, start, mb)) in w.backups.iter().enumerate() {
+        let (tli, s) = match (&w.branch, on2) {
+            (Some((k, n2, _)), true) => (2u32, k + 1 + start % n2),
+            _ => (1u32, start % w.n1),
+        };
+        let start_lsn = Lsn::new(s * SEG + 0x28);
+        backups.push(BackupRecord {
+            id: format!("b{i}"),
+            label: String::new(),
+            system_id: config.system_id,
+            pg_major: config.pg_major,
+            timeline: TimelineId::new(tli).unwrap(),
+            start_lsn,
+            checkpoint_lsn: start_lsn,
+            stop_lsn: Lsn::new(s * SEG + 0x100),
+            stop_timeline: TimelineId::new(tli).unwrap(),
+            start_segment: String::new(),
+            stop_segment: String::new(),
+            start_time: seg_time(tli, s) - Duration::seconds(5),
+            stop_time: seg_time(tli, s) - Duration::seconds(4),
+            fingerprint: config.fingerprint.clone(),
+            files: 1,
+            raw_bytes: (mb * 4) << 20,
+            stored_bytes: mb << 20,
+            pitr_version: String::new(),
+        });
+    }
+    Catalog {
+        config,
+        backups,
+        wal,
+        histories,
+    }
+}
+
+/// Brute force: every backup on the line, walked segment by segment.
+/// Returns the cheapest complete route's (cost, backup id).
+fn brute_force(
+    w: &World,
+    c: &Catalog,
+    t: DateTime<Utc>,
+    cost: &CostModel,
+) -> Option<(f64, String)> {
+    let (line_tli, k) = match &w.branch {
+        Some((k, _, _)) => (2u32, Some(*k)),
+        None => (1u32, None),
+    };
+    let file = |s: u64| {
+        let tli = match k {
+            Some(k) if s >= k => 2,
+            _ => 1,
+        };
+        c.wal.get(&(TimelineId::new(tli).unwrap(), SegNo::new(s)))
+    };
+    let on_line = |b: &BackupRecord| match k {
+        None => b.timeline.get() == 1,
+        Some(k) => b.timeline.get() == 2 || b.stop_lsn <= switchpoint(k),
+    };
+    let _ = line_tli;
+    let max_seg = c.wal.keys().map(|(_, s)| s.get()).max().unwrap_or(0);
+    let mut best: Option<(f64, String)> = None;
+    for b in c.backups.iter().filter(|b| on_line(b) && b.stop_time < t) {
+        let mut s = b.start_lsn.as_u64() / SEG;
+        let mut total = cost.restore(b.stored_bytes, b.raw_bytes) + cost.startup_secs;
+        let ok = loop {
+            if s > max_seg {
+                break false;
+            }
+            let Some(r) = file(s) else { break false };
+            total += cost.replay(r.raw_bytes);
+            if r.summary
+                .as_ref()
+                .and_then(|x| x.max_xact_time())
+                .is_some_and(|m| m > t)
+            {
+                break true;
+            }
+            s += 1;
+        };
+        if ok && best.as_ref().is_none_or(|(c0, _)| total < *c0 - 1e-9) {
+            best = Some((total, b.id.clone()));
+        }
+    }
+    best
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn plan_matches_brute_force(w in world()) {
+        let c = build(&w);
+        let t = base() + Duration::seconds(w.target_secs);
+        let cost = CostModel::default();
+        let got = plan(&c, &TargetSpec::new(RecoveryTarget::Time(t)), &cost);
+        let want = brute_force(&w, &c, t, &cost);
+        match (&got, &want) {
+            (Ok(p), Some((best, _))) => {
+                let chosen = c.backups.iter().find(|b| b.id == p.backup.id).unwrap();
+                // Never more expensive than the best complete route.
+                let mut total = cost.restore(chosen.stored_bytes, chosen.raw_bytes) + cost.startup_secs;
+                let start = chosen.start_lsn.as_u64() / SEG;
+                let stop_name = &p.stop.segment;
+                let mut s = start;
+                loop {
+                    let tli = match &w.branch { Some((k, _, _)) if s >= *k => 2, _ => 1 };
+                    let name = SegmentName::new(TimelineId::new(tli).unwrap(), SegNo::new(s), size()).to_string();
+                    // Never crosses a gap.
+                    let r = c.wal.get(&(TimelineId::new(tli).unwrap(), SegNo::new(s)));
+                    prop_assert!(r.is_some(), "route crosses missing segment {name}");
+                    total += cost.replay(SEG);
+                    if &name == stop_name { break; }
+                    s += 1;
+                    prop_assert!(s < 200, "stop segment never reached");
+                }
+                prop_assert!(total <= best + 1e-6, "plan cost {total} > brute force {best}");
+                // The chosen backup lies on the target timeline's history.
+                if let Some((k, _, _)) = &w.branch {
+                    prop_assert!(chosen.timeline.get() == 2 || chosen.stop_lsn <= switchpoint(*k));
+                    prop_assert_eq!(p.timeline.get(), 2);
+                }
+                prop_assert!(chosen.stop_time < t);
+            }
+            (Err(e), None) => {
+                prop_assert!(matches!(
+                    e,
+                    PlanError::BeforeEarliest { .. }
+                        | PlanError::AfterLatest { .. }
+                        | PlanError::MissingSegment { .. }
+                        | PlanError::NotFound { .. }
+                        | PlanError::NoBackupBefore { .. }
+                ), "unexpected error {e}");
+            }
+            (Ok(p), None) => prop_assert!(false, "planned {:?} but brute force found no route", p.backup.id),
+            (Err(e), Some((_, id))) => prop_assert!(false, "error {e} but backup {id} has a complete route"),
+        }
+    }
+}
