@@ -148,6 +148,19 @@ RF=$(calc "$DATA_MB / $(med restore_fs)"); RS=$(calc "$DATA_MB / $(med restore_s
     row "backup (full)" "MB/s" "$BF" "$BS"
     row "restore (materialize, --no-start)" "MB/s" "$RF" "$RS"
 } | tee "$WORK/table.md"
+# The planner at scale, and the WAL scanner on the same segments as
+# pg_waldump (both decode every record; pg_waldump prints only statistics).
+echo
+PITR_BENCH_WAL_DIR="$WORK/segs" cargo bench --quiet --bench planner 2>/dev/null | tee "$WORK/planner.md"
+FIRST=$(ls "$WORK/segs" | head -1); LAST=$(ls "$WORK/segs" | tail -1)
+WD_RUNS=""
+for _ in 1 2 3; do
+    t0=$(now); "$BIN/pg_waldump" --stats=record -p "$WORK/segs" "$FIRST" "$LAST" >/dev/null 2>&1 || true; t1=$(now)
+    WD_RUNS+="$(calc "$t1 - $t0") "
+done
+WD=$(tr ' ' '\n' <<<"$WD_RUNS" | grep -v '^$' | median)
+WD_MBS=$(calc "$NSEG * 16.777216 / $WD")
+printf '| pg_waldump --stats=record, same segments | %.0f MB/s (%.2f ms per segment) |\n' "$WD_MBS" "$(calc "$WD * 1000 / $NSEG")" | tee -a "$WORK/planner.md"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 python3 - "$STAMP" "$SCALE" "$DATA_MB" "$NSEG" "$RUNS" "$PF" "$PS" "$BF" "$BS" "$RF" "$RS" \
     "${RES[push_fs]}" "${RES[push_s3]}" "${RES[backup_fs]}" "${RES[backup_s3]}" "${RES[restore_fs]}" "${RES[restore_s3]}" \

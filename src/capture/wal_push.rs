@@ -15,7 +15,7 @@ use crate::pg::wal::{scan_segment, LongPageHeader};
 use crate::pg::{SegmentName, WalFileName, WalNameError};
 use crate::repo::codec::{self, sha256_hex};
 use crate::repo::store::{PutMode, StoreError};
-use crate::repo::{layout, Repo, RepoError, KIND_WAL};
+use crate::repo::{layout, Repo, RepoError, KIND_WAL, KIND_WAL_XACTS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -190,13 +190,17 @@ async fn push_segment(
         Err(e) => return Err(e.into()),
     }
 
-    let (stored, summary, scan_error) = tokio::task::spawn_blocking(move || {
+    let (stored, summary, scan_error, xacts) = tokio::task::spawn_blocking(move || {
         let stored = codec::compress(&raw);
-        let (summary, scan_error) = match scan_segment(&raw, size) {
-            Ok(scan) => (Some(WalSummary::from_scan(&scan)), None),
-            Err(e) => (None, Some(e.to_string())),
+        let (summary, scan_error, xacts) = match scan_segment(&raw, size) {
+            Ok(scan) => (
+                Some(WalSummary::from_scan(&scan)),
+                None,
+                Some(scan.xact_ends),
+            ),
+            Err(e) => (None, Some(e.to_string()), None),
         };
-        (stored, summary, scan_error)
+        (stored, summary, scan_error, xacts)
     })
     .await
     .map_err(|e| PushError::Compress {
@@ -230,6 +234,17 @@ async fn push_segment(
         summary,
         scan_error,
     };
+    // Every transaction end, for exact explanations (not read by plan).
+    if let Some(xacts) = xacts {
+        let bytes = crate::catalog::Envelope::seal(KIND_WAL_XACTS, &xacts)
+            .ok()
+            .and_then(|b| codec::compress(&b).ok());
+        if let Some(bytes) = bytes {
+            repo.store()
+                .put(&layout::segment_xacts(seg), &bytes, PutMode::Overwrite)
+                .await?;
+        }
+    }
     // The index entry goes first: once the record (the acknowledgement)
     // exists, the planner must see the segment. Until then the push is
     // unacknowledged and may be replaced, so the entry may be too.

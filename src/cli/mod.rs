@@ -165,7 +165,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let repo = open_repo(&repo).await?;
             let catalog = repo.load_catalog().await?;
             let target = resolve_target(&target)?;
-            let plan = plan::plan(&catalog, &target, &CostModel::default())?;
+            let mut plan = plan::plan(&catalog, &target, &CostModel::default())?;
+            refine(&repo, &mut plan).await;
             if json.json {
                 print_json(&plan)
             } else {
@@ -248,6 +249,26 @@ fn resolve_target(t: &TargetArgs) -> Result<TargetSpec, Failure> {
         inclusive: !t.exclusive,
         timeline,
     })
+}
+
+/// Adds the exact stop record to a plan when the repository has the stop
+/// segment's transaction list (segments archived by older pitr do not).
+async fn refine(repo: &Repo, plan: &mut plan::Plan) {
+    if !matches!(
+        plan.target,
+        RecoveryTarget::Time(_) | RecoveryTarget::Xid(_)
+    ) {
+        return;
+    }
+    let Ok(crate::pg::WalFileName::Segment(seg)) =
+        crate::pg::WalFileName::parse(&plan.stop.segment)
+    else {
+        return;
+    };
+    match repo.segment_xacts(&seg).await {
+        Ok(xacts) => plan.refine(&xacts),
+        Err(e) => tracing::debug!(error = %e, "no transaction list for the stop segment"),
+    }
 }
 
 async fn init(arg: &args::RepoArg, pgdata: &Path, json: bool) -> Result<(), Failure> {

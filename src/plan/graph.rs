@@ -31,6 +31,8 @@ struct Timeline<'a> {
     size: WalSegmentSize,
     /// Newest first.
     stretches: Vec<HistorySpan>,
+    /// The highest archived segment number on any timeline.
+    last_archived: Option<SegNo>,
 }
 
 impl<'a> Timeline<'a> {
@@ -50,6 +52,7 @@ impl<'a> Timeline<'a> {
             catalog,
             size: catalog.config.wal_segment_size,
             stretches,
+            last_archived: catalog.wal.keys().map(|(_, s)| *s).max(),
         })
     }
 
@@ -115,18 +118,12 @@ enum Walk<'a> {
 impl<'a> Timeline<'a> {
     /// Walks archived segments from `first` in order until `hit` holds.
     fn walk(&self, first: SegNo, hit: impl Fn(SegNo, &WalSegmentRecord) -> bool) -> Walk<'a> {
-        let last_archived = self
-            .catalog
-            .wal
-            .keys()
-            .map(|(_, s)| *s)
-            .max()
-            .unwrap_or(first);
+        let last_archived = self.last_archived.unwrap_or(first);
         let mut s = first;
         let mut last_seen = None;
         while s <= last_archived {
             let Some(rec) = self.segment(s) else {
-                let beyond = self.catalog.wal.keys().any(|(_, n)| *n > s);
+                let beyond = last_archived > s;
                 return if beyond {
                     Walk::Gap(s)
                 } else {
@@ -661,7 +658,13 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
         }
         s = s.next();
     }
-    let seg_node = |s: SegNo| seg_nodes.iter().find(|(n, _)| *n == s).map(|(_, i)| *i);
+    // seg_nodes is sorted by segment number.
+    let seg_node = |s: SegNo| {
+        seg_nodes
+            .binary_search_by_key(&s, |(n, _)| *n)
+            .ok()
+            .map(|i| seg_nodes[i].1)
+    };
     let seg_cost = |s: SegNo| {
         line.segment(s)
             .map(|r| cost.replay(r.raw_bytes))

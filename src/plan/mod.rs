@@ -63,6 +63,83 @@ pub struct StopPoint {
 }
 
 impl Plan {
+    /// Narrows the stop point to the exact record, from every transaction
+    /// end of the stop segment (read from the repository by the caller):
+    /// for a time target, the first transaction end after the target (the
+    /// record Postgres stops before) and the last one kept; for an xid, its
+    /// own end record.
+    pub fn refine(&mut self, xacts: &[crate::pg::wal::XactEnd]) {
+        let mut ordered: Vec<&crate::pg::wal::XactEnd> = xacts.iter().collect();
+        ordered.sort_by_key(|x| x.lsn);
+        let kind = |k: crate::pg::wal::XactKind| match k {
+            crate::pg::wal::XactKind::Commit => "commit",
+            crate::pg::wal::XactKind::Abort => "abort",
+            crate::pg::wal::XactKind::CommitPrepared => "commit of prepared transaction",
+            crate::pg::wal::XactKind::AbortPrepared => "abort of prepared transaction",
+        };
+        let old = self.stop.description.clone();
+        let described = match &self.target {
+            RecoveryTarget::Time(t) => {
+                let after = |x: &&&crate::pg::wal::XactEnd| {
+                    if self.inclusive {
+                        x.time > *t
+                    } else {
+                        x.time >= *t
+                    }
+                };
+                let Some(pos) = ordered.iter().position(|x| after(&x)) else {
+                    return;
+                };
+                let stop = ordered[pos];
+                let kept = pos.checked_sub(1).map(|i| ordered[i]);
+                self.stop.lsn = Some(stop.lsn);
+                self.stop.time = Some(stop.time);
+                self.stop.xid = Some(stop.xid);
+                format!(
+                    "recovery stops before the {} of xid {} at {} (LSN {}) in segment {}, the first transaction end after the target{}",
+                    kind(stop.kind),
+                    stop.xid,
+                    stop.time,
+                    stop.lsn,
+                    self.stop.segment,
+                    kept.map(|k| format!(
+                        "; the last one kept is the {} of xid {} at {}",
+                        kind(k.kind),
+                        k.xid,
+                        k.time
+                    ))
+                    .unwrap_or_default()
+                )
+            }
+            RecoveryTarget::Xid(x) => {
+                let Some(end) = ordered.iter().find(|e| e.xid == *x) else {
+                    return;
+                };
+                self.stop.lsn = Some(end.lsn);
+                self.stop.time = Some(end.time);
+                format!(
+                    "recovery stops {} the {} of xid {x} at {} (LSN {}) in segment {}",
+                    if self.inclusive {
+                        "right after"
+                    } else {
+                        "right before"
+                    },
+                    kind(end.kind),
+                    end.time,
+                    end.lsn,
+                    self.stop.segment
+                )
+            }
+            _ => return,
+        };
+        self.stop.description = described.clone();
+        for e in self.evidence.iter_mut() {
+            if *e == old {
+                *e = described.clone();
+            }
+        }
+    }
+
     pub fn spec(&self) -> TargetSpec {
         TargetSpec {
             target: self.target.clone(),

@@ -50,6 +50,12 @@ pub fn segment_data(seg: &SegmentName) -> ObjectKey {
     key(format!("{}/{seg}.zst", tli_dir(seg.timeline())))
 }
 
+/// Every transaction end of a segment (`pitr.wal-xacts`, zstd): read only
+/// to explain exactly where a plan stops.
+pub fn segment_xacts(seg: &SegmentName) -> ObjectKey {
+    key(format!("{}/{seg}.xacts.zst", tli_dir(seg.timeline())))
+}
+
 pub fn segment_record(seg: &SegmentName) -> ObjectKey {
     key(format!("{}/{seg}.json", tli_dir(seg.timeline())))
 }

@@ -26,6 +26,7 @@ pub const KIND_WAL: &str = "pitr.wal-segment";
 pub const KIND_BACKUP: &str = "pitr.backup";
 pub const KIND_MANIFEST: &str = "pitr.backup-manifest";
 pub const KIND_WAL_CHUNK: &str = "pitr.wal-index-chunk";
+pub const KIND_WAL_XACTS: &str = "pitr.wal-xacts";
 
 /// Parallel GETs when loading the catalog.
 const LOAD_CONCURRENCY: usize = 32;
@@ -216,6 +217,20 @@ impl Repo {
             Err(e) if e.is_not_found() => Err(RepoError::NotInitialized(self.location.to_arg())),
             other => other,
         }
+    }
+
+    /// Every transaction end recorded for `segment` at archive time.
+    pub async fn segment_xacts(
+        &self,
+        segment: &crate::pg::SegmentName,
+    ) -> Result<Vec<crate::pg::wal::XactEnd>, RepoError> {
+        let key = layout::segment_xacts(segment);
+        let stored = self.store.get(&key).await?;
+        let raw = codec::decompress(&stored).map_err(|source| RepoError::Codec {
+            key: key.clone(),
+            source,
+        })?;
+        Envelope::open(KIND_WAL_XACTS, &raw).map_err(|source| RepoError::Meta { key, source })
     }
 
     /// Reads an archived non-segment file (history, .backup, .partial).

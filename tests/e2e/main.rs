@@ -690,16 +690,35 @@ fn every_target_kind_and_timeline_choice_restores_the_right_rows() {
     let x2 = insert_row_xid(&c, 2);
     insert_row_xid(&c, 3);
     c.psql("select pg_create_restore_point('rp_a')");
-    insert_row_xid(&c, 4);
+    let x4 = insert_row_xid(&c, 4);
     let lsn = c
         .psql("select pg_current_wal_insert_lsn()")
         .trim()
         .to_string();
-    insert_row_xid(&c, 5);
+    let x5 = insert_row_xid(&c, 5);
     insert_row_xid(&c, 6);
     let t45 = midpoint(&c, 4, 5);
     let t56 = midpoint(&c, 5, 6);
     c.switch_and_archive();
+
+    // plan names the exact record recovery stops before, and the last kept.
+    let p = c.pitr.json(&["plan", "--to", &t45]);
+    assert_eq!(p["stop"]["xid"].as_u64(), Some(u64::from(x5)), "{p:#}");
+    let why = p["stop"]["description"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("stops before the commit of xid {x5}")),
+        "{why}"
+    );
+    assert!(
+        why.contains(&format!("the last one kept is the commit of xid {x4}")),
+        "{why}"
+    );
+    let p = c.pitr.json(&["plan", "--xid", &x4.to_string()]);
+    let why = p["stop"]["description"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("right after the commit of xid {x4}")),
+        "{why}"
+    );
 
     // Targets on timeline 1.
     let x2s = x2.to_string();
