@@ -142,6 +142,7 @@ fn synthetic() -> Catalog {
         backups,
         wal,
         histories,
+        timings: Vec::new(),
     }
 }
 

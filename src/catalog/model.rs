@@ -162,6 +162,22 @@ pub struct BackupManifest {
     pub tablespace_map: Option<String>,
 }
 
+/// What one restore measured (`catalog/timings/<stamp>.json`): the cost
+/// model's rates come from the medians of these.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RestoreTiming {
+    pub at: DateTime<Utc>,
+    pub backup_id: String,
+    /// Bytes of data directory materialized, and how long it took.
+    pub data_bytes: u64,
+    pub materialize_seconds: f64,
+    /// Bytes of WAL the plan replayed, and how long from server start to
+    /// the target.
+    pub wal_bytes: u64,
+    pub replay_seconds: f64,
+    pub startup_seconds: f64,
+}
+
 /// Everything the planner needs, loaded by `repo/`.
 #[derive(Clone, Debug)]
 pub struct Catalog {
@@ -169,6 +185,8 @@ pub struct Catalog {
     pub backups: Vec<BackupRecord>,
     pub wal: BTreeMap<(TimelineId, SegNo), WalSegmentRecord>,
     pub histories: BTreeMap<TimelineId, TimelineHistory>,
+    /// The most recent restores' measurements (at most 20).
+    pub timings: Vec<RestoreTiming>,
 }
 
 impl Catalog {

@@ -87,6 +87,20 @@ pub struct TargetArgs {
     /// Stop just before the target instead of just after it (time, LSN, xid).
     #[arg(long)]
     pub exclusive: bool,
+    /// Planning: assumed restore rate in MB/s of data directory (default:
+    /// measured by earlier restores from this repository, else 200).
+    #[arg(long, value_name = "MBPS")]
+    pub restore_rate: Option<f64>,
+    /// Planning: assumed WAL replay rate in MB/s (default: measured, else 60).
+    #[arg(long, value_name = "MBPS")]
+    pub replay_rate: Option<f64>,
+}
+
+impl TargetArgs {
+    pub fn cost_model(&self, catalog: &crate::catalog::Catalog) -> crate::plan::cost::CostModel {
+        crate::plan::cost::CostModel::from_timings(&catalog.timings)
+            .with_overrides(self.restore_rate, self.replay_rate)
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::capture::backup::{self, BackupEvent, BackupOptions};
 use crate::capture::{wal_fetch, wal_push};
 use crate::catalog::{Catalog, RepoConfig};
-use crate::plan::{self, cost::CostModel, explain, RecoveryTarget, TargetSpec, TimelineChoice};
+use crate::plan::{self, explain, RecoveryTarget, TargetSpec, TimelineChoice};
 use crate::recover::{self, Action, RecoverEvent, RestoreOptions};
 use crate::repo::store::PutMode;
 use crate::repo::{layout, Repo, RepoLocation, KIND_CONFIG};
@@ -164,8 +164,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Plan { repo, target, json } => {
             let repo = open_repo(&repo).await?;
             let catalog = repo.load_catalog().await?;
-            let target = resolve_target(&target)?;
-            let mut plan = plan::plan(&catalog, &target, &CostModel::default())?;
+            let target_args = target;
+            let target = resolve_target(&target_args)?;
+            let cost = target_args.cost_model(&catalog);
+            let mut plan = plan::plan(&catalog, &target, &cost)?;
             refine(&repo, &mut plan).await;
             if json.json {
                 print_json(&plan)
@@ -493,7 +495,7 @@ async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
         ));
     }
     let catalog = repo.load_catalog().await?;
-    let plan = plan::plan(&catalog, &target, &CostModel::default())?;
+    let plan = plan::plan(&catalog, &target, &args.target.cost_model(&catalog))?;
     let pitr_exe = std::env::current_exe()
         .map_err(|e| Failure::new(Code::Internal, e).context("locating the pitr executable"))?;
     let opts = RestoreOptions {

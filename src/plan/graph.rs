@@ -923,6 +923,7 @@ fn finish_plan(
         total_bytes: chosen.stored_bytes + wal_stored,
         evidence,
         alternatives,
+        cost_model: cost.clone(),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Plan {
     pub evidence: Vec<String>,
     /// Other backups that could also reach the target (not chosen).
     pub alternatives: Vec<String>,
+    /// The rates the estimates used.
+    pub cost_model: cost::CostModel,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -180,6 +180,7 @@ fn build(w: &World) -> Catalog {
         backups,
         wal,
         histories,
+        timings: Vec::new(),
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::catalog::RestoreTiming;
 use crate::pg::{Lsn, TimelineId};
 use crate::plan::{Plan, RecoveryTarget};
 use crate::repo::codec::CodecError;
@@ -148,6 +149,7 @@ pub async fn restore(
         let total: u64 = manifest.files.iter().map(|f| f.size).sum();
         on_event(RecoverEvent::Materializing { total_bytes: total });
         let ev = on_event.clone();
+        let materialize_started = Instant::now();
         materialize::materialize(
             repo,
             &manifest,
@@ -156,6 +158,7 @@ pub async fn restore(
             Arc::new(move |b| ev(RecoverEvent::Bytes(b))),
         )
         .await?;
+        let materialize_seconds = materialize_started.elapsed().as_secs_f64();
         let port = match opts.port {
             Some(p) => {
                 if !server::port_free(p) {
@@ -208,6 +211,7 @@ pub async fn restore(
             });
         }
         on_event(RecoverEvent::Starting { port });
+        let replay_started = Instant::now();
         let mut running = server::start(&bin, &opts.pgdata).await?;
         let watched = server::watch(
             &mut running,
@@ -223,6 +227,26 @@ pub async fn restore(
             return Err(e);
         }
         on_event(RecoverEvent::Done);
+        record_timing(
+            repo,
+            RestoreTiming {
+                at: Utc::now(),
+                backup_id: plan.backup.id.clone(),
+                data_bytes: total,
+                materialize_seconds,
+                wal_bytes: plan
+                    .steps
+                    .iter()
+                    .map(|s| match s {
+                        crate::plan::Step::ReplayWal { bytes, .. } => *bytes,
+                        _ => 0,
+                    })
+                    .sum(),
+                replay_seconds: replay_started.elapsed().as_secs_f64(),
+                startup_seconds: watched.connected_secs.unwrap_or(0.0),
+            },
+        )
+        .await;
         let connect = format!(
             "psql -h {} -p {port} -U {} postgres",
             socket_dir.display(),
@@ -290,6 +314,30 @@ fn verify(plan: &Plan, watched: &server::Watched) -> Result<(), RecoverError> {
         });
     }
     Ok(())
+}
+
+/// Keeps what this restore measured for the cost model. Best effort: a
+/// repository that cannot take it does not fail a finished restore.
+async fn record_timing(repo: &Repo, timing: RestoreTiming) {
+    let stamp = format!(
+        "{}-{}",
+        timing.at.format("%Y%m%dT%H%M%S%.6fZ"),
+        std::process::id()
+    );
+    let Ok(key) = crate::repo::layout::restore_timing(&stamp) else {
+        return;
+    };
+    let put = repo
+        .put_meta(
+            &key,
+            crate::repo::KIND_TIMING,
+            &timing,
+            crate::repo::store::PutMode::Create,
+        )
+        .await;
+    if let Err(e) = put {
+        tracing::warn!(error = %e, "could not record this restore's timing");
+    }
 }
 
 /// The data directory must be new or empty; it is created 0700.

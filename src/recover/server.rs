@@ -225,6 +225,8 @@ pub struct Watched {
     /// The server log as read while watching, and where it is.
     pub log_text: String,
     pub log: String,
+    /// Seconds from the start of watching to the first SQL connection.
+    pub connected_secs: Option<f64>,
 }
 
 /// Waits for recovery to reach the target and the action to complete.
@@ -251,6 +253,7 @@ pub async fn watch(
         tail: log_tail(&running.log, 25),
     };
     let start = std::time::Instant::now();
+    let mut connected_secs = None;
     loop {
         log_text.push_str(&read_log_from(&running.log, &mut offset));
         let exited = match running.postmaster.try_wait() {
@@ -268,6 +271,7 @@ pub async fn watch(
                     last_commit: None,
                     log_text,
                     log: running.log.display().to_string(),
+                    connected_secs: None,
                 });
             }
             return Err(fail(&log_text, "the server exited during recovery"));
@@ -279,6 +283,7 @@ pub async fn watch(
                         let _ = conn.await;
                     });
                     client = Some(c);
+                    connected_secs.get_or_insert(start.elapsed().as_secs_f64());
                 }
                 Err(e) => {
                     if let Some(db) = e.as_db_error() {
@@ -330,6 +335,7 @@ pub async fn watch(
                             last_commit,
                             log_text,
                             log: running.log.display().to_string(),
+                            connected_secs,
                         });
                     }
                 }

@@ -30,6 +30,7 @@ pub const BACKUPS_DIR: &str = "backups";
 pub const CATALOG_DIR: &str = "catalog";
 pub const CATALOG_BACKUPS_DIR: &str = "catalog/backups";
 pub const CATALOG_WAL_DIR: &str = "catalog/wal";
+pub const CATALOG_TIMINGS_DIR: &str = "catalog/timings";
 /// Segments per WAL index chunk.
 pub const CHUNK_SEGMENTS: u64 = 1024;
 
@@ -96,6 +97,11 @@ pub fn backup_manifest(id: &str) -> Result<ObjectKey, StoreError> {
 pub fn backup_record(id: &str) -> Result<ObjectKey, StoreError> {
     backup_dir(id)?;
     ObjectKey::new(format!("{CATALOG_BACKUPS_DIR}/{id}.json"))
+}
+
+/// A restore's timing record; `stamp` sorts by time.
+pub fn restore_timing(stamp: &str) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("{CATALOG_TIMINGS_DIR}/{stamp}.json"))
 }
 
 pub fn wal_index_pending(seg: &SegmentName) -> ObjectKey {

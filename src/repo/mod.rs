@@ -27,6 +27,10 @@ pub const KIND_BACKUP: &str = "pitr.backup";
 pub const KIND_MANIFEST: &str = "pitr.backup-manifest";
 pub const KIND_WAL_CHUNK: &str = "pitr.wal-index-chunk";
 pub const KIND_WAL_XACTS: &str = "pitr.wal-xacts";
+pub const KIND_TIMING: &str = "pitr.restore-timing";
+
+/// Recorded restores the cost model reads.
+const TIMINGS_KEPT: usize = 20;
 
 /// Parallel GETs when loading the catalog.
 const LOAD_CONCURRENCY: usize = 32;
@@ -321,11 +325,26 @@ impl Repo {
             })?;
             histories.insert(tli, hist);
         }
+        let mut timing_keys: Vec<ObjectKey> = self
+            .store
+            .list(layout::CATALOG_TIMINGS_DIR)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        let skip = timing_keys.len().saturating_sub(TIMINGS_KEPT);
+        timing_keys.drain(..skip);
+        // A damaged timing record must not stop planning.
+        let timings = self
+            .get_many::<crate::catalog::RestoreTiming>(timing_keys, KIND_TIMING)
+            .await
+            .unwrap_or_default();
         Ok(Catalog {
             config,
             backups,
             wal,
             histories,
+            timings,
         })
     }
 
@@ -573,6 +592,14 @@ mod tests {
         // Loading the catalog lists the catalog and histories, never the WAL
         // or backup data.
         let listed = recording.listed.lock().unwrap().clone();
-        assert_eq!(listed, ["catalog/backups", "catalog/wal", "history"]);
+        assert_eq!(
+            listed,
+            [
+                "catalog/backups",
+                "catalog/wal",
+                "history",
+                "catalog/timings"
+            ]
+        );
     }
 }

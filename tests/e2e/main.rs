@@ -136,6 +136,12 @@ fn rollback_scenario(c: Cluster) {
         "promote",
     ]);
     let r2 = Restored::from_json(out);
+    // Restores record what they measured; plans use it from then on.
+    let p = c.pitr.json(&["plan", "--to", &t2]);
+    let source = p["cost_model"]["source"].as_str().unwrap();
+    assert!(source.contains("recorded restores"), "{p:#}");
+    let p = c.pitr.json(&["plan", "--to", &t2, "--replay-rate", "1"]);
+    assert_eq!(p["cost_model"]["replay_bytes_per_sec"].as_f64(), Some(1e6));
     assert_eq!(r2.port.to_string(), port);
     assert_eq!(r2.out["backup_id"], b2["id"]);
     let got = r2.psql("select string_agg(id::text, ',' order by id) from t");
