@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/setup.sh
+PITR_SKIP_S3=1 scripts/setup.sh   # the demo needs no S3 server
 cargo build --quiet
 BIN=/usr/lib/postgresql/15/bin
 

@@ -21,4 +21,4 @@ if grep -rnE '\b(tokio|aws_[a-z_]*|aws-sdk)\b|std::process' src/pg src/catalog s
 fi
 
 echo "== cargo test"
-cargo test --all-targets
+cargo test --lib --bins --tests
