@@ -4,4 +4,5 @@
 
 pub mod bin;
 pub mod conn;
+pub mod install;
 pub mod user;
