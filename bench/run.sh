@@ -122,7 +122,7 @@ done
 "${PSQL[@]}" -c "create table bench_marker(t timestamptz default clock_timestamp()); insert into bench_marker default values" >/dev/null
 TARGET=$("${PSQL[@]}" -c "select clock_timestamp()")
 "${PSQL[@]}" -c "insert into bench_marker default values" >/dev/null
-SEG=$("${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s")
+SEG=$("${PSQL[@]}" -c "select pg_walfile_name(pg_switch_wal())")
 for _ in $(seq 1 600); do [ -f "$WORK/repo-fs/wal/${SEG:0:8}/$SEG.json" ] && break; sleep 0.1; done
 sleep 1 # the S3 push follows the local one in the same archive_command
 for run in $(seq 1 "$RUNS"); do

@@ -135,6 +135,7 @@ fn synthetic() -> Catalog {
             raw_bytes: 50 << 30,
             stored_bytes: 10 << 30,
             pitr_version: String::new(),
+            arch: None,
         });
     }
     Catalog {

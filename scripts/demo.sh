@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PITR_SKIP_S3=1 scripts/setup.sh   # the demo needs no S3 server
+PITR_SKIP_S3=1 PITR_SKIP_MAJORS=1 scripts/setup.sh   # the demo needs only PostgreSQL 15
 cargo build --quiet
 BIN=/usr/lib/postgresql/15/bin
 
@@ -65,7 +65,7 @@ BEFORE=$("${PSQL[@]}" -c "select clock_timestamp()")
 
 say "oops: DROP TABLE orders at $("${PSQL[@]}" -c "select clock_timestamp()")"
 "${PSQL[@]}" -c "drop table orders"
-SEG=$("${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s")
+SEG=$("${PSQL[@]}" -c "select pg_walfile_name(pg_switch_wal())")
 for _ in $(seq 1 300); do [ -f "$REPO/wal/${SEG:0:8}/$SEG.json" ] && break; sleep 0.1; done
 
 say "pitr info"

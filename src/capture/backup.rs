@@ -458,6 +458,7 @@ async fn finish(
         raw_bytes: files.iter().map(|f| f.size).sum(),
         stored_bytes: files.iter().map(|f| f.stored_bytes).sum(),
         pitr_version: env!("CARGO_PKG_VERSION").to_string(),
+        arch: Some(std::env::consts::ARCH.to_string()),
     };
     repo.put_meta(
         &layout::backup_record(id)?,

@@ -130,6 +130,10 @@ pub struct BackupRecord {
     pub raw_bytes: u64,
     pub stored_bytes: u64,
     pub pitr_version: String,
+    /// The machine architecture pitr ran on when taking the backup
+    /// (`std::env::consts::ARCH`); absent in records from before it was kept.
+    #[serde(default)]
+    pub arch: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -230,6 +230,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "promote")]
         action: Action,
     },
+    /// List the PostgreSQL installs found here and their fingerprints.
+    Installs {
+        /// Another bin directory to consider (repeatable).
+        #[arg(long = "pg-bin")]
+        pg_bin: Vec<PathBuf>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// A new database as it was at --to TIME (or --by DURATION ago), promoted.
     Rollback {
         #[command(flatten)]

@@ -17,11 +17,12 @@ use serde::Serialize;
 use crate::capture::backup::{self, BackupEvent, BackupOptions};
 use crate::capture::{wal_fetch, wal_push};
 use crate::catalog::{Catalog, RepoConfig};
+use crate::plan::compat;
 use crate::plan::{self, explain, RecoveryTarget, TargetSpec, TimelineChoice};
 use crate::recover::{self, Action, RecoverEvent, RestoreOptions};
 use crate::repo::store::PutMode;
 use crate::repo::{layout, Repo, RepoLocation, KIND_CONFIG};
-use crate::server::user;
+use crate::server::{install, user};
 use args::{Cli, Command, RestoreArgs, TargetArgs};
 use exit::{Code, Failure};
 use report::Reporter;
@@ -93,7 +94,10 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             }
             user::become_user(&os_user)?;
         }
-        Command::WalFetch { .. } | Command::Info { .. } | Command::Plan { .. } => {}
+        Command::WalFetch { .. }
+        | Command::Info { .. }
+        | Command::Plan { .. }
+        | Command::Installs { .. } => {}
     }
     Ok(())
 }
@@ -169,6 +173,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let cost = target_args.cost_model(&catalog);
             let mut plan = plan::plan(&catalog, &target, &cost)?;
             refine(&repo, &mut plan).await;
+            plan.install = Some(match select_install(&catalog, &plan, None) {
+                Ok(i) => format!("{} (PostgreSQL {})", i.bin_dir, i.version),
+                Err(f) => format!("none here can run it: {:#}", f.error),
+            });
             if json.json {
                 print_json(&plan)
             } else {
@@ -177,6 +185,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Restore { args, action } => restore(args, action).await,
+        Command::Installs { pg_bin, json } => installs(&pg_bin, json.json),
         Command::Rollback { args } => restore(args, Action::Promote).await,
     }
 }
@@ -251,6 +260,190 @@ fn resolve_target(t: &TargetArgs) -> Result<TargetSpec, Failure> {
         inclusive: !t.exclusive,
         timeline,
     })
+}
+
+/// The OS user that scratch initdb runs as: postgres when pitr is root.
+fn initdb_user() -> Option<user::OsUser> {
+    if user::is_root() {
+        user::lookup("postgres").ok()
+    } else {
+        None
+    }
+}
+
+fn install_facts(
+    i: &install::Install,
+    os_user: Option<&user::OsUser>,
+) -> Result<compat::InstallFacts, Failure> {
+    let fingerprint = install::fingerprint(i, os_user, &install::default_cache_dir())
+        .map_err(|e| Failure::new(Code::Incompatible, e))?;
+    Ok(compat::InstallFacts {
+        bin_dir: i.bin_dir.display().to_string(),
+        version: i.version.clone(),
+        major: i.major,
+        fingerprint,
+        arch: install::machine_arch().to_string(),
+    })
+}
+
+/// The install that will run a restore of `plan`'s backup: `--pg-bin`
+/// if given (refused, before anything is fetched, if it cannot run the
+/// backup), else the first compatible install found on this machine.
+fn select_install(
+    catalog: &crate::catalog::Catalog,
+    plan: &plan::Plan,
+    pg_bin: Option<&Path>,
+) -> Result<compat::InstallFacts, Failure> {
+    let Some(backup) = catalog.backups.iter().find(|b| b.id == plan.backup.id) else {
+        return Err(Failure::new(
+            Code::Internal,
+            anyhow::anyhow!("planned backup {} is not in the catalog", plan.backup.id),
+        ));
+    };
+    let os_user = initdb_user();
+    let found = match pg_bin {
+        Some(dir) => {
+            let want = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let all = install::discover(&[dir.to_path_buf()]);
+            let one: Vec<install::Install> = all
+                .into_iter()
+                .filter(|i| {
+                    std::fs::canonicalize(&i.bin_dir).unwrap_or_else(|_| i.bin_dir.clone()) == want
+                })
+                .collect();
+            if one.is_empty() {
+                return Err(Failure::usage(format!(
+                    "--pg-bin {}: not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)",
+                    dir.display()
+                )));
+            }
+            one
+        }
+        None => install::discover(&[]),
+    };
+    // Only installs of the backup's major can match; fingerprint just those.
+    let mut facts = Vec::new();
+    let mut others = Vec::new();
+    for i in &found {
+        if i.major == backup.pg_major || pg_bin.is_some() {
+            facts.push(install_facts(i, os_user.as_ref())?);
+        } else {
+            others.push(format!(
+                "{} (PostgreSQL {})",
+                i.bin_dir.display(),
+                i.version
+            ));
+        }
+    }
+    if let (Some(_), Some(f)) = (pg_bin, facts.first()) {
+        let m = compat::mismatches(
+            backup.pg_major,
+            &backup.fingerprint,
+            backup.arch.as_deref(),
+            f,
+        );
+        if !m.is_empty() {
+            let same: Vec<String> = install::discover(&[])
+                .into_iter()
+                .filter(|i| i.major == backup.pg_major)
+                .map(|i| i.bin_dir.display().to_string())
+                .collect();
+            return Err(Failure::new(
+                Code::Incompatible,
+                anyhow::anyhow!(
+                    "{} cannot run backup {} (nothing was fetched):
+  {}{}",
+                    f.bin_dir,
+                    backup.id,
+                    m.iter()
+                        .map(|m| m.explanation.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n  "),
+                    if same.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\nfound here: {}", same.join(", "))
+                    }
+                ),
+            ));
+        }
+        return Ok(f.clone());
+    }
+    match compat::choose(
+        backup.pg_major,
+        &backup.fingerprint,
+        backup.arch.as_deref(),
+        &facts,
+    ) {
+        Ok(f) => Ok(f.clone()),
+        Err(msg) => Err(Failure::new(
+            Code::Incompatible,
+            anyhow::anyhow!(
+                "{msg}{}",
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!("\nother majors found: {}", others.join(", "))
+                }
+            ),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct InstallReport {
+    bin_dir: String,
+    version: String,
+    major: crate::pg::control::PgMajor,
+    arch: &'static str,
+    fingerprint: Option<crate::pg::control::Fingerprint>,
+    error: Option<String>,
+}
+
+fn installs(extra: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
+    let os_user = initdb_user();
+    let list: Vec<InstallReport> = install::discover(extra)
+        .iter()
+        .map(|i| {
+            let fp = install::fingerprint(i, os_user.as_ref(), &install::default_cache_dir());
+            InstallReport {
+                bin_dir: i.bin_dir.display().to_string(),
+                version: i.version.clone(),
+                major: i.major,
+                arch: install::machine_arch(),
+                error: fp.as_ref().err().map(|e| e.to_string()),
+                fingerprint: fp.ok(),
+            }
+        })
+        .collect();
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no PostgreSQL install found (looked on PATH, /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, /usr/local/pgsql/bin, /opt/pitr-pg)");
+    }
+    for r in &list {
+        match (&r.fingerprint, &r.error) {
+            (Some(f), _) => {
+                println!(
+                "{:<70} PostgreSQL {:<8} {}  catalog {}  blocks {}  WAL blocks {}  checksums {}",
+                r.bin_dir,
+                r.version,
+                r.arch,
+                f.catalog_version_no,
+                f.blcksz,
+                f.xlog_blcksz,
+                if f.data_checksum_version > 0 { "on" } else { "off" }
+            )
+            }
+            (None, Some(e)) => println!(
+                "{:<70} PostgreSQL {:<8} fingerprint failed: {e}",
+                r.bin_dir, r.version
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Adds the exact stop record to a plan when the repository has the stop
@@ -495,13 +688,19 @@ async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
         ));
     }
     let catalog = repo.load_catalog().await?;
-    let plan = plan::plan(&catalog, &target, &args.target.cost_model(&catalog))?;
+    let mut plan = plan::plan(&catalog, &target, &args.target.cost_model(&catalog))?;
+    // Before anything is fetched: an install that can run this backup.
+    let chosen = select_install(&catalog, &plan, args.pg_bin.as_deref())?;
+    plan.install = Some(format!(
+        "{} (PostgreSQL {})",
+        chosen.bin_dir, chosen.version
+    ));
     let pitr_exe = std::env::current_exe()
         .map_err(|e| Failure::new(Code::Internal, e).context("locating the pitr executable"))?;
     let opts = RestoreOptions {
         pgdata: args.pgdata.clone(),
         port: args.port,
-        pg_bin: args.pg_bin.clone(),
+        pg_bin: Some(std::path::PathBuf::from(&chosen.bin_dir)),
         socket_dir: args.socket_dir.clone(),
         action,
         db_user: args.db_user.clone(),

@@ -91,6 +91,9 @@ pub fn render(plan: &Plan) -> String {
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "Stops:     {}", plan.stop.description);
+    if let Some(i) = &plan.install {
+        let _ = writeln!(out, "Install:   {i}");
+    }
     let _ = writeln!(out, "Evidence:");
     for e in &plan.evidence {
         let _ = writeln!(out, "  - {e}");

@@ -924,6 +924,7 @@ fn finish_plan(
         evidence,
         alternatives,
         cost_model: cost.clone(),
+        install: None,
     }
 }
 

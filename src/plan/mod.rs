@@ -2,6 +2,7 @@
 //! backup, which WAL, where recovery stops, what it costs) or a typed error
 //! that says exactly why the target cannot be reached. Pure: no I/O.
 
+pub mod compat;
 pub mod cost;
 pub mod explain;
 pub mod graph;
@@ -41,6 +42,9 @@ pub struct Plan {
     pub alternatives: Vec<String>,
     /// The rates the estimates used.
     pub cost_model: cost::CostModel,
+    /// The install that will run the restore, or why none here can (set
+    /// by the caller after the compatibility check).
+    pub install: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

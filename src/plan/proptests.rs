@@ -173,6 +173,7 @@ fn build(w: &World) -> Catalog {
             raw_bytes: (mb * 4) << 20,
             stored_bytes: mb << 20,
             pitr_version: String::new(),
+            arch: None,
         });
     }
     Catalog {

