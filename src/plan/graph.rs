@@ -341,6 +341,13 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
         .min()
         .unwrap_or(SegNo::new(0));
 
+    // A gap met before a non-time target was found.
+    let gap_error = |g: SegNo| PlanError::MissingSegment {
+        segment: line.expected_name(g),
+        backup_id: earliest.id.clone(),
+        last_restorable: None,
+    };
+
     // Where the target lies: the last segment recovery needs, and why.
     let (stop_seg, stop, limit_lsn): (SegNo, StopPoint, Option<Lsn>) = match target {
         RecoveryTarget::Time(t) => {
@@ -462,13 +469,7 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                         Some(*l),
                     )
                 }
-                Walk::Gap(g) => {
-                    return Err(PlanError::MissingSegment {
-                        segment: line.expected_name(g),
-                        backup_id: earliest.id.clone(),
-                        last_restorable: None,
-                    })
-                }
+                Walk::Gap(g) => return Err(gap_error(g)),
                 Walk::End(last) => {
                     return Err(PlanError::AfterEnd {
                         target: target.to_string(),
@@ -510,13 +511,7 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                         rp.map(|p| p.lsn),
                     )
                 }
-                Walk::Gap(g) => {
-                    return Err(PlanError::MissingSegment {
-                        segment: line.expected_name(g),
-                        backup_id: earliest.id.clone(),
-                        last_restorable: None,
-                    })
-                }
+                Walk::Gap(g) => return Err(gap_error(g)),
                 Walk::End(_) => {
                     return Err(PlanError::NotFound {
                         target: target.to_string(),
@@ -553,13 +548,7 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                     },
                     Some(rec.segno.start_lsn(size)),
                 ),
-                Walk::Gap(g) => {
-                    return Err(PlanError::MissingSegment {
-                        segment: line.expected_name(g),
-                        backup_id: earliest.id.clone(),
-                        last_restorable: None,
-                    })
-                }
+                Walk::Gap(g) => return Err(gap_error(g)),
                 Walk::End(_) => {
                     return Err(PlanError::NotFound {
                         target: target.to_string(),

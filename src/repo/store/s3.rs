@@ -206,14 +206,7 @@ impl S3Store {
         let (parts, total) = match result {
             Ok(v) => v,
             Err(e) => {
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
+                self.abort_upload(&full, &upload_id).await;
                 return Err(e);
             }
         };
@@ -232,20 +225,26 @@ impl S3Store {
             req = req.if_none_match("*");
         }
         if let Err(e) = req.send().await {
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .send()
-                .await;
+            self.abort_upload(&full, &upload_id).await;
             if mode == PutMode::Create && is_precondition_failed(&e) {
                 return Err(StoreError::AlreadyExists(key.clone()));
             }
             return Err(self.remote("complete multipart upload", key.as_str(), e));
         }
         Ok(total)
+    }
+
+    /// Best effort: an upload left behind costs storage, not correctness
+    /// (a lifecycle rule for incomplete uploads cleans those up).
+    async fn abort_upload(&self, full: &str, upload_id: &str) {
+        let _ = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .send()
+            .await;
     }
 
     async fn upload_parts(
