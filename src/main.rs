@@ -6,6 +6,23 @@ use std::process::ExitCode;
 use clap::Parser;
 use pitr::cli::{self, args::Cli, exit::Code};
 
+/// The error and its causes, each once: library errors that already
+/// quote their source are not followed by it again.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -28,7 +45,7 @@ fn main() -> ExitCode {
         Err(f) => {
             // A missing file is an ordinary answer to restore_command.
             if !(quiet_not_found && f.code == Code::NotFound) {
-                eprintln!("pitr: error: {:#}", f.error);
+                eprintln!("pitr: error: {}", describe(&f.error));
             }
             ExitCode::from(f.code as u8)
         }

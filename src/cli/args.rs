@@ -230,6 +230,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "promote")]
         action: Action,
     },
+    /// Show a data directory's or a backup's fingerprint and checkpoint facts.
+    Inspect {
+        /// A data directory (reads global/pg_control, PG_VERSION, backup_label).
+        pgdata: Option<PathBuf>,
+        /// A backup in the repository (--repo or PITR_REPO) instead.
+        #[arg(long, value_name = "ID", conflicts_with = "pgdata")]
+        backup: Option<String>,
+        /// Repository, for --backup (S3 settings come from AWS_REGION,
+        /// AWS_ENDPOINT_URL and PITR_S3_PATH_STYLE).
+        #[arg(long, env = "PITR_REPO")]
+        repo: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// List the PostgreSQL installs found here and their fingerprints.
     Installs {
         /// Another bin directory to consider (repeatable).

@@ -97,7 +97,8 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
         Command::WalFetch { .. }
         | Command::Info { .. }
         | Command::Plan { .. }
-        | Command::Installs { .. } => {}
+        | Command::Installs { .. }
+        | Command::Inspect { .. } => {}
     }
     Ok(())
 }
@@ -186,6 +187,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Restore { args, action } => restore(args, action).await,
         Command::Installs { pg_bin, json } => installs(&pg_bin, json.json),
+        Command::Inspect {
+            pgdata,
+            backup,
+            repo,
+            json,
+        } => inspect(pgdata.as_deref(), backup.as_deref(), repo, json.json).await,
         Command::Rollback { args } => restore(args, Action::Promote).await,
     }
 }
@@ -444,6 +451,126 @@ fn installs(extra: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[derive(Serialize)]
+struct DataDirFacts {
+    pgdata: String,
+    major: crate::pg::control::PgMajor,
+    control: crate::pg::control::ControlFile,
+    /// Present when the directory is a base backup or an unfinished restore.
+    backup_label: Option<String>,
+    arch: &'static str,
+}
+
+async fn inspect(
+    pgdata: Option<&Path>,
+    backup: Option<&str>,
+    repo: Option<String>,
+    json: bool,
+) -> Result<(), Failure> {
+    match (pgdata, backup) {
+        (Some(dir), None) => {
+            let control = backup::read_control(dir)?;
+            let major = backup::read_major(dir)?;
+            let facts = DataDirFacts {
+                pgdata: dir.display().to_string(),
+                major,
+                backup_label: std::fs::read_to_string(dir.join("backup_label")).ok(),
+                control,
+                arch: install::machine_arch(),
+            };
+            if json {
+                return print_json(&facts);
+            }
+            let c = &facts.control;
+            let f = &c.fingerprint;
+            println!("data directory  {}", facts.pgdata);
+            println!(
+                "system          {}  PostgreSQL {}  state: {}",
+                c.system_identifier, facts.major, c.state
+            );
+            println!(
+                "checkpoint      {} (redo {}) on timeline {} at {}",
+                c.checkpoint, c.checkpoint_redo, c.checkpoint_timeline, c.checkpoint_time
+            );
+            println!(
+                "min recovery    {} (timeline {})",
+                c.min_recovery_point, c.min_recovery_point_tli
+            );
+            println!(
+                "build           catalog {}  control {}  blocks {}  WAL blocks {}  WAL segments {}  align {}  float8 by value {}  checksums {}  {}, {}",
+                f.catalog_version_no,
+                f.pg_control_version,
+                f.blcksz,
+                f.xlog_blcksz,
+                explain::human_bytes(c.wal_segment_size.bytes()),
+                f.max_align,
+                f.float8_by_val,
+                if f.data_checksum_version > 0 { "on" } else { "off" },
+                f.byte_order,
+                facts.arch
+            );
+            if let Some(l) = &facts.backup_label {
+                println!("backup_label:\n{}", l.trim_end());
+            }
+            Ok(())
+        }
+        (None, Some(id)) => {
+            let Some(repo_spec) = repo else {
+                return Err(Failure::usage("--backup needs --repo (or PITR_REPO)"));
+            };
+            let arg = args::RepoArg {
+                repo: repo_spec,
+                s3_region: std::env::var("AWS_REGION").ok(),
+                s3_endpoint: std::env::var("AWS_ENDPOINT_URL").ok(),
+                s3_path_style: std::env::var("PITR_S3_PATH_STYLE")
+                    .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on")),
+            };
+            let repo = open_repo(&arg).await?;
+            let key = layout::backup_record(id)?;
+            let rec: crate::catalog::BackupRecord =
+                match repo.get_meta(&key, crate::repo::KIND_BACKUP).await {
+                    Err(e) if e.is_not_found() => {
+                        return Err(Failure::usage(format!(
+                            "no backup {id} in {}: `pitr info` lists them",
+                            repo.location().to_arg()
+                        )))
+                    }
+                    other => other?,
+                };
+            if json {
+                return print_json(&rec);
+            }
+            let f = &rec.fingerprint;
+            println!("backup          {} ({})", rec.id, rec.label);
+            println!(
+                "system          {}  PostgreSQL {}  timeline {}",
+                rec.system_id, rec.pg_major, rec.timeline
+            );
+            println!(
+                "WAL             {} (checkpoint {}) .. {}",
+                rec.start_lsn, rec.checkpoint_lsn, rec.stop_lsn
+            );
+            println!("time            {} .. {}", rec.start_time, rec.stop_time);
+            println!(
+                "build           catalog {}  control {}  blocks {}  WAL blocks {}  align {}  float8 by value {}  checksums {}  {}, {}",
+                f.catalog_version_no,
+                f.pg_control_version,
+                f.blcksz,
+                f.xlog_blcksz,
+                f.max_align,
+                f.float8_by_val,
+                if f.data_checksum_version > 0 { "on" } else { "off" },
+                f.byte_order,
+                rec.arch.as_deref().unwrap_or("not recorded")
+            );
+            Ok(())
+        }
+        _ => Err(Failure::usage(
+            "give a data directory (pitr inspect /path/to/pgdata) or --backup ID",
+        )),
+    }
 }
 
 /// Adds the exact stop record to a plan when the repository has the stop

@@ -171,6 +171,61 @@ mod tests {
         assert_eq!(m[0].field, "architecture");
     }
 
+    /// Flips one field in the real PG15 pg_control (LP64 offsets from
+    /// pg_control.h, see postgres-internals §1.3), recomputes the CRC, and
+    /// expects exactly that mismatch against an install of the original.
+    #[test]
+    fn every_fingerprint_field_flipped_in_a_real_pg_control_is_caught() {
+        let original = std::fs::read(format!(
+            "{}/testdata/pg15/pg_control",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let install = facts("/usr/lib/postgresql/15/bin", 15);
+        let m15 = PgMajor::new(15).unwrap();
+        let u32_at = |b: &[u8], off: usize| u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
+        let cases: Vec<(&str, usize, Vec<u8>)> = vec![
+            (
+                "catalog_version_no",
+                12,
+                (u32_at(&original, 12) + 1).to_le_bytes().to_vec(),
+            ),
+            ("max_align", 204, 4u32.to_le_bytes().to_vec()),
+            ("float_format_ok", 208, 1234567.5f64.to_le_bytes().to_vec()),
+            ("blcksz", 216, 16384u32.to_le_bytes().to_vec()),
+            ("relseg_size", 220, 65536u32.to_le_bytes().to_vec()),
+            ("xlog_blcksz", 224, 16384u32.to_le_bytes().to_vec()),
+            ("name_data_len", 232, 128u32.to_le_bytes().to_vec()),
+            ("index_max_keys", 236, 64u32.to_le_bytes().to_vec()),
+            ("toast_max_chunk_size", 240, 1000u32.to_le_bytes().to_vec()),
+            ("loblksize", 244, 1024u32.to_le_bytes().to_vec()),
+            ("float8_by_val", 248, vec![u8::from(original[248] == 0)]),
+        ];
+        for (field, off, bytes) in cases {
+            let mut b = original.clone();
+            b[off..off + bytes.len()].copy_from_slice(&bytes);
+            let crc = crc32c::crc32c(&b[..288]);
+            b[288..292].copy_from_slice(&crc.to_le_bytes());
+            let flipped = ControlFile::decode(&b).unwrap().fingerprint;
+            let m = mismatches(m15, &flipped, None, &install);
+            let fields: Vec<&str> = m.iter().map(|m| m.field.as_str()).collect();
+            assert_eq!(fields, [field], "flipping {field}: {m:?}");
+            assert!(!m[0].explanation.is_empty());
+        }
+        // Not compared, like the server: WAL segment size, data checksums.
+        for (off, bytes) in [
+            (228usize, (64u32 << 20).to_le_bytes()),
+            (252, 1u32.to_le_bytes()),
+        ] {
+            let mut b = original.clone();
+            b[off..off + 4].copy_from_slice(&bytes);
+            let crc = crc32c::crc32c(&b[..288]);
+            b[288..292].copy_from_slice(&crc.to_le_bytes());
+            let flipped = ControlFile::decode(&b).unwrap().fingerprint;
+            assert!(mismatches(m15, &flipped, None, &install).is_empty());
+        }
+    }
+
     #[test]
     fn each_build_option_is_its_own_mismatch() {
         let i15 = facts("/x", 15);

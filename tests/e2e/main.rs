@@ -927,6 +927,18 @@ fn restores_run_on_another_major_and_cross_major_is_refused() {
     let fetched = std::fs::read_dir(&cross).map(|d| d.count()).unwrap_or(0);
     assert_eq!(fetched, 0, "files were written into {}", cross.display());
 
+    // inspect: the data directory and the backup say 17.
+    let d = c.pitr.json(&["inspect", c.pgdata_str()]);
+    assert_eq!(d["major"], 17, "{d:#}");
+    assert_eq!(d["control"]["state"], "in_production", "{d:#}");
+    let id = b["id"].as_str().unwrap();
+    let bj = c.pitr.json(&["inspect", "--backup", id]);
+    assert_eq!(bj["pg_major"], 17, "{bj:#}");
+    assert_eq!(bj["arch"].as_str(), Some(std::env::consts::ARCH));
+    let (code, err) = c.pitr.fails(&["inspect", "--backup", "19990101T000000Z"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pitr info"), "{err}");
+
     // installs lists 15 and 17 with their fingerprints.
     let list = run_ok({
         let mut cmd = std::process::Command::new(pitr_exe());
