@@ -256,5 +256,9 @@ pub enum Command {
     Rollback {
         #[command(flatten)]
         args: RestoreArgs,
+        /// After restoring onto a matching install, move the data into the
+        /// newer install in DIR (pg_dumpall | psql) and leave that running.
+        #[arg(long, value_name = "DIR")]
+        upgrade_to: Option<PathBuf>,
     },
 }

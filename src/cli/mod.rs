@@ -68,7 +68,7 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Restore { args, .. } | Command::Rollback { args } => {
+        Command::Restore { args, .. } | Command::Rollback { args, .. } => {
             let os_user = user::lookup(&args.os_user)?;
             let dir = &args.pgdata;
             if !dir.exists() {
@@ -87,6 +87,25 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
                         Failure::new(Code::Usage, e).context(format!(
                             "giving {} to {}",
                             dir.display(),
+                            os_user.name
+                        ))
+                    },
+                )?;
+            }
+            if let Command::Rollback {
+                upgrade_to: Some(_),
+                ..
+            } = &cli.command
+            {
+                let physical = physical_dir(dir);
+                std::fs::create_dir_all(&physical).map_err(|e| {
+                    Failure::new(Code::Usage, e).context(format!("creating {}", physical.display()))
+                })?;
+                std::os::unix::fs::chown(&physical, Some(os_user.uid), Some(os_user.gid)).map_err(
+                    |e| {
+                        Failure::new(Code::Usage, e).context(format!(
+                            "giving {} to {}",
+                            physical.display(),
                             os_user.name
                         ))
                     },
@@ -193,7 +212,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             repo,
             json,
         } => inspect(pgdata.as_deref(), backup.as_deref(), repo, json.json).await,
-        Command::Rollback { args } => restore(args, Action::Promote).await,
+        Command::Rollback {
+            args,
+            upgrade_to: None,
+        } => restore(args, Action::Promote).await,
+        Command::Rollback {
+            args,
+            upgrade_to: Some(dir),
+        } => rollback_upgrade(args, &dir).await,
     }
 }
 
@@ -806,7 +832,76 @@ async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
+/// Where `rollback --upgrade-to` restores physically before the upgrade.
+fn physical_dir(pgdata: &Path) -> std::path::PathBuf {
+    let name = pgdata
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pgdata".into());
+    pgdata.with_file_name(format!("{name}.pitr-physical"))
+}
+
+async fn rollback_upgrade(mut args: RestoreArgs, target_dir: &Path) -> Result<(), Failure> {
+    let target = install::discover(&[target_dir.to_path_buf()])
+        .into_iter()
+        .find(|i| {
+            std::fs::canonicalize(&i.bin_dir).ok() == std::fs::canonicalize(target_dir).ok()
+        })
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--upgrade-to {}: not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)",
+                target_dir.display()
+            ))
+        })?;
+    let repo_major = open_repo(&args.repo).await?.config().await?.pg_major;
+    if target.major.get() <= repo_major.get() {
+        return Err(Failure::usage(format!(
+            "--upgrade-to {} is PostgreSQL {}, not newer than the repository's {repo_major}: use plain rollback",
+            target.bin_dir.display(),
+            target.version
+        )));
+    }
+    let json = args.json.json;
+    let new_pgdata = args.pgdata.clone();
+    args.pgdata = physical_dir(&new_pgdata);
+    args.json.json = true; // the physical step reports through us
+    let out = restore_inner(&args, Action::Promote).await?;
+    let backup_major = out.1;
+    let physical_bin = std::path::PathBuf::from(&out.2);
+    let up = recover::upgrade::upgrade(
+        &out.0,
+        &physical_bin,
+        &target.bin_dir,
+        &new_pgdata,
+        &args.db_user,
+    )
+    .await
+    .map_err(|e| {
+        Failure::from(e).context(format!("upgrade into {} failed", new_pgdata.display()))
+    })?;
+    if json {
+        return print_json(&up);
+    }
+    println!(
+        "restored backup {} to {} on PostgreSQL {}, then moved it into PostgreSQL {} in {:.1}s",
+        up.restored_from.backup_id,
+        up.restored_from.target,
+        backup_major,
+        up.server_version,
+        up.elapsed_seconds
+    );
+    println!("  data directory: {}", up.data_directory);
+    println!("  server log:     {}", up.server_log);
+    println!("  connect:        {}", up.connect);
+    Ok(())
+}
+
+/// Plans, picks an install and restores; returns the outcome, the
+/// backup's major and the install's bin directory.
+async fn restore_inner(
+    args: &RestoreArgs,
+    action: Action,
+) -> Result<(recover::RestoreOutcome, crate::pg::control::PgMajor, String), Failure> {
     let repo = open_repo(&args.repo).await?;
     let target = resolve_target(&args.target)?;
     if target.target == RecoveryTarget::Latest && action != Action::Promote {
@@ -852,6 +947,17 @@ async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
         let dir = args.pgdata.display().to_string();
         Failure::from(e).context(format!("restore into {dir} failed"))
     })?;
+    let major = catalog
+        .backups
+        .iter()
+        .find(|b| b.id == plan.backup.id)
+        .map(|b| b.pg_major)
+        .unwrap_or(catalog.config.pg_major);
+    Ok((out, major, chosen.bin_dir))
+}
+
+async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
+    let (out, _, _) = restore_inner(&args, action).await?;
     if args.json.json {
         return print_json(&out);
     }

@@ -9,6 +9,7 @@
 pub mod materialize;
 pub mod server;
 pub mod settings;
+pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

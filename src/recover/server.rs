@@ -357,3 +357,58 @@ async fn query_timeline(c: &tokio_postgres::Client, in_recovery: bool) -> Option
     let v: i32 = c.query_one(q, &[]).await.ok()?.get(0);
     TimelineId::new(u32::try_from(v).ok()?).ok()
 }
+
+/// Waits until a freshly started (not recovering) server accepts
+/// connections, or fails with its FATAL line.
+pub async fn wait_ready(
+    running: &mut Running,
+    socket_dir: &Path,
+    port: u16,
+    db_user: &str,
+) -> Result<(), RecoverError> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host_path(socket_dir)
+        .port(port)
+        .user(db_user)
+        .dbname("postgres");
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(_)) = running.postmaster.try_wait() {
+            let text = std::fs::read_to_string(&running.log).unwrap_or_default();
+            return Err(RecoverError::ServerFailed {
+                fatal: first_fatal(&text).unwrap_or_else(|| "the server exited at start".into()),
+                log: running.log.display().to_string(),
+                tail: log_tail(&running.log, 20),
+            });
+        }
+        if cfg.connect(tokio_postgres::NoTls).await.is_ok() {
+            return Ok(());
+        }
+        if started.elapsed().as_secs() > 120 {
+            return Err(RecoverError::ServerFailed {
+                fatal: "the server did not accept connections within 120 s".into(),
+                log: running.log.display().to_string(),
+                tail: log_tail(&running.log, 20),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `server_version` of a running server.
+pub async fn query_version(socket_dir: &Path, port: u16, db_user: &str) -> Option<String> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host_path(socket_dir)
+        .port(port)
+        .user(db_user)
+        .dbname("postgres");
+    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c.query_one("show server_version", &[])
+        .await
+        .ok()?
+        .try_get(0)
+        .ok()
+}

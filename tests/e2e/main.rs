@@ -955,3 +955,52 @@ fn restores_run_on_another_major_and_cross_major_is_refused() {
         .collect();
     assert!(majors.contains(&15) && majors.contains(&17), "{list:#}");
 }
+
+#[test]
+fn rollback_upgrade_to_a_newer_major_keeps_the_rows() {
+    let c = Cluster::new();
+    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.backup();
+    insert_rows(&c, 1, 4);
+    let t = midpoint(&c, 2, 3);
+    c.switch_and_archive();
+    let new = c.dir.path().join("on17");
+    let bin17 = major_bin(17);
+    let out = c.pitr.json(&[
+        "rollback",
+        "--to",
+        &t,
+        "--pgdata",
+        new.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+        "--upgrade-to",
+        &bin17,
+    ]);
+    let r = Restored::from_json(out.clone());
+    assert!(
+        out["server_version"].as_str().unwrap().starts_with("17"),
+        "{out:#}"
+    );
+    assert_eq!(rows_of(&r), "1,2");
+    assert!(r.psql("show server_version_num").trim().starts_with("17"));
+    // The physical copy on 15 was removed once the data moved.
+    let physical = out["restored_from"]["data_directory"].as_str().unwrap();
+    assert!(
+        !std::path::Path::new(physical).exists(),
+        "{physical} left behind"
+    );
+
+    // Not newer: refused before anything is restored.
+    let (code, err) = c.pitr.fails(&[
+        "rollback",
+        "--to",
+        &t,
+        "--pgdata",
+        c.dir.path().join("same").to_str().unwrap(),
+        "--upgrade-to",
+        PG_BIN,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not newer"), "{err}");
+}
