@@ -31,6 +31,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let quiet_not_found = matches!(cli.command, cli::args::Command::WalFetch { .. });
     let result = cli::drop_privileges(&cli).and_then(|()| {

@@ -295,6 +295,19 @@ fn resolve_target(t: &TargetArgs) -> Result<TargetSpec, Failure> {
     })
 }
 
+/// The configured list of install bin directories: `PITR_PG_BIN_DIRS`,
+/// colon-separated (searched besides the usual places).
+fn configured_dirs() -> Vec<std::path::PathBuf> {
+    std::env::var("PITR_PG_BIN_DIRS")
+        .map(|v| {
+            v.split(':')
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The OS user that scratch initdb runs as: postgres when pitr is root.
 fn initdb_user() -> Option<user::OsUser> {
     if user::is_root() {
@@ -352,7 +365,7 @@ fn select_install(
             }
             one
         }
-        None => install::discover(&[]),
+        None => install::discover(&configured_dirs()),
     };
     // Only installs of the backup's major can match; fingerprint just those.
     let mut facts = Vec::new();
@@ -435,7 +448,9 @@ struct InstallReport {
 
 fn installs(extra: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
     let os_user = initdb_user();
-    let list: Vec<InstallReport> = install::discover(extra)
+    let mut dirs = extra.to_vec();
+    dirs.extend(configured_dirs());
+    let list: Vec<InstallReport> = install::discover(&dirs)
         .iter()
         .map(|i| {
             let fp = install::fingerprint(i, os_user.as_ref(), &install::default_cache_dir());
