@@ -402,30 +402,20 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key.as_str()))
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Err(StoreError::NotFound(key.clone()))
-            }
-            Err(e) => return Err(self.remote("get", key.as_str(), e)),
-        };
-        let body = resp.body.collect().await.map_err(|e| StoreError::Remote {
-            op: "get",
-            target: self.target(key.as_str()),
-            code: None,
-            status: None,
-            message: DisplayErrorContext(e).to_string(),
-            retryable: true,
-        })?;
-        Ok(body.into_bytes().to_vec())
+        let mut body = self.open_read(key).await?;
+        let mut out = Vec::new();
+        // The SDK validates the checksum as the stream ends.
+        body.read_to_end(&mut out)
+            .await
+            .map_err(|e| StoreError::Remote {
+                op: "get",
+                target: self.target(key.as_str()),
+                code: None,
+                status: None,
+                message: e.to_string(),
+                retryable: true,
+            })?;
+        Ok(out)
     }
 
     async fn open_read(&self, key: &ObjectKey) -> Result<ObjectReader, StoreError> {
