@@ -122,7 +122,8 @@ async fn compact_previous_chunk(repo: &Repo, config: &RepoConfig, seg: &SegmentN
     }
 }
 
-fn check_header(config: &RepoConfig, name: &str, raw: &[u8]) -> Result<(), PushError> {
+/// Checks a segment's long page header against the repository; returns it.
+fn check_header(config: &RepoConfig, name: &str, raw: &[u8]) -> Result<LongPageHeader, PushError> {
     let header = LongPageHeader::parse(raw).map_err(|e| PushError::BadSegment {
         name: name.to_string(),
         reason: e.to_string(),
@@ -141,7 +142,7 @@ fn check_header(config: &RepoConfig, name: &str, raw: &[u8]) -> Result<(), PushE
             expected: config.wal_segment_size.bytes(),
         });
     }
-    Ok(())
+    Ok(header)
 }
 
 async fn push_segment(
@@ -160,12 +161,8 @@ async fn push_segment(
         });
     }
     let segno = seg.segno(size)?;
-    check_header(config, &name, &raw)?;
+    let header = check_header(config, &name, &raw)?;
     // A recycled file keeps its old page addresses: it is not this segment.
-    let header = LongPageHeader::parse(&raw).map_err(|e| PushError::BadSegment {
-        name: name.clone(),
-        reason: e.to_string(),
-    })?;
     if header.page_addr != segno.start_lsn(size) {
         return Err(PushError::BadSegment {
             name,

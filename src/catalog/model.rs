@@ -194,6 +194,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The history of `tli` (timeline 1 has no file and is its own root).
+    pub fn history_of(&self, tli: TimelineId) -> Option<TimelineHistory> {
+        if tli == TimelineId::FIRST {
+            Some(TimelineHistory::root())
+        } else {
+            self.histories.get(&tli).cloned()
+        }
+    }
+
     /// Newest timeline with any archived WAL or history file.
     pub fn latest_timeline(&self) -> TimelineId {
         let wal = self.wal.keys().map(|(t, _)| *t).max();

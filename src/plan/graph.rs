@@ -15,7 +15,7 @@ use super::{
     BackupChoice, Plan, PlanError, RecoveryTarget, Step, StopPoint, TargetSpec, TimelineChoice,
 };
 use crate::catalog::{BackupRecord, Catalog, WalSegmentRecord};
-use crate::pg::history::{HistorySpan, TimelineHistory};
+use crate::pg::history::HistorySpan;
 use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,15 +37,7 @@ struct Timeline<'a> {
 
 impl<'a> Timeline<'a> {
     fn new(catalog: &'a Catalog, tli: TimelineId) -> Result<Timeline<'a>, PlanError> {
-        let history = if tli == TimelineId::FIRST {
-            TimelineHistory::root()
-        } else {
-            catalog
-                .histories
-                .get(&tli)
-                .cloned()
-                .ok_or(PlanError::NoHistory(tli))?
-        };
+        let history = catalog.history_of(tli).ok_or(PlanError::NoHistory(tli))?;
         let mut stretches = history.ancestors();
         stretches.reverse();
         Ok(Timeline {
@@ -181,14 +173,6 @@ impl<'a> Timeline<'a> {
     }
 }
 
-fn history_of(catalog: &Catalog, tli: TimelineId) -> Option<TimelineHistory> {
-    if tli == TimelineId::FIRST {
-        Some(TimelineHistory::root())
-    } else {
-        catalog.histories.get(&tli).cloned()
-    }
-}
-
 /// Every timeline the repository knows, newest first.
 fn known_timelines(catalog: &Catalog) -> Vec<TimelineId> {
     let mut all: Vec<TimelineId> = catalog
@@ -245,7 +229,7 @@ fn choose_timeline(
     let latest = catalog.latest_timeline();
     match spec.timeline {
         TimelineChoice::Id(t) => {
-            if history_of(catalog, t).is_none() {
+            if catalog.history_of(t).is_none() {
                 return Err(PlanError::NoHistory(t));
             }
             Ok((t, format!("timeline {t} as asked (--timeline {t})")))
@@ -276,7 +260,7 @@ fn choose_timeline(
             }
             // Timelines whose history reaches the target where it was written.
             let holds = |t: TimelineId| {
-                history_of(catalog, t).is_some_and(|h| {
+                catalog.history_of(t).is_some_and(|h| {
                     locs.iter()
                         .any(|(file_tli, lsn)| h.tli_of_point(*lsn) == *file_tli)
                 })
@@ -341,6 +325,18 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
         .min()
         .unwrap_or(SegNo::new(0));
 
+    // Where each backup on the line starts replaying.
+    let all_starts: Vec<SegNo> = on_line
+        .iter()
+        .map(|(_, b)| b.start_lsn.segno(size))
+        .collect();
+    // A target the archive does not hold on this timeline.
+    let not_found = |hint: &str| PlanError::NotFound {
+        target: target.to_string(),
+        timeline: tli,
+        searched: None,
+        hint: hint.to_string(),
+    };
     // A gap met before a non-time target was found.
     let gap_error = |g: SegNo| PlanError::MissingSegment {
         segment: line.expected_name(g),
@@ -424,11 +420,8 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
         RecoveryTarget::Lsn(l) => {
             let want = l.segno(size);
             let first = first_all.min(want);
-            let mut starts: Vec<SegNo> = on_line
-                .iter()
-                .map(|(_, b)| b.start_lsn.segno(size))
-                .filter(|s| *s <= want)
-                .collect();
+            let mut starts: Vec<SegNo> =
+                all_starts.iter().copied().filter(|s| *s <= want).collect();
             if starts.is_empty() {
                 starts.push(first);
             }
@@ -488,11 +481,7 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                     .as_ref()
                     .and_then(|x| x.restore_points.iter().find(|p| &p.name == n).cloned())
             };
-            let starts: Vec<SegNo> = on_line
-                .iter()
-                .map(|(_, b)| b.start_lsn.segno(size))
-                .collect();
-            match line.walk_any(&starts, |_, r| rp_on_line(r).is_some()) {
+            match line.walk_any(&all_starts, |_, r| rp_on_line(r).is_some()) {
                 Walk::Found(s, rec) => {
                     let rp = rp_on_line(rec);
                     (
@@ -513,12 +502,9 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                 }
                 Walk::Gap(g) => return Err(gap_error(g)),
                 Walk::End(_) => {
-                    return Err(PlanError::NotFound {
-                        target: target.to_string(),
-                        timeline: tli,
-                        searched: None,
-                        hint: "check the name and the timeline (--timeline), or archive the WAL that holds it".into(),
-                    })
+                    return Err(not_found(
+                        "check the name and the timeline (--timeline), or archive the WAL that holds it",
+                    ))
                 }
             }
         }
@@ -526,11 +512,7 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
             let holds = |_: SegNo, r: &WalSegmentRecord| {
                 r.summary.as_ref().is_some_and(|s| s.may_hold_xid(*x))
             };
-            let starts: Vec<SegNo> = on_line
-                .iter()
-                .map(|(_, b)| b.start_lsn.segno(size))
-                .collect();
-            match line.walk_any(&starts, holds) {
+            match line.walk_any(&all_starts, holds) {
                 Walk::Found(s, rec) => (
                     s,
                     StopPoint {
@@ -550,12 +532,9 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
                 ),
                 Walk::Gap(g) => return Err(gap_error(g)),
                 Walk::End(_) => {
-                    return Err(PlanError::NotFound {
-                        target: target.to_string(),
-                        timeline: tli,
-                        searched: None,
-                        hint: "the transaction has not ended in archived WAL on this timeline (SELECT pg_switch_wal() on the source), or the xid is wrong".into(),
-                    })
+                    return Err(not_found(
+                        "the transaction has not ended in archived WAL on this timeline (SELECT pg_switch_wal() on the source), or the xid is wrong",
+                    ))
                 }
             }
         }

@@ -20,9 +20,7 @@ pub enum CodecError {
     Io(#[source] io::Error),
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::catalog::envelope::sha256_hex;
 
 pub fn compress(raw: &[u8]) -> io::Result<Vec<u8>> {
     let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(raw.len() / 3), LEVEL)?;

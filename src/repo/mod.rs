@@ -400,14 +400,6 @@ impl Repo {
         }
         Ok(wrote)
     }
-
-    /// The history of `tli` (TLI 1 has none and is its own root).
-    pub fn history_of(catalog: &Catalog, tli: TimelineId) -> Option<TimelineHistory> {
-        if tli == TimelineId::FIRST {
-            return Some(TimelineHistory::root());
-        }
-        catalog.histories.get(&tli).cloned()
-    }
 }
 
 fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RepoError> {

@@ -23,7 +23,11 @@ fn insert_rows(c: &Cluster, from: i32, to: i32) {
 
 /// A time halfway between rows `a` and `b`, in Postgres' UTC form.
 fn midpoint(c: &Cluster, a: i32, b: i32) -> String {
-    c.psql(&format!(
+    midpoint_via(|q| c.psql(q), a, b)
+}
+
+fn midpoint_via(psql: impl Fn(&str) -> String, a: i32, b: i32) -> String {
+    psql(&format!(
         "select x.ts + (y.ts - x.ts) / 2 from t x, t y where x.id = {a} and y.id = {b}"
     ))
     .trim()
@@ -470,18 +474,7 @@ fn restore_can_pause_or_shut_down_at_the_target() {
     c.switch_and_archive();
 
     // pause: read-only, still in recovery, exactly the rows before t.
-    let paused = c.dir.path().join("paused");
-    let out = c.pitr.json(&[
-        "restore",
-        "--to",
-        &t,
-        "--pgdata",
-        paused.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-        "--action",
-        "pause",
-    ]);
+    let out = restore_json(&c, "paused", &["--to", &t, "--action", "pause"]);
     let r = Restored::from_json(out);
     assert_eq!(r.out["action"], "pause");
     assert_eq!(r.out["backup_id"], b["id"]);
@@ -501,17 +494,7 @@ fn restore_can_pause_or_shut_down_at_the_target() {
 
     // shutdown: the server stops at the target; pitr reports success.
     let stopped = c.dir.path().join("stopped");
-    let out = c.pitr.json(&[
-        "restore",
-        "--to",
-        &t,
-        "--pgdata",
-        stopped.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-        "--action",
-        "shutdown",
-    ]);
+    let out = restore_json(&c, "stopped", &["--to", &t, "--action", "shutdown"]);
     assert_eq!(out["action"], "shutdown");
     assert!(!stopped.join("postmaster.pid").exists());
     let log = std::fs::read_to_string(stopped.join("pitr-recovery.log")).unwrap();
@@ -652,7 +635,11 @@ fn s3_faults_are_detected_and_explained_without_leaking_credentials() {
 
 /// Inserts row `i` ~200 ms after the previous one; returns its xid.
 fn insert_row_xid(c: &Cluster, i: i32) -> u32 {
-    let out = c.psql(&format!(
+    insert_xid_via(|q| c.psql(q), i)
+}
+
+fn insert_xid_via(psql: impl Fn(&str) -> String, i: i32) -> u32 {
+    let out = psql(&format!(
         "select pg_sleep(0.2); insert into t(id) values ({i}) returning txid_current()"
     ));
     out.lines()
@@ -672,18 +659,24 @@ fn rows_of(r: &Restored) -> String {
 
 /// Restores to the target given by `target_args` and returns the rows.
 fn restore_rows(c: &Cluster, name: &str, target_args: &[&str]) -> (String, serde_json::Value) {
+    let r = Restored::from_json(restore_json(c, name, target_args));
+    let rows = rows_of(&r);
+    (rows, r.out.clone())
+}
+
+/// `pitr restore --json` into `<cluster dir>/<name>`, on the cluster's socket
+/// directory, with `args` (target, action, …).
+fn restore_json(c: &Cluster, name: &str, args: &[&str]) -> serde_json::Value {
     let new = c.dir.path().join(name);
-    let mut args = vec![
+    let mut all = vec![
         "restore",
         "--pgdata",
         new.to_str().unwrap(),
         "--socket-dir",
         c.socket_dir().to_str().unwrap(),
     ];
-    args.extend_from_slice(target_args);
-    let r = Restored::from_json(c.pitr.json(&args));
-    let rows = rows_of(&r);
-    (rows, r.out.clone())
+    all.extend_from_slice(args);
+    c.pitr.json(&all)
 }
 
 #[test]
@@ -860,25 +853,11 @@ struct Cluster2<'a> {
 
 impl Cluster2<'_> {
     fn insert(&self, i: i32) -> u32 {
-        let out = self.r.psql(&format!(
-            "select pg_sleep(0.2); insert into t(id) values ({i}) returning txid_current()"
-        ));
-        out.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        insert_xid_via(|q| self.r.psql(q), i)
     }
 
     fn midpoint(&self, a: i32, b: i32) -> String {
-        self.r
-            .psql(&format!(
-                "select x.ts + (y.ts - x.ts) / 2 from t x, t y where x.id = {a} and y.id = {b}"
-            ))
-            .trim()
-            .to_string()
+        midpoint_via(|q| self.r.psql(q), a, b)
     }
 }
 
