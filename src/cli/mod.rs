@@ -69,6 +69,9 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Command::Restore { args, .. } | Command::Rollback { args, .. } => {
+            // Usage errors first: nothing is created for a command that
+            // cannot run.
+            check_restore_args(&cli.command)?;
             let os_user = user::lookup(&args.os_user)?;
             let dir = &args.pgdata;
             if !dir.exists() {
@@ -186,10 +189,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Info { repo, json } => info(&repo, json.json).await,
         Command::Plan { repo, target, json } => {
-            let repo = open_repo(&repo).await?;
-            let catalog = repo.load_catalog().await?;
             let target_args = target;
             let target = resolve_target(&target_args)?;
+            let repo = open_repo(&repo).await?;
+            let catalog = repo.load_catalog().await?;
             let cost = target_args.cost_model(&catalog);
             let mut plan = plan::plan(&catalog, &target, &cost)?;
             refine(&repo, &mut plan).await;
@@ -847,6 +850,40 @@ async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What restore and rollback refuse before touching anything: a target
+/// that does not parse, `--latest` with an action, an `--upgrade-to` that
+/// is not an install.
+fn check_restore_args(command: &Command) -> Result<TargetSpec, Failure> {
+    let (args, action, upgrade_to) = match command {
+        Command::Restore { args, action } => (args, *action, None),
+        Command::Rollback { args, upgrade_to } => (args, Action::Promote, upgrade_to.as_deref()),
+        _ => return Err(Failure::usage("not a restore command")),
+    };
+    let target = resolve_target(&args.target)?;
+    if target.target == RecoveryTarget::Latest && action != Action::Promote {
+        return Err(Failure::usage(
+            "--latest replays all archived WAL and then always promotes: --action pause/shutdown need a target",
+        ));
+    }
+    if let Some(dir) = upgrade_to {
+        upgrade_install(dir)?;
+    }
+    Ok(target)
+}
+
+/// The install `--upgrade-to DIR` names.
+fn upgrade_install(dir: &Path) -> Result<install::Install, Failure> {
+    install::discover(&[dir.to_path_buf()])
+        .into_iter()
+        .find(|i| std::fs::canonicalize(&i.bin_dir).ok() == std::fs::canonicalize(dir).ok())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--upgrade-to {}: not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)",
+                dir.display()
+            ))
+        })
+}
+
 /// Where `rollback --upgrade-to` restores physically before the upgrade.
 fn physical_dir(pgdata: &Path) -> std::path::PathBuf {
     let name = pgdata
@@ -857,17 +894,7 @@ fn physical_dir(pgdata: &Path) -> std::path::PathBuf {
 }
 
 async fn rollback_upgrade(mut args: RestoreArgs, target_dir: &Path) -> Result<(), Failure> {
-    let target = install::discover(&[target_dir.to_path_buf()])
-        .into_iter()
-        .find(|i| {
-            std::fs::canonicalize(&i.bin_dir).ok() == std::fs::canonicalize(target_dir).ok()
-        })
-        .ok_or_else(|| {
-            Failure::usage(format!(
-                "--upgrade-to {}: not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)",
-                target_dir.display()
-            ))
-        })?;
+    let target = upgrade_install(target_dir)?;
     let repo_major = open_repo(&args.repo).await?.config().await?.pg_major;
     if target.major.get() <= repo_major.get() {
         return Err(Failure::usage(format!(
@@ -917,13 +944,11 @@ async fn restore_inner(
     args: &RestoreArgs,
     action: Action,
 ) -> Result<(recover::RestoreOutcome, crate::pg::control::PgMajor, String), Failure> {
+    let target = check_restore_args(&Command::Restore {
+        args: args.clone(),
+        action,
+    })?;
     let repo = open_repo(&args.repo).await?;
-    let target = resolve_target(&args.target)?;
-    if target.target == RecoveryTarget::Latest && action != Action::Promote {
-        return Err(Failure::usage(
-            "--latest replays all archived WAL and then always promotes: --action pause/shutdown need a target",
-        ));
-    }
     let catalog = repo.load_catalog().await?;
     let mut plan = plan::plan(&catalog, &target, &args.target.cost_model(&catalog))?;
     // Before anything is fetched: an install that can run this backup.
