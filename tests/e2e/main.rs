@@ -413,6 +413,20 @@ fn a_failed_restore_says_why_and_leaves_no_usable_directory() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not empty"), "{err}");
     assert!(new.join("PITR_RESTORE_FAILED").exists());
+    // A command that cannot run creates nothing, even as root.
+    let never = c.dir.path().join("never-created");
+    for bad in [
+        vec!["restore", "--latest", "--action", "pause"],
+        vec!["rollback", "--to", t.as_str(), "--upgrade-to", "/tmp"],
+        vec!["restore", "--to", "2026-11-25 14:02:17"],
+    ] {
+        let mut args = bad.clone();
+        args.extend(["--pgdata", never.to_str().unwrap()]);
+        let (code, err) = c.pitr.fails(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!never.exists(), "{args:?} created {}", never.display());
+    }
+
     // Its ownership was not touched either.
     let keep = c.dir.path().join("keep");
     std::fs::create_dir(&keep).unwrap();
