@@ -8,17 +8,18 @@
 //! archived in this repository, so a backup that was killed or failed is
 //! never listed. A failed backup removes what it wrote.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
-use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::model::FileKind;
-use crate::catalog::{BackupFile, BackupManifest, BackupRecord, RepoConfig, WalSegmentRecord};
+use crate::catalog::{
+    BackupFile, BackupManifest, BackupRecord, FileChunk, RepoConfig, WalSegmentRecord,
+};
 use crate::pg::backup_label::BackupLabel;
 use crate::pg::control::{ControlFile, PgMajor};
 use crate::pg::{Lsn, SegmentName};
@@ -358,10 +359,14 @@ pub async fn backup(
         }
     };
 
+    // wait_for_archive => false: the server still switches to a new
+    // segment, but its own wait polls once a second; pitr watches its own
+    // repository for the stop segment instead (wait_archived), which is
+    // both the stronger check and ~1 s faster.
     let stop_sql = if version_num >= 150000 {
-        "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_backup_stop(true)"
+        "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_backup_stop(false)"
     } else {
-        "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_stop_backup(false, true)"
+        "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_stop_backup(false, false)"
     };
     let row = match client.query_one(stop_sql, &[]).await {
         Ok(r) => r,
@@ -491,12 +496,31 @@ async fn wait_archived(
                 repo: repo.location().to_arg(),
             });
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Copies every entry; files go through zstd in blocking threads and are
-/// streamed into the store, `jobs` at a time. pg_control goes last, alone.
+/// Files larger than this are stored as chunks of this size, so one big
+/// relation file keeps every worker busy; each worker holds at most one
+/// raw chunk and its compressed copy (memory is bounded by `jobs`, not by
+/// the database).
+pub const CHUNK_BYTES: u64 = 8 << 20;
+
+/// What one worker copies: a whole small file, or one chunk of a big one.
+#[derive(Clone, Copy)]
+enum Piece {
+    Whole,
+    Chunk { c: usize, offset: u64, len: u64 },
+}
+
+/// What a piece turned into (None: the file vanished, a dropped relation
+/// whose truth WAL replay recreates).
+type PieceResult = Option<(u64, u64, String)>;
+
+/// Copies every entry: whole small files and chunks of big ones are read,
+/// hashed and compressed on blocking threads and written to the store,
+/// `jobs` pieces in flight. pg_control goes last, alone, then the store is
+/// made durable in one step (the manifest, written after, commits it).
 async fn copy_files(
     repo: &Repo,
     id: &str,
@@ -504,104 +528,197 @@ async fn copy_files(
     jobs: usize,
     on_event: Arc<impl Fn(BackupEvent) + Send + Sync + 'static>,
 ) -> Result<Vec<BackupFile>, BackupError> {
-    let mut results: Vec<Option<BackupFile>> = vec![None; entries.len()];
-    let mut set: JoinSet<Result<(usize, Option<BackupFile>), BackupError>> = JoinSet::new();
-    let last = entries.len().saturating_sub(1);
-    for (n, entry) in entries.into_iter().enumerate() {
-        if entry.kind == FileKind::Dir {
-            results[n] = Some(BackupFile {
-                path: entry.rel,
-                kind: FileKind::Dir,
-                mode: entry.mode,
-                size: 0,
-                stored_bytes: 0,
-                sha256: String::new(),
-            });
+    let entries = Arc::new(entries);
+    let mut units: Vec<(usize, Piece)> = Vec::new();
+    let mut control = None;
+    for (n, e) in entries.iter().enumerate() {
+        if e.kind != FileKind::File {
             continue;
         }
-        // pg_control (sorted last) waits for everything else.
-        let limit = if n == last && entry.rel == "global/pg_control" {
-            1
+        if e.rel == "global/pg_control" {
+            control = Some(n);
+        } else if e.size <= CHUNK_BYTES {
+            units.push((n, Piece::Whole));
         } else {
-            jobs
-        };
-        while set.len() >= limit {
-            if let Some(done) = set.join_next().await {
-                let (i, f) = joined(done)?;
-                results[i] = f;
+            let mut offset = 0;
+            let mut c = 0;
+            while offset < e.size {
+                let len = CHUNK_BYTES.min(e.size - offset);
+                units.push((n, Piece::Chunk { c, offset, len }));
+                offset += len;
+                c += 1;
             }
         }
+    }
+    let mut done: Vec<Vec<(Piece, PieceResult)>> = vec![Vec::new(); entries.len()];
+    let mut set: JoinSet<Result<(usize, Piece, PieceResult), BackupError>> = JoinSet::new();
+    let spawn = |set: &mut JoinSet<_>, n: usize, piece: Piece| {
         let repo = repo.clone();
-        let key = layout::backup_file(id, n)?;
+        let entries = entries.clone();
+        let id = id.to_string();
         let on_event = on_event.clone();
         set.spawn(async move {
-            let f = copy_one(&repo, &key, &entry).await?;
-            if let Some(f) = &f {
-                on_event(BackupEvent::FileDone { bytes: f.size });
+            let r = copy_piece(&repo, &id, n, &entries[n], piece).await?;
+            if let Some((size, _, _)) = &r {
+                on_event(BackupEvent::FileDone { bytes: *size });
             }
-            Ok((n, f))
+            Ok((n, piece, r))
         });
+    };
+    for (n, piece) in units {
+        while set.len() >= jobs {
+            if let Some(j) = set.join_next().await {
+                let (i, p, r) = joined(j)?;
+                done[i].push((p, r));
+            }
+        }
+        spawn(&mut set, n, piece);
     }
-    while let Some(done) = set.join_next().await {
-        let (i, f) = joined(done)?;
-        results[i] = f;
+    while let Some(j) = set.join_next().await {
+        let (i, p, r) = joined(j)?;
+        done[i].push((p, r));
     }
-    Ok(results.into_iter().flatten().collect())
+    if let Some(n) = control {
+        spawn(&mut set, n, Piece::Whole);
+        if let Some(j) = set.join_next().await {
+            let (i, p, r) = joined(j)?;
+            done[i].push((p, r));
+        }
+    }
+    repo.store().sync().await?;
+    Ok(entries
+        .iter()
+        .zip(done)
+        .filter_map(|(e, pieces)| assemble(e, pieces))
+        .collect())
 }
 
-fn joined(
-    r: Result<Result<(usize, Option<BackupFile>), BackupError>, tokio::task::JoinError>,
-) -> Result<(usize, Option<BackupFile>), BackupError> {
+/// The manifest entry for one entry from its finished pieces.
+fn assemble(e: &Entry, mut pieces: Vec<(Piece, PieceResult)>) -> Option<BackupFile> {
+    let mut file = BackupFile {
+        path: e.rel.clone(),
+        kind: e.kind,
+        mode: e.mode,
+        size: 0,
+        stored_bytes: 0,
+        sha256: String::new(),
+        chunks: Vec::new(),
+    };
+    if e.kind == FileKind::Dir {
+        return Some(file);
+    }
+    // A piece that found the file gone means it was dropped mid-copy.
+    if pieces.is_empty() || pieces.iter().any(|(_, r)| r.is_none()) {
+        return None;
+    }
+    pieces.sort_by_key(|(p, _)| match p {
+        Piece::Whole => 0,
+        Piece::Chunk { offset, .. } => *offset,
+    });
+    for (piece, r) in pieces {
+        let (size, stored, sha) = r?;
+        file.stored_bytes += stored;
+        match piece {
+            Piece::Whole => {
+                file.size = size;
+                file.sha256 = sha;
+            }
+            Piece::Chunk { offset, .. } => {
+                if size > 0 {
+                    file.size = file.size.max(offset + size);
+                }
+                file.chunks.push(FileChunk {
+                    offset,
+                    size,
+                    stored_bytes: stored,
+                    sha256: sha,
+                });
+            }
+        }
+    }
+    Some(file)
+}
+
+fn joined<T>(r: Result<Result<T, BackupError>, tokio::task::JoinError>) -> Result<T, BackupError> {
     r.map_err(|e| BackupError::Copy {
         path: String::new(),
         source: std::io::Error::other(e.to_string()),
     })?
 }
 
-/// One file: None if it vanished before we opened it (a dropped relation;
-/// WAL replay recreates the truth).
-async fn copy_one(
+/// Reads, hashes, compresses and stores one piece; returns (raw bytes,
+/// stored bytes, raw sha256), or None if the file is gone.
+async fn copy_piece(
     repo: &Repo,
-    key: &crate::repo::store::ObjectKey,
+    id: &str,
+    n: usize,
     entry: &Entry,
-) -> Result<Option<BackupFile>, BackupError> {
-    let file = match std::fs::File::open(&entry.abs) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(BackupError::Copy {
-                path: entry.rel.clone(),
-                source,
-            })
-        }
+    piece: Piece,
+) -> Result<PieceResult, BackupError> {
+    let key = match piece {
+        Piece::Whole => layout::backup_file(id, n)?,
+        Piece::Chunk { c, .. } => layout::backup_chunk(id, n, c)?,
     };
-    let (reader, writer) = tokio::io::duplex(1 << 20);
+    let abs = entry.abs.clone();
     let rel = entry.rel.clone();
-    let compress = tokio::task::spawn_blocking(move || {
-        let bridge = SyncIoBridge::new(writer);
-        let res = codec::compress_stream(file, bridge);
-        res.map_err(|source| BackupError::Copy { path: rel, source })
-    });
-    let stored = repo
-        .store()
-        .put_reader(key, Box::new(reader), PutMode::Overwrite)
-        .await;
-    let (size, sha256) = compress.await.map_err(|e| BackupError::Copy {
+    let encoded = tokio::task::spawn_blocking(move || {
+        let copy_err = |source| BackupError::Copy {
+            path: rel.clone(),
+            source,
+        };
+        let Some(raw) = read_piece(&abs, piece).map_err(copy_err)? else {
+            return Ok(None);
+        };
+        let (stored, sha) = codec::encode_chunk(&raw).map_err(copy_err)?;
+        Ok::<_, BackupError>(Some((raw.len() as u64, stored, sha)))
+    })
+    .await
+    .map_err(|e| BackupError::Copy {
         path: entry.rel.clone(),
         source: std::io::Error::other(e.to_string()),
     })??;
-    let stored = stored?;
-    let mode = std::fs::metadata(&entry.abs)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(entry.mode);
-    Ok(Some(BackupFile {
-        path: entry.rel.clone(),
-        kind: FileKind::File,
-        mode,
-        size,
-        stored_bytes: stored,
-        sha256,
-    }))
+    let Some((size, stored, sha)) = encoded else {
+        return Ok(None);
+    };
+    let stored_len = stored.len() as u64;
+    repo.store().put_deferred(&key, stored).await?;
+    Ok(Some((size, stored_len, sha)))
+}
+
+/// The bytes of one piece as they are now: a whole file (up to one chunk;
+/// a file that grew since the walk is replayed from WAL), or up to one
+/// chunk at its offset (short or empty past a truncation). None if the
+/// file no longer exists.
+fn read_piece(abs: &Path, piece: Piece) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::File::open(abs) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match piece {
+        Piece::Whole => {
+            let mut buf = Vec::new();
+            file.take(CHUNK_BYTES).read_to_end(&mut buf)?;
+            Ok(Some(buf))
+        }
+        Piece::Chunk { offset, len, .. } => {
+            let want = usize::try_from(len).map_err(std::io::Error::other)?;
+            let mut buf = vec![0u8; want];
+            let mut got = 0;
+            while got < want {
+                match file.read_at(&mut buf[got..], offset + got as u64) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            buf.truncate(got);
+            Ok(Some(buf))
+        }
+    }
 }
 
 #[cfg(test)]

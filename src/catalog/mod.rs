@@ -7,6 +7,6 @@ pub mod model;
 
 pub use envelope::{Envelope, EnvelopeError};
 pub use model::{
-    BackupFile, BackupManifest, BackupRecord, Catalog, RepoConfig, RestoreTiming, WalIndexChunk,
-    WalSegmentRecord, WalSummary,
+    BackupFile, BackupManifest, BackupRecord, Catalog, FileChunk, RepoConfig, RestoreTiming,
+    WalIndexChunk, WalSegmentRecord, WalSummary,
 };

@@ -152,7 +152,23 @@ pub struct BackupFile {
     pub mode: u32,
     pub size: u64,
     pub stored_bytes: u64,
-    /// SHA-256 of the file's content as copied (empty for directories).
+    /// SHA-256 of the file's content as copied (empty for directories
+    /// and for chunked files, whose chunks carry their own).
+    pub sha256: String,
+    /// A file larger than one chunk is stored as independent chunks
+    /// (`files/<n>.<c>.zst`), so one big relation file is copied and
+    /// restored by every worker at once. Empty: one object `files/<n>.zst`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<FileChunk>,
+}
+
+/// One chunk of a chunked backup file: `size` bytes at `offset`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileChunk {
+    pub offset: u64,
+    pub size: u64,
+    pub stored_bytes: u64,
+    /// SHA-256 of the chunk's raw bytes.
     pub sha256: String,
 }
 

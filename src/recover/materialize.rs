@@ -1,11 +1,15 @@
 //! Building the new data directory from a backup: every directory and file
 //! of the manifest, each object streamed from the store through zstd and
 //! checked against its recorded size and SHA-256; `pg_control` written
-//! last; `backup_label` (and `tablespace_map`) from the manifest. Files are
-//! fsynced, then every directory.
+//! last; `backup_label` (and `tablespace_map`) from the manifest. Small
+//! files and the chunks of big ones are restored by `jobs` workers at
+//! once, each chunk written at its offset; writeback starts as each is
+//! written, and one `syncfs` makes all of it durable before the label and
+//! `pg_control` are written (and another after).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 use tokio_util::io::SyncIoBridge;
@@ -45,6 +49,18 @@ fn target_path(pgdata: &Path, rel: &str) -> Result<PathBuf, RecoverError> {
     Ok(pgdata.join(rel))
 }
 
+/// What one worker restores.
+enum Unit {
+    /// A small file: one object, decoded in memory.
+    Whole(usize),
+    /// A file stored whole but larger than a chunk (backups taken before
+    /// chunking): streamed, so memory stays bounded.
+    Streamed(usize),
+    /// Chunk `c` of file `n`, written at its offset into the file created
+    /// (at its full length) beforehand.
+    Chunk(usize, usize),
+}
+
 pub async fn materialize(
     repo: &Repo,
     manifest: &BackupManifest,
@@ -63,53 +79,154 @@ pub async fn materialize(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
             .map_err(werr(&path))?;
     }
-    let files: Vec<(usize, &BackupFile)> = manifest
-        .files
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.kind == FileKind::File)
-        .collect();
-    let mut set: JoinSet<Result<(), RecoverError>> = JoinSet::new();
-    let mut control: Option<(usize, BackupFile)> = None;
-    for (n, f) in files {
-        if f.path == "global/pg_control" {
-            control = Some((n, f.clone()));
+    let mut units = Vec::new();
+    let mut control = None;
+    for (n, f) in manifest.files.iter().enumerate() {
+        if f.kind != FileKind::File {
             continue;
         }
+        let path = target_path(pgdata, &f.path)?;
+        if f.path == "global/pg_control" {
+            control = Some(n);
+        } else if !f.chunks.is_empty() {
+            let out = create_file(&path)?;
+            out.set_len(f.size).map_err(werr(&path))?;
+            units.extend((0..f.chunks.len()).map(|c| Unit::Chunk(n, c)));
+        } else if f.size > crate::capture::backup::CHUNK_BYTES {
+            units.push(Unit::Streamed(n));
+        } else {
+            units.push(Unit::Whole(n));
+        }
+    }
+    let manifest = Arc::new(manifest.clone());
+    let pgdata_buf = pgdata.to_path_buf();
+    let mut set: JoinSet<Result<(), RecoverError>> = JoinSet::new();
+    let spawn = |set: &mut JoinSet<_>, unit: Unit| {
+        let repo = repo.clone();
+        let manifest = manifest.clone();
+        let pgdata = pgdata_buf.clone();
+        let on_bytes = on_bytes.clone();
+        set.spawn(async move {
+            let bytes = restore_unit(&repo, &manifest, &pgdata, unit).await?;
+            on_bytes(bytes);
+            Ok(())
+        });
+    };
+    for unit in units {
         while set.len() >= jobs.max(1) {
             if let Some(r) = set.join_next().await {
                 joined(r)?;
             }
         }
-        let repo = repo.clone();
-        let f = f.clone();
-        let path = target_path(pgdata, &f.path)?;
-        let id = manifest.id.clone();
-        let on_bytes = on_bytes.clone();
-        set.spawn(async move {
-            restore_file(&repo, &id, n, &f, &path).await?;
-            on_bytes(f.size);
-            Ok(())
-        });
+        spawn(&mut set, unit);
     }
     while let Some(r) = set.join_next().await {
         joined(r)?;
     }
+    // Everything but the label and pg_control is durable before they are
+    // written: a crash leaves a directory that cannot start.
+    sync_fs(pgdata)?;
     let label = pgdata.join("backup_label");
     write_synced(&label, manifest.backup_label.as_bytes())?;
     if let Some(map) = &manifest.tablespace_map {
         write_synced(&pgdata.join("tablespace_map"), map.as_bytes())?;
     }
-    let Some((n, f)) = control else {
+    let Some(n) = control else {
         return Err(RecoverError::BadManifest(
             "the backup has no global/pg_control".into(),
         ));
     };
+    spawn(&mut set, Unit::Whole(n));
+    while let Some(r) = set.join_next().await {
+        joined(r)?;
+    }
+    sync_fs(pgdata)
+}
+
+fn sync_fs(pgdata: &Path) -> Result<(), RecoverError> {
+    crate::repo::durable::sync_filesystem(pgdata).map_err(werr(pgdata))
+}
+
+fn create_file(path: &Path) -> Result<std::fs::File, RecoverError> {
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(werr(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(werr(path))?;
+    Ok(out)
+}
+
+/// Restores one unit; returns its raw bytes (for progress).
+async fn restore_unit(
+    repo: &Repo,
+    manifest: &BackupManifest,
+    pgdata: &Path,
+    unit: Unit,
+) -> Result<u64, RecoverError> {
+    let repo_err = |e: crate::repo::store::StoreError| RecoverError::Repo(e.into());
+    let (n, c) = match unit {
+        Unit::Streamed(n) => {
+            let f = &manifest.files[n];
+            let path = target_path(pgdata, &f.path)?;
+            restore_streamed(repo, &manifest.id, n, f, &path).await?;
+            return Ok(f.size);
+        }
+        Unit::Whole(n) => (n, None),
+        Unit::Chunk(n, c) => (n, Some(c)),
+    };
+    let f = manifest.files[n].clone();
     let path = target_path(pgdata, &f.path)?;
-    restore_file(repo, &manifest.id, n, &f, &path).await?;
-    on_bytes(f.size);
-    sync_tree(pgdata)?;
-    Ok(())
+    let (key, offset, size, sha) = match c {
+        None => (
+            layout::backup_file(&manifest.id, n).map_err(repo_err)?,
+            0,
+            f.size,
+            f.sha256.clone(),
+        ),
+        Some(c) => {
+            let chunk = &f.chunks[c];
+            (
+                layout::backup_chunk(&manifest.id, n, c).map_err(repo_err)?,
+                chunk.offset,
+                chunk.size,
+                chunk.sha256.clone(),
+            )
+        }
+    };
+    let stored = repo.store().get(&key).await.map_err(repo_err)?;
+    let label = match c {
+        None => f.path.clone(),
+        Some(c) => format!("{} (chunk {c})", f.path),
+    };
+    tokio::task::spawn_blocking(move || {
+        let raw = codec::decode_chunk(&stored, size, &sha).map_err(|source| match source {
+            codec::CodecError::Checksum { expected, actual } => RecoverError::Checksum {
+                path: label.clone(),
+                expected,
+                actual,
+            },
+            source => RecoverError::Corrupt {
+                path: label.clone(),
+                source,
+            },
+        })?;
+        let out = match c {
+            None => create_file(&path)?,
+            Some(_) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(werr(&path))?,
+        };
+        std::os::unix::fs::FileExt::write_all_at(&out, &raw, offset).map_err(werr(&path))?;
+        crate::repo::durable::start_writeback(&out, offset, size);
+        Ok(size)
+    })
+    .await
+    .map_err(|e| RecoverError::Write {
+        path: f.path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }
 
 fn joined(r: Result<Result<(), RecoverError>, tokio::task::JoinError>) -> Result<(), RecoverError> {
@@ -132,7 +249,9 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RecoverError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(werr(path))
 }
 
-async fn restore_file(
+/// Streams one whole-file object through zstd into place (durability
+/// comes from the final `syncfs`).
+async fn restore_streamed(
     repo: &Repo,
     backup_id: &str,
     n: usize,
@@ -154,9 +273,7 @@ async fn restore_file(
     let (size, sha) = tokio::task::spawn_blocking(move || {
         let src = std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(reader));
         let mut dst = std::io::BufWriter::with_capacity(1 << 20, &out);
-        let r = codec::decompress_stream(src, &mut dst);
-        drop(dst);
-        r.and_then(|v| out.sync_all().map(|_| v).map_err(codec::CodecError::Io))
+        codec::decompress_stream(src, &mut dst)
     })
     .await
     .map_err(|e| RecoverError::Write {
@@ -175,22 +292,5 @@ async fn restore_file(
         });
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(werr(path))?;
-    Ok(())
-}
-
-/// fsync every directory under `root` (files were synced as written).
-fn sync_tree(root: &Path) -> Result<(), RecoverError> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(werr(&dir))? {
-            let entry = entry.map_err(werr(&dir))?;
-            if entry.file_type().map_err(werr(&dir))?.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-        std::fs::File::open(&dir)
-            .and_then(|f| f.sync_all())
-            .map_err(werr(&dir))?;
-    }
     Ok(())
 }

@@ -50,6 +50,41 @@ pub fn decompress_verified(stored: &[u8], sha256: &str) -> Result<Vec<u8>, Codec
     Ok(raw)
 }
 
+/// Compresses one in-memory chunk; returns (stored bytes, raw sha256).
+/// The hash and the compression run over the same buffer, once.
+pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, String)> {
+    let sha = sha256_hex(raw);
+    Ok((compress(raw)?, sha))
+}
+
+/// Decompresses one stored chunk whose raw size is known, checking size
+/// and SHA-256; the result is exactly `size` bytes.
+pub fn decode_chunk(stored: &[u8], size: u64, sha256: &str) -> Result<Vec<u8>, CodecError> {
+    let cap = usize::try_from(size)
+        .map_err(|_| CodecError::Corrupt(io::Error::other("chunk too large")))?;
+    let mut out = Vec::with_capacity(cap);
+    let mut dec = zstd::stream::Decoder::new(stored).map_err(CodecError::Corrupt)?;
+    // One byte past the expected size is enough to tell a longer object.
+    (&mut dec)
+        .take(size + 1)
+        .read_to_end(&mut out)
+        .map_err(CodecError::Corrupt)?;
+    if out.len() as u64 != size {
+        return Err(CodecError::Checksum {
+            expected: format!("{size} bytes"),
+            actual: format!("{} bytes", out.len()),
+        });
+    }
+    let actual = sha256_hex(&out);
+    if actual != sha256 {
+        return Err(CodecError::Checksum {
+            expected: sha256.to_string(),
+            actual,
+        });
+    }
+    Ok(out)
+}
+
 /// Streams `src` through zstd into `dst`; returns (raw bytes, raw sha256).
 pub fn compress_stream(mut src: impl Read, dst: impl Write) -> io::Result<(u64, String)> {
     let mut enc = zstd::stream::Encoder::new(dst, LEVEL)?;
@@ -122,5 +157,31 @@ mod tests {
         let (n2, s2) = decompress_stream(&streamed[..], &mut out).unwrap();
         assert_eq!((n2, s2), (n, sha));
         assert_eq!(out, raw);
+    }
+
+    #[test]
+    fn chunks_round_trip_and_refuse_wrong_size_or_content() {
+        let raw: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        let (stored, sha) = encode_chunk(&raw).unwrap();
+        assert_eq!(sha, sha256_hex(&raw));
+        assert_eq!(decode_chunk(&stored, raw.len() as u64, &sha).unwrap(), raw);
+        assert!(matches!(
+            decode_chunk(&stored, raw.len() as u64 - 1, &sha),
+            Err(CodecError::Checksum { .. })
+        ));
+        assert!(matches!(
+            decode_chunk(&stored, raw.len() as u64 + 1, &sha),
+            Err(CodecError::Checksum { .. })
+        ));
+        assert!(matches!(
+            decode_chunk(&stored, raw.len() as u64, &sha256_hex(b"x")),
+            Err(CodecError::Checksum { .. })
+        ));
+        let mut bad = stored.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        assert!(decode_chunk(&bad, raw.len() as u64, &sha).is_err());
     }
 }

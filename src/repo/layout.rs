@@ -90,6 +90,11 @@ pub fn backup_file(id: &str, n: usize) -> Result<ObjectKey, StoreError> {
     ObjectKey::new(format!("{}/files/{n}.zst", backup_dir(id)?))
 }
 
+/// Chunk `c` of file `n` (files larger than one chunk).
+pub fn backup_chunk(id: &str, n: usize, c: usize) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("{}/files/{n}.{c}.zst", backup_dir(id)?))
+}
+
 pub fn backup_manifest(id: &str) -> Result<ObjectKey, StoreError> {
     ObjectKey::new(format!("{}/manifest.json", backup_dir(id)?))
 }

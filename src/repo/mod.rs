@@ -4,6 +4,7 @@
 //! catalog's metadata objects. It decides nothing about Postgres.
 
 pub mod codec;
+pub mod durable;
 pub mod layout;
 pub mod store;
 

@@ -262,6 +262,47 @@ impl Store for FsStore {
         Ok(n)
     }
 
+    async fn put_deferred(&self, key: &ObjectKey, data: Vec<u8>) -> Result<(), StoreError> {
+        let this = self.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || {
+            let path = this.path(&key);
+            this.make_parents(&path)?;
+            let tmp = Self::temp_path(&path);
+            let write = || -> io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode_compat(FILE_MODE)
+                    .open(&tmp)?;
+                f.write_all(&data)?;
+                crate::repo::durable::start_writeback(&f, 0, data.len() as u64);
+                Ok(())
+            };
+            if let Err(e) = write() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err("write", &tmp)(e));
+            }
+            this.adopt(&tmp)?;
+            std::fs::rename(&tmp, &path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                io_err("rename", &path)(e)
+            })
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::repo::durable::sync_filesystem(&root).map_err(io_err("syncfs", &root))
+        })
+        .await
+        .map_err(join_err)?
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
         let path = self.path(key);
         match tokio::fs::read(&path).await {
@@ -402,6 +443,23 @@ mod tests {
         assert_eq!(back, data);
         s.delete_prefix("backups/x").await.unwrap();
         assert!(s.head(&k).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn deferred_puts_are_visible_whole_and_sync_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path().join("repo"));
+        s.create_root().unwrap();
+        let k = key("backups/x/files/3.0.zst");
+        s.put_deferred(&k, vec![1u8; 70_000]).await.unwrap();
+        s.put_deferred(&k, vec![2u8; 10]).await.unwrap();
+        s.sync().await.unwrap();
+        assert_eq!(s.get(&k).await.unwrap(), vec![2u8; 10]);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("repo/backups/x/files"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["3.0.zst".to_string()]);
     }
 
     #[test]

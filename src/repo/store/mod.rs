@@ -125,6 +125,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         reader: ObjectReader,
         mode: PutMode,
     ) -> Result<u64, StoreError>;
+    /// Writes a whole object (replacing any) whose durability may wait for
+    /// the next `sync`: it is complete and visible under `key` when this
+    /// returns, but only `sync` makes it survive a crash. For many objects
+    /// written before one commit marker (a backup's files before its
+    /// manifest). Stores whose puts are durable anyway need not override.
+    async fn put_deferred(&self, key: &ObjectKey, data: Vec<u8>) -> Result<(), StoreError> {
+        self.put(key, &data, PutMode::Overwrite).await
+    }
+    /// Makes every object written with `put_deferred` durable.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError>;
     async fn open_read(&self, key: &ObjectKey) -> Result<ObjectReader, StoreError>;
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError>;
