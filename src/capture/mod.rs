@@ -5,3 +5,4 @@
 pub mod backup;
 pub mod wal_fetch;
 pub mod wal_push;
+pub mod wal_spool;

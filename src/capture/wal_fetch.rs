@@ -48,6 +48,13 @@ impl From<RepoError> for FetchError {
 
 /// Restores archived file `name` to `dest`; returns its size.
 pub async fn wal_fetch(repo: &Repo, name: &str, dest: &Path) -> Result<u64, FetchError> {
+    let raw = fetch_raw(repo, name).await?;
+    write_atomically(dest, &raw).await?;
+    Ok(raw.len() as u64)
+}
+
+/// The verified content of archived file `name`.
+pub async fn fetch_raw(repo: &Repo, name: &str) -> Result<Vec<u8>, FetchError> {
     let parsed = WalFileName::parse(name)?;
     let not_found = |e: RepoError| {
         if e.is_not_found() {
@@ -93,11 +100,10 @@ pub async fn wal_fetch(repo: &Repo, name: &str, dest: &Path) -> Result<u64, Fetc
             Err(e) => return Err(not_found(e)),
         },
     };
-    write_atomically(dest, &raw).await?;
-    Ok(raw.len() as u64)
+    Ok(raw)
 }
 
-async fn write_atomically(dest: &Path, raw: &[u8]) -> Result<(), FetchError> {
+pub async fn write_atomically(dest: &Path, raw: &[u8]) -> Result<(), FetchError> {
     let werr = |source| FetchError::Write {
         path: dest.display().to_string(),
         source,

@@ -180,6 +180,26 @@ pub enum Command {
         name: String,
         /// Destination path (%p).
         dest: PathBuf,
+        /// Prefetch spool: a background prefetcher keeps the next segments
+        /// fetched and verified here, so replay never waits on the store.
+        #[arg(long, value_name = "DIR")]
+        spool: Option<PathBuf>,
+        /// Segments kept fetched ahead in the spool (0: no prefetcher).
+        #[arg(long, value_name = "N", default_value_t = 16, requires = "spool")]
+        prefetch: usize,
+    },
+    /// The spool's background prefetcher, started by `wal-fetch --spool`.
+    #[command(hide = true)]
+    WalPrefetch {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, value_name = "DIR")]
+        spool: PathBuf,
+        #[arg(long, value_name = "N", default_value_t = 16)]
+        prefetch: usize,
+        /// Segments fetched at once (default: the cores; 4x that on S3).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Take a full base backup of a running cluster.
     Backup {

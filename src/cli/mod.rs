@@ -15,7 +15,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::capture::backup::{self, BackupEvent, BackupOptions};
-use crate::capture::{wal_fetch, wal_push};
+use crate::capture::{wal_fetch, wal_push, wal_spool};
 use crate::catalog::{Catalog, RepoConfig};
 use crate::plan::compat;
 use crate::plan::{self, explain, RecoveryTarget, TargetSpec, TimelineChoice};
@@ -26,6 +26,74 @@ use crate::server::{install, user};
 use args::{Cli, Command, RestoreArgs, TargetArgs};
 use exit::{Code, Failure};
 use report::Reporter;
+
+/// wal-fetch through the spool: records the request, makes sure a
+/// prefetcher runs, and hands over the segment if it is spooled. Any
+/// trouble with the spool only costs speed: the caller fetches directly.
+fn spooled_fetch(
+    repo: &args::RepoArg,
+    dir: &Path,
+    prefetch: usize,
+    name: &str,
+    dest: &Path,
+) -> bool {
+    use crate::pg::WalFileName;
+    if !matches!(WalFileName::parse(name), Ok(WalFileName::Segment(_))) {
+        return false;
+    }
+    let spool = wal_spool::Spool::new(dir);
+    if let Err(e) = spool.note_request(name) {
+        tracing::warn!("prefetch spool {}: {e}", dir.display());
+        return false;
+    }
+    if prefetch > 0 && !spool.prefetcher_running() {
+        if let Err(e) = start_prefetcher(repo, dir, prefetch) {
+            tracing::warn!("cannot start the WAL prefetcher: {e}");
+        }
+    }
+    match spool.take(name, dest) {
+        Ok(hit) => hit,
+        Err(e) => {
+            tracing::warn!("prefetch spool {}: {e}", dir.display());
+            false
+        }
+    }
+}
+
+/// Starts `pitr wal-prefetch` detached (own process group, no terminal,
+/// errors appended to `DIR/.log`); it outlives this restore_command.
+fn start_prefetcher(repo: &args::RepoArg, dir: &Path, prefetch: usize) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(".log"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("wal-prefetch")
+        .arg("--repo")
+        .arg(&repo.repo)
+        .arg("--spool")
+        .arg(dir)
+        .arg("--prefetch")
+        .arg(prefetch.to_string());
+    let s3 = repo.s3_settings();
+    if let Some(r) = &s3.region {
+        cmd.arg("--s3-region").arg(r);
+    }
+    if let Some(e) = &s3.endpoint {
+        cmd.arg("--s3-endpoint").arg(e);
+    }
+    if s3.path_style {
+        cmd.arg("--s3-path-style");
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    Ok(())
+}
 
 async fn open_repo(arg: &args::RepoArg) -> Result<Repo, Failure> {
     Ok(Repo::open(RepoLocation::parse(&arg.repo)?, &arg.s3_settings()).await)
@@ -117,6 +185,7 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             user::become_user(&os_user)?;
         }
         Command::WalFetch { .. }
+        | Command::WalPrefetch { .. }
         | Command::Info { .. }
         | Command::Plan { .. }
         | Command::Installs { .. }
@@ -136,9 +205,31 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::WalFetch { repo, name, dest } => {
+        Command::WalFetch {
+            repo,
+            name,
+            dest,
+            spool,
+            prefetch,
+        } => {
+            if let Some(dir) = spool {
+                if spooled_fetch(&repo, &dir, prefetch, &name, &dest) {
+                    return Ok(());
+                }
+            }
             let repo = open_repo(&repo).await?;
             wal_fetch::wal_fetch(&repo, &name, &dest).await?;
+            Ok(())
+        }
+        Command::WalPrefetch {
+            repo,
+            spool,
+            prefetch,
+            jobs,
+        } => {
+            let jobs = jobs.unwrap_or_else(|| args::default_jobs(&repo.repo));
+            let repo = open_repo(&repo).await?;
+            wal_spool::prefetch(&repo, &wal_spool::Spool::new(spool), prefetch, jobs).await?;
             Ok(())
         }
         Command::Backup {

@@ -173,10 +173,12 @@ pub async fn restore(
             .socket_dir
             .clone()
             .unwrap_or_else(server::default_socket_dir);
+        let spool = spool_dir(&opts.pgdata);
         let restore_command = settings::restore_command(
             &opts.pitr_exe.display().to_string(),
             &repo.location().to_arg(),
             repo.s3_settings(),
+            Some(&spool),
         );
         let s = settings::RecoverySettings {
             restore_command,
@@ -187,6 +189,7 @@ pub async fn restore(
             port,
             socket_dir: Some(socket_dir.display().to_string()),
             backup_id: plan.backup.id.clone(),
+            major: config.pg_major.get(),
         };
         server::write_config(&opts.pgdata, &s)?;
         if !opts.start {
@@ -220,9 +223,12 @@ pub async fn restore(
             port,
             &opts.db_user,
             opts.action,
+            s.fast_promote(),
             on_event.clone(),
         )
         .await?;
+        // Recovery is over: the prefetcher sees its spool gone and exits.
+        let _ = std::fs::remove_dir_all(&spool);
         if let Err(e) = verify(plan, &watched) {
             let _ = server::stop(&bin, &opts.pgdata).await;
             return Err(e);
@@ -271,9 +277,21 @@ pub async fn restore(
     .await;
     if let Err(e) = &result {
         let _ = server::stop(&bin, &opts.pgdata).await;
+        let _ = std::fs::remove_dir_all(spool_dir(&opts.pgdata));
         mark_failed(&opts.pgdata, e);
     }
     result
+}
+
+/// The wal-fetch prefetch spool of a restored data directory: inside
+/// pg_wal (same filesystem, so handing a segment over is a rename; never
+/// copied by base backups, which skip pg_wal's contents), absolute because
+/// restore_command may be run from anywhere.
+pub fn spool_dir(pgdata: &Path) -> PathBuf {
+    std::path::absolute(pgdata)
+        .unwrap_or_else(|_| pgdata.to_path_buf())
+        .join("pg_wal")
+        .join("pitr-spool")
 }
 
 /// Checks the server stopped where the plan said: for a time target the

@@ -236,6 +236,7 @@ pub async fn watch(
     port: u16,
     db_user: &str,
     action: Action,
+    fast_promote: bool,
     on_event: OnEvent,
 ) -> Result<Watched, RecoverError> {
     let mut offset = 0u64;
@@ -254,6 +255,7 @@ pub async fn watch(
     };
     let start = std::time::Instant::now();
     let mut connected_secs = None;
+    let mut promote_requested = false;
     loop {
         log_text.push_str(&read_log_from(&running.log, &mut offset));
         let exited = match running.postmaster.try_wait() {
@@ -318,6 +320,22 @@ pub async fn watch(
                     let paused: bool = row.get(3);
                     if let Some(l) = lsn {
                         on_event(RecoverEvent::Replaying { lsn: l });
+                    }
+                    if fast_promote && !promote_requested && in_recovery {
+                        // Still replaying: a promote request now is acted on
+                        // the moment replay pauses at the target, with no
+                        // end-of-recovery checkpoint. Already paused there:
+                        // resuming is quicker than the pause loop's 1 s
+                        // wake-up for a late request (the checkpoint is the
+                        // usual one).
+                        let q = if paused {
+                            "select pg_wal_replay_resume()"
+                        } else {
+                            "select pg_promote(false)"
+                        };
+                        if c.query(q, &[]).await.is_ok() {
+                            promote_requested = true;
+                        }
                     }
                     let done = match action {
                         Action::Promote => !in_recovery,

@@ -43,6 +43,21 @@ pub struct RecoverySettings {
     pub port: u16,
     pub socket_dir: Option<String>,
     pub backup_id: String,
+    /// Major version of the server that will run recovery.
+    pub major: u32,
+}
+
+impl RecoverySettings {
+    /// Whether `promote` is carried out by pausing at the target and
+    /// promoting with `pg_promote()` (requested while replay is still
+    /// running), which ends recovery without the full end-of-recovery
+    /// checkpoint that `recovery_target_action = promote` waits for: the
+    /// server accepts writes at once and checkpoints in the background, as
+    /// after any standby promotion. Needs a target to pause at and hot
+    /// standby (without it Postgres turns `pause` into `shutdown`).
+    pub fn fast_promote(&self) -> bool {
+        self.action == Action::Promote && !matches!(self.target, RecoveryTarget::Latest)
+    }
 }
 
 /// Quotes for `/bin/sh` (restore_command runs through the shell); plain
@@ -63,12 +78,23 @@ pub fn shell_quote(s: &str) -> String {
 /// operator repeating them. Credentials are never written here: the
 /// restored server inherits the AWS_* environment of this run, and the
 /// credential chain (profile, instance role) does the rest.
-pub fn restore_command(pitr_exe: &str, repo: &str, s3: &S3Settings) -> String {
+pub fn restore_command(
+    pitr_exe: &str,
+    repo: &str,
+    s3: &S3Settings,
+    spool: Option<&std::path::Path>,
+) -> String {
     let mut cmd = format!(
         "{} wal-fetch --repo {}",
         shell_quote(pitr_exe),
         shell_quote(repo)
     );
+    if let Some(dir) = spool {
+        cmd.push_str(&format!(
+            " --spool {}",
+            shell_quote(&dir.display().to_string())
+        ));
+    }
     if let Some(r) = &s3.region {
         cmd.push_str(&format!(" --s3-region {}", shell_quote(r)));
     }
@@ -115,10 +141,29 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
         if !s.inclusive && has_inclusive {
             lines.push("recovery_target_inclusive = off".to_string());
         }
-        lines.push(format!(
-            "recovery_target_action = {}",
-            guc_quote(s.action.as_guc())
-        ));
+        if s.fast_promote() {
+            lines.extend([
+                "# promote: pitr pauses at the target and promotes with pg_promote(), which"
+                    .to_string(),
+                "# skips the end-of-recovery checkpoint; started by hand, run pg_promote()."
+                    .to_string(),
+                "recovery_target_action = 'pause'".to_string(),
+                "hot_standby = on".to_string(),
+            ]);
+        } else {
+            lines.push(format!(
+                "recovery_target_action = {}",
+                guc_quote(s.action.as_guc())
+            ));
+        }
+    }
+    if s.major >= 14 {
+        lines.extend([
+            "# The data directory was synced as restored: one syncfs at start-up instead"
+                .to_string(),
+            "# of an fsync per file (same guarantee).".to_string(),
+            "recovery_init_sync_method = 'syncfs'".to_string(),
+        ]);
     }
     lines.extend([
         format!(
@@ -160,13 +205,20 @@ mod tests {
             port: 54321,
             socket_dir: Some("/tmp".into()),
             backup_id: "20261125T140000Z".into(),
+            major: 15,
         };
         let want = "\
 # pitr restore: backup 20261125T140000Z to time 2026-11-25 14:02:17.250000+00.
 # Change these with ALTER SYSTEM (or remove them) and restart.
 restore_command = '/usr/local/bin/pitr wal-fetch --repo ''/srv/it''\\\\''''s repo'' %f %p'
 recovery_target_time = '2026-11-25 14:02:17.250000+00'
-recovery_target_action = 'promote'
+# promote: pitr pauses at the target and promotes with pg_promote(), which
+# skips the end-of-recovery checkpoint; started by hand, run pg_promote().
+recovery_target_action = 'pause'
+hot_standby = on
+# The data directory was synced as restored: one syncfs at start-up instead
+# of an fsync per file (same guarantee).
+recovery_init_sync_method = 'syncfs'
 recovery_target_timeline = '2'
 # Archiving stays off so this copy never writes into the source's repository.
 archive_mode = 'off'
@@ -178,15 +230,25 @@ unix_socket_directories = '/tmp'
 
     #[test]
     fn restore_command_carries_s3_settings() {
-        let plain = restore_command("/bin/pitr", "/srv/repo", &S3Settings::default());
+        let plain = restore_command("/bin/pitr", "/srv/repo", &S3Settings::default(), None);
         assert_eq!(plain, "/bin/pitr wal-fetch --repo /srv/repo %f %p");
+        let spooled = restore_command(
+            "/bin/pitr",
+            "/srv/repo",
+            &S3Settings::default(),
+            Some(std::path::Path::new("/d/pg_wal/pitr-spool")),
+        );
+        assert_eq!(
+            spooled,
+            "/bin/pitr wal-fetch --repo /srv/repo --spool /d/pg_wal/pitr-spool %f %p"
+        );
         let s3 = S3Settings {
             region: Some("eu-west-1".into()),
             endpoint: Some("http://127.0.0.1:9000".into()),
             path_style: true,
         };
         assert_eq!(
-            restore_command("/bin/pitr", "s3://b/p", &s3),
+            restore_command("/bin/pitr", "s3://b/p", &s3, None),
             "/bin/pitr wal-fetch --repo s3://b/p --s3-region eu-west-1 --s3-endpoint http://127.0.0.1:9000 --s3-path-style %f %p"
         );
     }
@@ -202,6 +264,7 @@ unix_socket_directories = '/tmp'
             port: 5433,
             socket_dir: None,
             backup_id: "b".into(),
+            major: 13,
         };
         let lsn = base(RecoveryTarget::Lsn("0/3000060".parse().unwrap()), false);
         let text = auto_conf_block(&lsn);

@@ -1031,6 +1031,10 @@ fn a_big_relation_is_stored_in_chunks_and_restored_exactly() {
 
     let r = Restored::from_json(restore_json(&c, "whole", &["--immediate"]));
     assert_eq!(r.psql(digest), want);
+    // Recovery fetched through the prefetch spool, removed once it was over.
+    let conf = std::fs::read_to_string(r.pgdata.join("postgresql.auto.conf")).unwrap();
+    assert!(conf.contains("--spool"), "{conf}");
+    assert!(!r.pgdata.join("pg_wal/pitr-spool").exists());
     assert_eq!(
         r.psql("select pg_relation_size('big')").trim(),
         size.to_string()
@@ -1055,4 +1059,74 @@ fn a_big_relation_is_stored_in_chunks_and_restored_exactly() {
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("(chunk "), "{err}");
     assert!(!new.join("global/pg_control").exists());
+}
+
+/// Processes whose command line mentions `needle` (the spool's path).
+fn processes_mentioning(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmd| {
+            String::from_utf8_lossy(cmd)
+                .replace('\0', " ")
+                .contains(needle)
+        })
+        .count()
+}
+
+/// `wal-fetch --spool` starts one background prefetcher that keeps the
+/// next segments (and no more) fetched; a spooled segment is handed over
+/// byte for byte; removing the spool stops the prefetcher.
+#[test]
+fn wal_fetch_prefetches_into_a_bounded_spool() {
+    let c = Cluster::new();
+    c.psql("create table t(x int)");
+    let mut names = Vec::new();
+    for _ in 0..10 {
+        c.psql("insert into t select generate_series(1, 100)");
+        names.push(c.switch_and_archive());
+    }
+    let spool = c.dir.path().join("spool");
+    let spool_s = spool.to_str().unwrap().to_string();
+    let out = c.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let fetch = |name: &str, dest: &str| {
+        c.pitr.ok(&[
+            "wal-fetch",
+            name,
+            out.join(dest).to_str().unwrap(),
+            "--spool",
+            &spool_s,
+            "--prefetch",
+            "3",
+        ]);
+    };
+    fetch(&names[0], "a");
+    let spooled = |n: &str| spool.join(n).exists();
+    wait_for("3 segments prefetched", Duration::from_secs(30), || {
+        names[1..=3].iter().all(|n| spooled(n))
+    });
+    assert!(!spooled(&names[4]), "the spool holds more than the window");
+    assert_eq!(processes_mentioning(&spool_s), 1, "one prefetcher");
+
+    fetch(&names[1], "b");
+    assert!(
+        !spooled(&names[1]),
+        "a spooled segment is moved, not copied"
+    );
+    c.pitr
+        .ok(&["wal-fetch", &names[1], out.join("direct").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(out.join("b")).unwrap(),
+        std::fs::read(out.join("direct")).unwrap()
+    );
+    wait_for("the window moves on", Duration::from_secs(30), || {
+        spooled(&names[4])
+    });
+    assert!(!spooled(&names[5]));
+
+    std::fs::remove_dir_all(&spool).unwrap();
+    wait_for("the prefetcher exits", Duration::from_secs(30), || {
+        processes_mentioning(&spool_s) == 0
+    });
 }

@@ -1,0 +1,333 @@
+//! The prefetch spool behind `pitr wal-fetch --spool DIR`: replay asks
+//! `restore_command` for one segment at a time and waits for each, so a
+//! background prefetcher (`pitr wal-prefetch`, started by wal-fetch when
+//! none is running) keeps the next `count` segments fetched, verified and
+//! decompressed in DIR, `jobs` at a time, and wal-fetch only renames the
+//! one asked for into place. pgBackRest's asynchronous archive-get works
+//! the same way.
+//!
+//! Files in DIR: `<segment>` (complete and verified, ready to hand over),
+//! `.<segment>.tmp` (being written), `.requested` (the last segment
+//! Postgres asked for: where the window starts), `.lock` (held by the
+//! running prefetcher), `.log` (its errors). The spool stays bounded: the
+//! prefetcher removes every segment outside the window, and everything
+//! when it exits after `IDLE` without a new request or when DIR is removed
+//! (as `pitr restore` does once recovery is over).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::pg::{SegNo, SegmentName, WalFileName};
+use crate::repo::Repo;
+
+use super::wal_fetch::{fetch_raw, FetchError};
+
+/// The prefetcher exits after this long without a new request.
+pub const IDLE: Duration = Duration::from_secs(10);
+/// How long wal-fetch waits for a segment the prefetcher is writing.
+const INFLIGHT_WAIT: Duration = Duration::from_secs(30);
+/// A segment the repository did not have is asked again after this.
+const ABSENT_RETRY: Duration = Duration::from_millis(500);
+const REQUESTED: &str = ".requested";
+const LOCK: &str = ".lock";
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    pub fn new(dir: impl Into<PathBuf>) -> Spool {
+        Spool { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn tmp_name(name: &str) -> String {
+        format!(".{name}.tmp")
+    }
+
+    /// Records that Postgres asked for `name` (creating the spool).
+    pub fn note_request(&self, name: &str) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!(".requested.{}", std::process::id()));
+        std::fs::write(&tmp, name)?;
+        std::fs::rename(&tmp, self.dir.join(REQUESTED))
+    }
+
+    fn requested(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(REQUESTED))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Moves prefetched `name` to `dest` if the spool has it, waiting for
+    /// it while the running prefetcher is writing it. False: fetch it
+    /// directly.
+    pub fn take(&self, name: &str, dest: &Path) -> io::Result<bool> {
+        let src = self.dir.join(name);
+        let tmp = self.dir.join(Self::tmp_name(name));
+        let deadline = Instant::now() + INFLIGHT_WAIT;
+        loop {
+            match std::fs::rename(&src, dest) {
+                Ok(()) => return Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                    // Another filesystem: copy, then drop the spooled one.
+                    let raw = std::fs::read(&src)?;
+                    let part = dest.with_extension("pitr-spool-tmp");
+                    std::fs::write(&part, &raw)?;
+                    std::fs::rename(&part, dest)?;
+                    let _ = std::fs::remove_file(&src);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            if !tmp.exists() || !self.prefetcher_running() || Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether a prefetcher holds the spool's lock.
+    pub fn prefetcher_running(&self) -> bool {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK))
+        {
+            Ok(f) => {
+                // SAFETY: flock on a descriptor we own; released on close.
+                let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                rc != 0
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Takes the lock for a prefetcher's lifetime; None if one runs.
+    fn lock(&self) -> io::Result<Option<std::fs::File>> {
+        std::fs::create_dir_all(&self.dir)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK))?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        Ok((rc == 0).then_some(f))
+    }
+
+    /// Segment files now in the spool (complete ones only).
+    fn present(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let name = e?.file_name().to_string_lossy().to_string();
+            if !name.starts_with('.') {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every segment (complete or partial) not in `keep`.
+    fn clean(&self, keep: &[String]) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let seg = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .unwrap_or(&name);
+            let ours = !name.starts_with('.') || name.ends_with(".tmp");
+            if ours && !keep.iter().any(|k| k == seg) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// The `count` segment names after `name` on its timeline.
+fn window(name: &str, count: usize, size: crate::pg::WalSegmentSize) -> Vec<String> {
+    let Ok(WalFileName::Segment(seg)) = WalFileName::parse(name) else {
+        return Vec::new();
+    };
+    let Ok(first) = seg.segno(size) else {
+        return Vec::new();
+    };
+    (1..=count as u64)
+        .map(|i| SegmentName::new(seg.timeline(), SegNo::new(first.get() + i), size).to_string())
+        .collect()
+}
+
+/// Runs the prefetcher until idle or until the spool is removed. Returns
+/// at once if another prefetcher holds the spool.
+pub async fn prefetch(
+    repo: &Repo,
+    spool: &Spool,
+    count: usize,
+    jobs: usize,
+) -> Result<(), FetchError> {
+    let werr = |source| FetchError::Write {
+        path: spool.dir().display().to_string(),
+        source,
+    };
+    let Some(_lock) = spool.lock().map_err(werr)? else {
+        return Ok(());
+    };
+    let size = repo.config().await?.wal_segment_size;
+    // Leftovers of a prefetcher that was killed mid-write.
+    if let Some(req) = spool.requested() {
+        spool.clean(&window(&req, count, size));
+    }
+    let mut last: Option<String> = None;
+    let mut changed = Instant::now();
+    let mut absent: HashMap<String, Instant> = HashMap::new();
+    loop {
+        if !spool.dir().is_dir() {
+            return Ok(());
+        }
+        let req = spool.requested();
+        if req != last {
+            last = req.clone();
+            changed = Instant::now();
+        }
+        if changed.elapsed() >= IDLE {
+            spool.clean(&[]);
+            return Ok(());
+        }
+        let Some(req) = req else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let want = window(&req, count, size);
+        spool.clean(&want);
+        let present = spool.present().map_err(werr)?;
+        absent.retain(|_, at| at.elapsed() < ABSENT_RETRY);
+        // In window order, stopping at the first one the archive lacks.
+        let missing: Vec<String> = want
+            .iter()
+            .take_while(|n| !absent.contains_key(*n))
+            .filter(|n| !present.contains(n))
+            .take(jobs.max(1))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let mut set = JoinSet::new();
+        for name in missing {
+            let repo = repo.clone();
+            let dir = spool.dir().to_path_buf();
+            set.spawn(async move {
+                let r = fetch_into(&repo, &dir, &name).await;
+                (name, r)
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            let Ok((name, r)) = done else { continue };
+            match r {
+                Ok(()) => {}
+                Err(FetchError::NotFound(_)) => {
+                    absent.insert(name, Instant::now());
+                }
+                // The spool was removed under us: recovery is over.
+                Err(FetchError::Write { .. }) if !spool.dir().is_dir() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Fetches one segment into the spool: `.name.tmp`, then renamed.
+async fn fetch_into(repo: &Repo, dir: &Path, name: &str) -> Result<(), FetchError> {
+    let tmp = dir.join(Spool::tmp_name(name));
+    let werr = |source| FetchError::Write {
+        path: tmp.display().to_string(),
+        source,
+    };
+    // Claim the name before fetching, so wal-fetch waits for it.
+    tokio::fs::write(&tmp, b"").await.map_err(werr)?;
+    let raw = match fetch_raw(repo, name).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    let res = async {
+        tokio::fs::write(&tmp, &raw).await?;
+        tokio::fs::rename(&tmp, dir.join(name)).await
+    }
+    .await;
+    if let Err(e) = res {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(werr(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::WalSegmentSize;
+
+    #[test]
+    fn window_follows_the_timeline_across_log_boundaries() {
+        let size = WalSegmentSize::new(16 << 20).unwrap();
+        assert_eq!(
+            window("0000000200000001000000FE", 3, size),
+            [
+                "0000000200000001000000FF",
+                "000000020000000200000000",
+                "000000020000000200000001"
+            ]
+        );
+        assert!(window("00000002.history", 3, size).is_empty());
+    }
+
+    #[test]
+    fn take_hands_over_spooled_segments_and_clean_bounds_the_spool() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path().join("spool"));
+        spool.note_request("000000010000000000000001").unwrap();
+        assert_eq!(
+            spool.requested().as_deref(),
+            Some("000000010000000000000001")
+        );
+        std::fs::write(spool.dir().join("000000010000000000000002"), b"two").unwrap();
+        std::fs::write(spool.dir().join("000000010000000000000009"), b"far").unwrap();
+        std::fs::write(spool.dir().join(".000000010000000000000007.tmp"), b"").unwrap();
+        let dest = d.path().join("RECOVERYXLOG");
+        assert!(spool.take("000000010000000000000002", &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"two");
+        // Not spooled, and no prefetcher writing it: fetch directly.
+        assert!(!spool.take("000000010000000000000003", &dest).unwrap());
+        // A claimed name with no prefetcher alive is not waited for.
+        assert!(!spool.take("000000010000000000000007", &dest).unwrap());
+        spool.clean(&["000000010000000000000003".to_string()]);
+        assert!(spool.present().unwrap().is_empty());
+        assert!(!spool.dir().join(".000000010000000000000007.tmp").exists());
+        assert!(spool.dir().join(REQUESTED).exists());
+        // The lock: free until a prefetcher takes it.
+        assert!(!spool.prefetcher_running());
+        let held = spool.lock().unwrap();
+        assert!(held.is_some());
+        assert!(spool.prefetcher_running());
+        assert!(spool.lock().unwrap().is_none());
+        drop(held);
+        assert!(!spool.prefetcher_running());
+    }
+}
