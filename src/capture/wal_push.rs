@@ -173,7 +173,6 @@ async fn push_segment(
             ),
         });
     }
-    let sha256 = sha256_hex(&raw);
     let record_key = layout::segment_record(seg);
     let data_key = layout::segment_data(seg);
 
@@ -182,44 +181,47 @@ async fn push_segment(
         .get_meta::<WalSegmentRecord>(&record_key, KIND_WAL)
         .await
     {
-        Ok(existing) => return same_or_conflict(&existing, &sha256, raw.len() as u64),
+        Ok(existing) => return same_or_conflict(&existing, &sha256_hex(&raw), raw.len() as u64),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
     }
 
-    let (stored, summary, scan_error, xacts) = tokio::task::spawn_blocking(move || {
-        let stored = codec::compress(&raw);
-        let (summary, scan_error, xacts) = match scan_segment(&raw, size) {
-            Ok(scan) => (
-                Some(WalSummary::from_scan(&scan)),
-                None,
-                Some(scan.xact_ends),
-            ),
-            Err(e) => (None, Some(e.to_string()), None),
-        };
-        (stored, summary, scan_error, xacts)
+    // Compression on this thread, hash and WAL scan on another: the two
+    // halves take about as long, so a push costs about one of them.
+    let (stored, sha256, summary, scan_error, xacts) = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| {
+                let sha256 = sha256_hex(&raw);
+                let scanned = scan_segment(&raw, size);
+                (sha256, scanned)
+            });
+            let stored = codec::compress(&raw);
+            let Ok((sha256, scanned)) = other.join() else {
+                return Err(std::io::Error::other("the hashing thread panicked"));
+            };
+            let (summary, scan_error, xacts) = match scanned {
+                Ok(scan) => (
+                    Some(WalSummary::from_scan(&scan)),
+                    None,
+                    Some(scan.xact_ends),
+                ),
+                Err(e) => (None, Some(e.to_string()), None),
+            };
+            Ok((stored, sha256, summary, scan_error, xacts))
+        })
     })
     .await
-    .map_err(|e| PushError::Compress {
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(|source| PushError::Compress {
         name: name.clone(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     })?;
     let stored = stored.map_err(|source| PushError::Compress {
         name: name.clone(),
         source,
     })?;
 
-    match repo.store().put(&data_key, &stored, PutMode::Create).await {
-        Ok(()) => {}
-        Err(StoreError::AlreadyExists(_)) => {
-            // Data without a record: an earlier push died before it was
-            // acknowledged. Nothing relies on it, so replace it.
-            repo.store()
-                .put(&data_key, &stored, PutMode::Overwrite)
-                .await?;
-        }
-        Err(e) => return Err(e.into()),
-    }
     let record = WalSegmentRecord {
         name: name.clone(),
         timeline: seg.timeline(),
@@ -231,27 +233,49 @@ async fn push_segment(
         summary,
         scan_error,
     };
+    let data = async {
+        match repo.store().put(&data_key, &stored, PutMode::Create).await {
+            Ok(()) => Ok(()),
+            // Data without a record: an earlier push died before it was
+            // acknowledged. Nothing relies on it, so replace it.
+            Err(StoreError::AlreadyExists(_)) => {
+                repo.store()
+                    .put(&data_key, &stored, PutMode::Overwrite)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(PushError::from)
+    };
     // Every transaction end, for exact explanations (not read by plan).
-    if let Some(xacts) = xacts {
-        let bytes = crate::catalog::Envelope::seal(KIND_WAL_XACTS, &xacts)
-            .ok()
-            .and_then(|b| codec::compress(&b).ok());
+    let xacts = async {
+        let bytes = xacts.and_then(|x| {
+            crate::catalog::Envelope::seal(KIND_WAL_XACTS, &x)
+                .ok()
+                .and_then(|b| codec::compress(&b).ok())
+        });
         if let Some(bytes) = bytes {
             repo.store()
                 .put(&layout::segment_xacts(seg), &bytes, PutMode::Overwrite)
                 .await?;
         }
-    }
-    // The index entry goes first: once the record (the acknowledgement)
-    // exists, the planner must see the segment. Until then the push is
-    // unacknowledged and may be replaced, so the entry may be too.
-    repo.put_meta(
-        &layout::wal_index_pending(seg),
-        KIND_WAL,
-        &record,
-        PutMode::Overwrite,
-    )
-    .await?;
+        Ok::<(), PushError>(())
+    };
+    // The index entry, like the data, is durable before the record (the
+    // acknowledgement): once it exists, the planner must see the segment.
+    // Until then the push is unacknowledged and may be replaced, so the
+    // entry may be too. The three writes are independent: done at once.
+    let index = async {
+        repo.put_meta(
+            &layout::wal_index_pending(seg),
+            KIND_WAL,
+            &record,
+            PutMode::Overwrite,
+        )
+        .await
+        .map_err(PushError::from)
+    };
+    tokio::try_join!(data, xacts, index)?;
     match repo
         .put_meta(&record_key, KIND_WAL, &record, PutMode::Create)
         .await
