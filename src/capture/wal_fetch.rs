@@ -24,12 +24,6 @@ pub enum FetchError {
         #[source]
         source: CodecError,
     },
-    #[error("{name}: restored {actual} bytes, the repository recorded {expected}")]
-    WrongSize {
-        name: String,
-        actual: u64,
-        expected: u64,
-    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -74,20 +68,12 @@ pub async fn fetch_raw(repo: &Repo, name: &str) -> Result<Vec<u8>, FetchError> {
                 .get(&layout::segment_data(seg))
                 .await
                 .map_err(|e| not_found(e.into()))?;
-            let raw = codec::decompress_verified(&stored, &record.sha256).map_err(|source| {
+            codec::decode_chunk(&stored, record.raw_bytes, &record.sha256).map_err(|source| {
                 FetchError::Corrupt {
                     name: name.to_string(),
                     source,
                 }
-            })?;
-            if raw.len() as u64 != record.raw_bytes {
-                return Err(FetchError::WrongSize {
-                    name: name.to_string(),
-                    actual: raw.len() as u64,
-                    expected: record.raw_bytes,
-                });
-            }
-            raw
+            })?
         }
         other => match repo.get_aux(other).await {
             Ok(raw) => raw,

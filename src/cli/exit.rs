@@ -95,7 +95,7 @@ impl From<FetchError> for Failure {
         let code = match &e {
             FetchError::NotFound(_) => Code::NotFound,
             FetchError::Name(_) => Code::Usage,
-            FetchError::Corrupt { .. } | FetchError::WrongSize { .. } => Code::Storage,
+            FetchError::Corrupt { .. } => Code::Storage,
             FetchError::Write { .. } => Code::Internal,
             FetchError::Repo(r) => repo_code(r),
         };

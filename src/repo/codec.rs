@@ -64,13 +64,20 @@ pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, String)> {
 pub fn decode_chunk(stored: &[u8], size: u64, sha256: &str) -> Result<Vec<u8>, CodecError> {
     let cap = usize::try_from(size)
         .map_err(|_| CodecError::Corrupt(io::Error::other("chunk too large")))?;
-    let mut out = Vec::with_capacity(cap);
-    let mut dec = zstd::stream::Decoder::new(stored).map_err(CodecError::Corrupt)?;
-    // One byte past the expected size is enough to tell a longer object.
-    (&mut dec)
-        .take(size + 1)
-        .read_to_end(&mut out)
-        .map_err(CodecError::Corrupt)?;
+    // One-shot into a buffer of exactly the expected size: content that
+    // is longer fails to fit, shorter is caught below.
+    let out = zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress(stored, cap))
+        .map_err(|e| {
+            if e.to_string().contains("Destination buffer is too small") {
+                CodecError::Checksum {
+                    expected: format!("{size} bytes"),
+                    actual: "more".to_string(),
+                }
+            } else {
+                CodecError::Corrupt(e)
+            }
+        })?;
     if out.len() as u64 != size {
         return Err(CodecError::Checksum {
             expected: format!("{size} bytes"),
