@@ -39,19 +39,6 @@ pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Decompresses and checks the SHA-256 of the result.
-pub fn decompress_verified(stored: &[u8], sha256: &str) -> Result<Vec<u8>, CodecError> {
-    let raw = decompress(stored)?;
-    let actual = sha256_hex(&raw);
-    if actual != sha256 {
-        return Err(CodecError::Checksum {
-            expected: sha256.to_string(),
-            actual,
-        });
-    }
-    Ok(raw)
-}
-
 /// Compresses one in-memory chunk; returns (stored bytes, raw sha256).
 /// The hash and the compression run over the same buffer, once.
 pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, String)> {
@@ -149,15 +136,15 @@ mod tests {
         let z = compress(&raw).unwrap();
         assert!(z.len() < raw.len());
         let sha = sha256_hex(&raw);
-        assert_eq!(decompress_verified(&z, &sha).unwrap(), raw);
+        assert_eq!(decode_chunk(&z, raw.len() as u64, &sha).unwrap(), raw);
         assert!(matches!(
-            decompress_verified(&z, &sha256_hex(b"other")),
+            decode_chunk(&z, raw.len() as u64, &sha256_hex(b"other")),
             Err(CodecError::Checksum { .. })
         ));
         let mut bad = z.clone();
         let mid = bad.len() / 2;
         bad[mid] ^= 0x55;
-        assert!(decompress_verified(&bad, &sha).is_err());
+        assert!(decode_chunk(&bad, raw.len() as u64, &sha).is_err());
 
         let mut streamed = Vec::new();
         let (n, s) = compress_stream(&raw[..], &mut streamed).unwrap();
