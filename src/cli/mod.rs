@@ -105,6 +105,20 @@ fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The JSON of `v` with `peak_rss_bytes`: this process's peak resident
+/// memory so far (backup and restore report it; it is bounded by --jobs,
+/// not by the size of the database).
+fn print_json_with_rss<T: Serialize>(v: &T) -> Result<(), Failure> {
+    let mut value = serde_json::to_value(v).map_err(|e| Failure::new(Code::Internal, e))?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert(
+            "peak_rss_bytes".to_string(),
+            serde_json::Value::from(report::peak_rss_bytes()),
+        );
+    }
+    print_json(&value)
+}
+
 /// Before any thread exists: when running as root, become the OS user the
 /// command's files belong to (see `server::user`).
 pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
@@ -263,7 +277,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             reporter.finish();
             let rec = rec?;
             if json.json {
-                print_json(&rec)?;
+                print_json_with_rss(&rec)?;
             } else {
                 println!(
                     "backup {} done: {} files, {} ({} stored), WAL {}..{} on timeline {}",
@@ -1090,7 +1104,7 @@ async fn restore_inner(
 async fn restore(args: RestoreArgs, action: Action) -> Result<(), Failure> {
     let (out, _, _) = restore_inner(&args, action).await?;
     if args.json.json {
-        return print_json(&out);
+        return print_json_with_rss(&out);
     }
     println!(
         "restored backup {} to {} in {:.1}s",

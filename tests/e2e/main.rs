@@ -1018,6 +1018,8 @@ fn a_big_relation_is_stored_in_chunks_and_restored_exactly() {
     let want = c.psql(digest);
     let b = c.backup();
     let id = b["id"].as_str().unwrap();
+    // Backup and restore report their peak memory.
+    assert!(b["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "{b}");
     c.switch_and_archive();
 
     let files = c.pitr.repo.join("backups").join(id).join("files");
@@ -1030,6 +1032,7 @@ fn a_big_relation_is_stored_in_chunks_and_restored_exactly() {
     assert!(chunks.len() >= 3, "expected chunk objects, got {chunks:?}");
 
     let r = Restored::from_json(restore_json(&c, "whole", &["--immediate"]));
+    assert!(r.out["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
     assert_eq!(r.psql(digest), want);
     // Recovery fetched through the prefetch spool, removed once it was over.
     let conf = std::fs::read_to_string(r.pgdata.join("postgresql.auto.conf")).unwrap();
