@@ -362,7 +362,15 @@ pub async fn watch(
                 }
             }
         }
-        tokio::time::sleep(POLL).await;
+        // Connected, a query costs the server next to nothing: look often,
+        // so the end of recovery is seen within milliseconds. Until then,
+        // each refused attempt is a line in the server log: fewer.
+        let pause = if client.is_some() {
+            std::time::Duration::from_millis(10)
+        } else {
+            std::time::Duration::from_millis(50)
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 
