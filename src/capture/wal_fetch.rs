@@ -42,13 +42,28 @@ impl From<RepoError> for FetchError {
 
 /// Restores archived file `name` to `dest`; returns its size.
 pub async fn wal_fetch(repo: &Repo, name: &str, dest: &Path) -> Result<u64, FetchError> {
-    let raw = fetch_raw(repo, name).await?;
-    write_atomically(dest, &raw).await?;
-    Ok(raw.len() as u64)
+    let fetched = fetch(repo, name).await?;
+    let fname = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("restore");
+    let tmp = dest.with_file_name(format!(".{fname}.pitr-tmp-{}", std::process::id()));
+    write_fetched(name, fetched, &tmp, dest).await
 }
 
-/// The verified content of archived file `name`.
-pub async fn fetch_raw(repo: &Repo, name: &str) -> Result<Vec<u8>, FetchError> {
+/// An archived file as read from the repository: a segment still
+/// compressed (decoded as it is written), or the raw bytes of a small file.
+pub enum Fetched {
+    Segment {
+        stored: Vec<u8>,
+        size: u64,
+        sha256: String,
+    },
+    Raw(Vec<u8>),
+}
+
+/// Reads archived file `name` from the repository.
+pub async fn fetch(repo: &Repo, name: &str) -> Result<Fetched, FetchError> {
     let parsed = WalFileName::parse(name)?;
     let not_found = |e: RepoError| {
         if e.is_not_found() {
@@ -57,7 +72,7 @@ pub async fn fetch_raw(repo: &Repo, name: &str) -> Result<Vec<u8>, FetchError> {
             FetchError::Repo(e)
         }
     };
-    let raw = match &parsed {
+    match &parsed {
         WalFileName::Segment(seg) => {
             let record: WalSegmentRecord = repo
                 .get_meta(&layout::segment_record(seg), KIND_WAL)
@@ -68,45 +83,75 @@ pub async fn fetch_raw(repo: &Repo, name: &str) -> Result<Vec<u8>, FetchError> {
                 .get(&layout::segment_data(seg))
                 .await
                 .map_err(|e| not_found(e.into()))?;
-            codec::decode_chunk(&stored, record.raw_bytes, &record.sha256).map_err(|source| {
-                FetchError::Corrupt {
-                    name: name.to_string(),
-                    source,
-                }
-            })?
+            Ok(Fetched::Segment {
+                stored,
+                size: record.raw_bytes,
+                sha256: record.sha256,
+            })
         }
         other => match repo.get_aux(other).await {
-            Ok(raw) => raw,
-            Err(RepoError::Codec { source, .. }) => {
-                return Err(FetchError::Corrupt {
-                    name: name.to_string(),
-                    source,
-                })
-            }
-            Err(e) => return Err(not_found(e)),
+            Ok(raw) => Ok(Fetched::Raw(raw)),
+            Err(RepoError::Codec { source, .. }) => Err(FetchError::Corrupt {
+                name: name.to_string(),
+                source,
+            }),
+            Err(e) => Err(not_found(e)),
         },
-    };
-    Ok(raw)
+    }
 }
 
-pub async fn write_atomically(dest: &Path, raw: &[u8]) -> Result<(), FetchError> {
-    let werr = |source| FetchError::Write {
-        path: dest.display().to_string(),
-        source,
-    };
-    let fname = dest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("restore");
-    let tmp = dest.with_file_name(format!(".{fname}.pitr-tmp-{}", std::process::id()));
-    let res = async {
-        tokio::fs::write(&tmp, raw).await?;
-        tokio::fs::rename(&tmp, dest).await
-    }
-    .await;
-    if let Err(e) = res {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(werr(e));
-    }
-    Ok(())
+/// Writes a fetched file to `tmp` (decoding and verifying a segment on
+/// the way: its SHA-256 on a second thread), then renames it to `dest`.
+/// Returns the bytes written. Nothing is left at `tmp` on failure.
+pub async fn write_fetched(
+    name: &str,
+    fetched: Fetched,
+    tmp: &Path,
+    dest: &Path,
+) -> Result<u64, FetchError> {
+    let name = name.to_string();
+    let (tmp, dest) = (tmp.to_path_buf(), dest.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let werr = |source| FetchError::Write {
+            path: dest.display().to_string(),
+            source,
+        };
+        let res = (|| {
+            let file = std::fs::File::create(&tmp).map_err(werr)?;
+            let n = match &fetched {
+                Fetched::Segment {
+                    stored,
+                    size,
+                    sha256,
+                } => {
+                    let out = std::io::BufWriter::with_capacity(1 << 20, &file);
+                    codec::decode_into(stored, *size, sha256, out).map_err(
+                        |source| match source {
+                            CodecError::Io(e) => werr(e),
+                            source => FetchError::Corrupt {
+                                name: name.clone(),
+                                source,
+                            },
+                        },
+                    )?;
+                    *size
+                }
+                Fetched::Raw(raw) => {
+                    std::io::Write::write_all(&mut &file, raw).map_err(werr)?;
+                    raw.len() as u64
+                }
+            };
+            std::fs::rename(&tmp, &dest).map_err(werr)?;
+            Ok(n)
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    })
+    .await
+    .map_err(|e| FetchError::Write {
+        path: String::new(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }

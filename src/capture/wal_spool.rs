@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use crate::pg::{SegNo, SegmentName, WalFileName};
 use crate::repo::Repo;
 
-use super::wal_fetch::{fetch_raw, FetchError};
+use super::wal_fetch::{fetch, write_fetched, FetchError};
 
 /// The prefetcher exits after this long without a new request.
 pub const IDLE: Duration = Duration::from_secs(10);
@@ -251,31 +251,24 @@ pub async fn prefetch(
     }
 }
 
-/// Fetches one segment into the spool: `.name.tmp`, then renamed.
+/// Fetches one segment into the spool: written as `.name.tmp` (which
+/// exists from before the fetch, so wal-fetch waits for it), then renamed.
 async fn fetch_into(repo: &Repo, dir: &Path, name: &str) -> Result<(), FetchError> {
     let tmp = dir.join(Spool::tmp_name(name));
-    let werr = |source| FetchError::Write {
-        path: tmp.display().to_string(),
-        source,
-    };
-    // Claim the name before fetching, so wal-fetch waits for it.
-    tokio::fs::write(&tmp, b"").await.map_err(werr)?;
-    let raw = match fetch_raw(repo, name).await {
-        Ok(r) => r,
+    tokio::fs::write(&tmp, b"")
+        .await
+        .map_err(|source| FetchError::Write {
+            path: tmp.display().to_string(),
+            source,
+        })?;
+    let fetched = match fetch(repo, name).await {
+        Ok(f) => f,
         Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
     };
-    let res = async {
-        tokio::fs::write(&tmp, &raw).await?;
-        tokio::fs::rename(&tmp, dir.join(name)).await
-    }
-    .await;
-    if let Err(e) = res {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(werr(e));
-    }
+    write_fetched(name, fetched, &tmp, &dir.join(name)).await?;
     Ok(())
 }
 

@@ -81,6 +81,86 @@ pub fn decode_chunk(stored: &[u8], size: u64, sha256: &str) -> Result<Vec<u8>, C
     Ok(out)
 }
 
+/// Decodes a stored object of known size and SHA-256 into `dst` in small
+/// pieces (no buffer of the whole size: no page faults for it), hashing
+/// on a second thread while this one decompresses and writes. `dst` may
+/// have received bytes when this fails; the caller discards them.
+pub fn decode_into(
+    stored: &[u8],
+    size: u64,
+    sha256: &str,
+    mut dst: impl Write,
+) -> Result<(), CodecError> {
+    const PIECE: usize = 64 << 10;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut h = Sha256::new();
+            let mut n = 0u64;
+            for piece in rx {
+                h.update(&piece);
+                n += piece.len() as u64;
+            }
+            (n, hex::encode(h.finalize()))
+        });
+        let written = (|| {
+            let mut dec =
+                zstd::stream::Decoder::with_buffer(stored).map_err(CodecError::Corrupt)?;
+            let mut total = 0u64;
+            loop {
+                let mut buf = vec![0u8; PIECE];
+                let mut got = 0;
+                while got < PIECE {
+                    match dec.read(&mut buf[got..]) {
+                        Ok(0) => break,
+                        Ok(k) => got += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(CodecError::Corrupt(e)),
+                    }
+                }
+                if got == 0 {
+                    break;
+                }
+                total += got as u64;
+                if total > size {
+                    return Err(CodecError::Checksum {
+                        expected: format!("{size} bytes"),
+                        actual: "more".to_string(),
+                    });
+                }
+                buf.truncate(got);
+                dst.write_all(&buf).map_err(CodecError::Io)?;
+                if tx.send(buf).is_err() {
+                    break;
+                }
+            }
+            dst.flush().map_err(CodecError::Io)?;
+            Ok(())
+        })();
+        drop(tx);
+        let hashed = hasher.join();
+        written?;
+        let Ok((n, actual)) = hashed else {
+            return Err(CodecError::Io(io::Error::other(
+                "the hashing thread panicked",
+            )));
+        };
+        if n != size {
+            return Err(CodecError::Checksum {
+                expected: format!("{size} bytes"),
+                actual: format!("{n} bytes"),
+            });
+        }
+        if actual != sha256 {
+            return Err(CodecError::Checksum {
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+        Ok(())
+    })
+}
+
 /// Streams `src` through zstd into `dst`; returns (raw bytes, raw sha256).
 pub fn compress_stream(mut src: impl Read, dst: impl Write) -> io::Result<(u64, String)> {
     let mut enc = zstd::stream::Encoder::new(dst, LEVEL)?;
@@ -179,5 +259,21 @@ mod tests {
         let mid = bad.len() / 2;
         bad[mid] ^= 0x55;
         assert!(decode_chunk(&bad, raw.len() as u64, &sha).is_err());
+
+        // The same checks when decoding into a writer.
+        let mut out = Vec::new();
+        decode_into(&stored, raw.len() as u64, &sha, &mut out).unwrap();
+        assert_eq!(out, raw);
+        for (size, hash) in [
+            (raw.len() as u64 - 1, sha.as_str()),
+            (raw.len() as u64 + 1, sha.as_str()),
+        ] {
+            let r = decode_into(&stored, size, hash, Vec::new());
+            assert!(matches!(r, Err(CodecError::Checksum { .. })), "{r:?}");
+        }
+        let other = sha256_hex(b"x");
+        let r = decode_into(&stored, raw.len() as u64, &other, Vec::new());
+        assert!(matches!(r, Err(CodecError::Checksum { .. })), "{r:?}");
+        assert!(decode_into(&bad, raw.len() as u64, &sha, Vec::new()).is_err());
     }
 }
