@@ -5,8 +5,10 @@
 # alternating stores, RUNS times each; prints a markdown table of medians
 # and the S3/local ratio, and writes the same as JSON to bench/results/.
 #
-#   bench/run.sh                 # defaults: SCALE=20 (~300 MB), SEGMENTS=32, RUNS=3
-#   SCALE=70 RUNS=5 bench/run.sh
+#   bench/stores.sh              # defaults: SCALE=20 (~300 MB), SEGMENTS=32, RUNS=3
+#   SCALE=70 RUNS=5 bench/stores.sh
+#
+# (pitr against pgBackRest is bench/run.)
 #
 # Run as root on Debian (scripts/setup.sh installs what is missing).
 # Timings only: nothing here is asserted; the test suite has no timing.
