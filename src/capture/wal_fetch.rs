@@ -125,7 +125,7 @@ pub async fn write_fetched(
                     sha256,
                 } => {
                     let out = std::io::BufWriter::with_capacity(1 << 20, &file);
-                    codec::decode_into(stored, *size, sha256, out).map_err(
+                    codec::decode_into_hashing_aside(stored, *size, sha256, out).map_err(
                         |source| match source {
                             CodecError::Io(e) => werr(e),
                             source => FetchError::Corrupt {

@@ -148,13 +148,12 @@ fn sync_fs(pgdata: &Path) -> Result<(), RecoverError> {
 }
 
 fn create_file(path: &Path) -> Result<std::fs::File, RecoverError> {
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(werr(path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(werr(path))?;
-    Ok(out)
+    std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        0o600,
+    )
+    .open(path)
+    .map_err(werr(path))
 }
 
 /// Restores one unit; returns its raw bytes (for progress).
@@ -194,23 +193,32 @@ async fn restore_unit(
             )
         }
     };
-    let stored = repo.store().get(&key).await.map_err(repo_err)?;
+    // A local object is read on the worker thread itself.
+    let local = repo.store().local_path(&key);
+    let stored = match local {
+        Some(_) => None,
+        None => Some(repo.store().get(&key).await.map_err(repo_err)?),
+    };
     let label = match c {
         None => f.path.clone(),
         Some(c) => format!("{} (chunk {c})", f.path),
     };
     tokio::task::spawn_blocking(move || {
-        let raw = codec::decode_chunk(&stored, size, &sha).map_err(|source| match source {
-            codec::CodecError::Checksum { expected, actual } => RecoverError::Checksum {
-                path: label.clone(),
-                expected,
-                actual,
-            },
-            source => RecoverError::Corrupt {
-                path: label.clone(),
-                source,
-            },
-        })?;
+        let stored = match (stored, local) {
+            (Some(s), _) => s,
+            (None, Some(p)) => std::fs::read(&p).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    repo_err(crate::repo::store::StoreError::NotFound(key.clone()))
+                } else {
+                    repo_err(crate::repo::store::StoreError::Io {
+                        op: "read",
+                        path: p.display().to_string(),
+                        source: e,
+                    })
+                }
+            })?,
+            (None, None) => Vec::new(),
+        };
         let out = match c {
             None => create_file(&path)?,
             Some(_) => std::fs::OpenOptions::new()
@@ -218,7 +226,19 @@ async fn restore_unit(
                 .open(&path)
                 .map_err(werr(&path))?,
         };
-        std::os::unix::fs::FileExt::write_all_at(&out, &raw, offset).map_err(werr(&path))?;
+        let dst = OffsetWriter { file: &out, offset };
+        codec::decode_into(&stored, size, &sha, dst).map_err(|source| match source {
+            codec::CodecError::Checksum { expected, actual } => RecoverError::Checksum {
+                path: label.clone(),
+                expected,
+                actual,
+            },
+            codec::CodecError::Io(e) => werr(&path)(e),
+            source => RecoverError::Corrupt {
+                path: label.clone(),
+                source,
+            },
+        })?;
         crate::repo::durable::start_writeback(&out, offset, size);
         Ok(size)
     })
@@ -247,6 +267,24 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RecoverError> {
     f.write_all(bytes).map_err(werr(path))?;
     f.sync_all().map_err(werr(path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(werr(path))
+}
+
+/// Writes sequentially into a file from an offset (a chunk's place).
+struct OffsetWriter<'a> {
+    file: &'a std::fs::File,
+    offset: u64,
+}
+
+impl std::io::Write for OffsetWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::write_at(self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Streams one whole-file object through zstd into place (durability

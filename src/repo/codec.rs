@@ -46,118 +46,112 @@ pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, String)> {
     Ok((compress(raw)?, sha))
 }
 
-/// Decompresses one stored chunk whose raw size is known, checking size
-/// and SHA-256; the result is exactly `size` bytes.
-pub fn decode_chunk(stored: &[u8], size: u64, sha256: &str) -> Result<Vec<u8>, CodecError> {
-    let cap = usize::try_from(size)
-        .map_err(|_| CodecError::Corrupt(io::Error::other("chunk too large")))?;
-    // One-shot into a buffer of exactly the expected size: content that
-    // is longer fails to fit, shorter is caught below.
-    let out = zstd::bulk::Decompressor::new()
-        .and_then(|mut d| d.decompress(stored, cap))
-        .map_err(|e| {
-            if e.to_string().contains("Destination buffer is too small") {
-                CodecError::Checksum {
-                    expected: format!("{size} bytes"),
-                    actual: "more".to_string(),
-                }
-            } else {
-                CodecError::Corrupt(e)
+const PIECE: usize = 64 << 10;
+
+/// Decompresses `stored` in pieces of up to 64 KiB (no buffer of the whole
+/// size, so no page faults for one), refusing more than `size` bytes;
+/// returns the bytes seen.
+fn for_each_piece(
+    stored: &[u8],
+    size: u64,
+    mut each: impl FnMut(Vec<u8>) -> Result<(), CodecError>,
+) -> Result<u64, CodecError> {
+    let mut dec = zstd::stream::Decoder::with_buffer(stored).map_err(CodecError::Corrupt)?;
+    let mut total = 0u64;
+    loop {
+        let mut buf = vec![0u8; PIECE];
+        let mut got = 0;
+        while got < PIECE {
+            match dec.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CodecError::Corrupt(e)),
             }
-        })?;
-    if out.len() as u64 != size {
+        }
+        if got == 0 {
+            return Ok(total);
+        }
+        total += got as u64;
+        if total > size {
+            return Err(CodecError::Checksum {
+                expected: format!("{size} bytes"),
+                actual: "more".to_string(),
+            });
+        }
+        buf.truncate(got);
+        each(buf)?;
+    }
+}
+
+fn check_decoded(size: u64, sha256: &str, n: u64, actual: String) -> Result<(), CodecError> {
+    if n != size {
         return Err(CodecError::Checksum {
             expected: format!("{size} bytes"),
-            actual: format!("{} bytes", out.len()),
+            actual: format!("{n} bytes"),
         });
     }
-    let actual = sha256_hex(&out);
     if actual != sha256 {
         return Err(CodecError::Checksum {
             expected: sha256.to_string(),
             actual,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Decodes a stored object of known size and SHA-256 into `dst` in small
-/// pieces (no buffer of the whole size: no page faults for it), hashing
-/// on a second thread while this one decompresses and writes. `dst` may
-/// have received bytes when this fails; the caller discards them.
+/// Decodes a stored object of known size and SHA-256 into `dst`, hashing
+/// each piece as it is written (for many objects decoded by parallel
+/// workers). `dst` may have received bytes when this fails; the caller
+/// discards them.
 pub fn decode_into(
     stored: &[u8],
     size: u64,
     sha256: &str,
     mut dst: impl Write,
 ) -> Result<(), CodecError> {
-    const PIECE: usize = 64 << 10;
+    let mut h = Sha256::new();
+    let n = for_each_piece(stored, size, |piece| {
+        h.update(&piece);
+        dst.write_all(&piece).map_err(CodecError::Io)
+    })?;
+    dst.flush().map_err(CodecError::Io)?;
+    check_decoded(size, sha256, n, hex::encode(h.finalize()))
+}
+
+/// `decode_into` with the hashing on a second thread, for one object whose
+/// latency matters (a segment Postgres is waiting for).
+pub fn decode_into_hashing_aside(
+    stored: &[u8],
+    size: u64,
+    sha256: &str,
+    mut dst: impl Write,
+) -> Result<(), CodecError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || {
             let mut h = Sha256::new();
-            let mut n = 0u64;
             for piece in rx {
                 h.update(&piece);
-                n += piece.len() as u64;
             }
-            (n, hex::encode(h.finalize()))
+            hex::encode(h.finalize())
         });
-        let written = (|| {
-            let mut dec =
-                zstd::stream::Decoder::with_buffer(stored).map_err(CodecError::Corrupt)?;
-            let mut total = 0u64;
-            loop {
-                let mut buf = vec![0u8; PIECE];
-                let mut got = 0;
-                while got < PIECE {
-                    match dec.read(&mut buf[got..]) {
-                        Ok(0) => break,
-                        Ok(k) => got += k,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(CodecError::Corrupt(e)),
-                    }
-                }
-                if got == 0 {
-                    break;
-                }
-                total += got as u64;
-                if total > size {
-                    return Err(CodecError::Checksum {
-                        expected: format!("{size} bytes"),
-                        actual: "more".to_string(),
-                    });
-                }
-                buf.truncate(got);
-                dst.write_all(&buf).map_err(CodecError::Io)?;
-                if tx.send(buf).is_err() {
-                    break;
-                }
-            }
-            dst.flush().map_err(CodecError::Io)?;
+        let written = for_each_piece(stored, size, |piece| {
+            dst.write_all(&piece).map_err(CodecError::Io)?;
+            // A hasher that is gone shows up as a wrong hash below.
+            let _ = tx.send(piece);
             Ok(())
-        })();
+        })
+        .and_then(|n| dst.flush().map(|()| n).map_err(CodecError::Io));
         drop(tx);
         let hashed = hasher.join();
-        written?;
-        let Ok((n, actual)) = hashed else {
+        let n = written?;
+        let Ok(actual) = hashed else {
             return Err(CodecError::Io(io::Error::other(
                 "the hashing thread panicked",
             )));
         };
-        if n != size {
-            return Err(CodecError::Checksum {
-                expected: format!("{size} bytes"),
-                actual: format!("{n} bytes"),
-            });
-        }
-        if actual != sha256 {
-            return Err(CodecError::Checksum {
-                expected: sha256.to_string(),
-                actual,
-            });
-        }
-        Ok(())
+        check_decoded(size, sha256, n, actual)
     })
 }
 
@@ -207,6 +201,12 @@ pub fn decompress_stream(src: impl Read, mut dst: impl Write) -> Result<(u64, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_chunk(stored: &[u8], size: u64, sha256: &str) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::new();
+        decode_into(stored, size, sha256, &mut out)?;
+        Ok(out)
+    }
 
     #[test]
     fn round_trip_and_corruption() {
@@ -260,20 +260,27 @@ mod tests {
         bad[mid] ^= 0x55;
         assert!(decode_chunk(&bad, raw.len() as u64, &sha).is_err());
 
-        // The same checks when decoding into a writer.
-        let mut out = Vec::new();
-        decode_into(&stored, raw.len() as u64, &sha, &mut out).unwrap();
-        assert_eq!(out, raw);
-        for (size, hash) in [
-            (raw.len() as u64 - 1, sha.as_str()),
-            (raw.len() as u64 + 1, sha.as_str()),
-        ] {
-            let r = decode_into(&stored, size, hash, Vec::new());
+        // The same checks when decoding into a writer, both ways.
+        type Decode = fn(&[u8], u64, &str, &mut Vec<u8>) -> Result<(), CodecError>;
+        let ways: [Decode; 2] = [
+            |s, n, h, out| decode_into(s, n, h, out),
+            |s, n, h, out| decode_into_hashing_aside(s, n, h, out),
+        ];
+        for decode in ways {
+            let mut out = Vec::new();
+            decode(&stored, raw.len() as u64, &sha, &mut out).unwrap();
+            assert_eq!(out, raw);
+            for (size, hash) in [
+                (raw.len() as u64 - 1, sha.as_str()),
+                (raw.len() as u64 + 1, sha.as_str()),
+            ] {
+                let r = decode(&stored, size, hash, &mut Vec::new());
+                assert!(matches!(r, Err(CodecError::Checksum { .. })), "{r:?}");
+            }
+            let other = sha256_hex(b"x");
+            let r = decode(&stored, raw.len() as u64, &other, &mut Vec::new());
             assert!(matches!(r, Err(CodecError::Checksum { .. })), "{r:?}");
+            assert!(decode(&bad, raw.len() as u64, &sha, &mut Vec::new()).is_err());
         }
-        let other = sha256_hex(b"x");
-        let r = decode_into(&stored, raw.len() as u64, &other, Vec::new());
-        assert!(matches!(r, Err(CodecError::Checksum { .. })), "{r:?}");
-        assert!(decode_into(&bad, raw.len() as u64, &sha, Vec::new()).is_err());
     }
 }

@@ -154,20 +154,38 @@ pub fn discover(extra_dirs: &[PathBuf]) -> Vec<Install> {
     candidates.extend(extra_dirs.iter().map(|d| (d.clone(), true)));
 
     // Canonical bin dir -> install; a BTreeMap dedupes and orders by path.
-    let mut found: BTreeMap<PathBuf, Install> = BTreeMap::new();
+    let mut dirs: BTreeMap<PathBuf, ()> = BTreeMap::new();
     for (dir, named) in candidates {
-        let Some(bin_dir) = resolve_bin_dir(&dir) else {
-            if named {
-                tracing::warn!(dir = %dir.display(), "not a PostgreSQL bin directory (needs executable postgres, pg_ctl and initdb)");
-            } else {
-                tracing::debug!(dir = %dir.display(), "not a PostgreSQL bin directory");
+        match resolve_bin_dir(&dir) {
+            Some(bin_dir) => {
+                dirs.insert(bin_dir, ());
             }
-            continue;
-        };
-        if found.contains_key(&bin_dir) {
-            continue;
+            None if named => {
+                tracing::warn!(dir = %dir.display(), "not a PostgreSQL bin directory (needs executable postgres, pg_ctl and initdb)");
+            }
+            None => tracing::debug!(dir = %dir.display(), "not a PostgreSQL bin directory"),
         }
-        match read_version(&bin_dir) {
+    }
+    // `postgres --version` of every install at once: a restore should not
+    // wait for them one after another.
+    let versions: Vec<(PathBuf, VersionResult)> = std::thread::scope(|scope| {
+        let running: Vec<_> = dirs
+            .keys()
+            .map(|dir| (dir.clone(), scope.spawn(|| read_version(dir))))
+            .collect();
+        running
+            .into_iter()
+            .map(|(dir, h)| {
+                let v = h
+                    .join()
+                    .unwrap_or_else(|_| Err("reading its version panicked".to_string()));
+                (dir, v)
+            })
+            .collect()
+    });
+    let mut found: BTreeMap<PathBuf, Install> = BTreeMap::new();
+    for (bin_dir, version) in versions {
+        match version {
             Ok((version, major)) => {
                 found.insert(
                     bin_dir.clone(),
@@ -224,8 +242,10 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+type VersionResult = Result<(String, PgMajor), String>;
+
 /// Runs `<bin_dir>/postgres --version` (allowed as root) and parses it.
-fn read_version(bin_dir: &Path) -> Result<(String, PgMajor), String> {
+fn read_version(bin_dir: &Path) -> VersionResult {
     let program = bin_dir.join("postgres");
     let out = Command::new(&program)
         .arg("--version")

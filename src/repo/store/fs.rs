@@ -294,6 +294,10 @@ impl Store for FsStore {
         .map_err(join_err)?
     }
 
+    fn local_path(&self, key: &ObjectKey) -> Option<PathBuf> {
+        Some(self.path(key))
+    }
+
     async fn sync(&self) -> Result<(), StoreError> {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
