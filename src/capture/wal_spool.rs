@@ -158,6 +158,25 @@ impl Spool {
     }
 }
 
+/// Removes a spool for good, even while its prefetcher is writing: the
+/// directory is first renamed away (the prefetcher sees it gone, and can
+/// no longer create anything in it by path), then deleted.
+pub fn remove(dir: &Path) -> io::Result<()> {
+    let Some(name) = dir.file_name() else {
+        return Ok(());
+    };
+    let doomed = dir.with_file_name(format!(
+        ".{}.removing-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    match std::fs::rename(dir, &doomed) {
+        Ok(()) => std::fs::remove_dir_all(&doomed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The `count` segment names after `name` on its timeline.
 fn window(name: &str, count: usize, size: crate::pg::WalSegmentSize) -> Vec<String> {
     let Ok(WalFileName::Segment(seg)) = WalFileName::parse(name) else {

@@ -228,7 +228,9 @@ pub async fn restore(
         )
         .await?;
         // Recovery is over: the prefetcher sees its spool gone and exits.
-        let _ = std::fs::remove_dir_all(&spool);
+        if let Err(e) = crate::capture::wal_spool::remove(&spool) {
+            tracing::warn!(error = %e, spool = %spool.display(), "could not remove the WAL prefetch spool");
+        }
         if let Err(e) = verify(plan, &watched) {
             let _ = server::stop(&bin, &opts.pgdata).await;
             return Err(e);
@@ -277,7 +279,7 @@ pub async fn restore(
     .await;
     if let Err(e) = &result {
         let _ = server::stop(&bin, &opts.pgdata).await;
-        let _ = std::fs::remove_dir_all(spool_dir(&opts.pgdata));
+        let _ = crate::capture::wal_spool::remove(&spool_dir(&opts.pgdata));
         mark_failed(&opts.pgdata, e);
     }
     result

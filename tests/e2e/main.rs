@@ -1128,7 +1128,10 @@ fn wal_fetch_prefetches_into_a_bounded_spool() {
     });
     assert!(!spooled(&names[5]));
 
-    std::fs::remove_dir_all(&spool).unwrap();
+    // Removed as pitr restore removes it: renamed away, then deleted.
+    let doomed = c.dir.path().join("spool-removed");
+    std::fs::rename(&spool, &doomed).unwrap();
+    std::fs::remove_dir_all(&doomed).unwrap();
     wait_for("the prefetcher exits", Duration::from_secs(30), || {
         processes_mentioning(&spool_s) == 0
     });
