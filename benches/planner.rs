@@ -85,6 +85,7 @@ fn synthetic() -> Catalog {
                 raw_bytes: SEG,
                 stored_bytes: SEG / 6,
                 sha256: format!("{s:064x}"),
+                blake3: String::new(),
                 pushed_at: time,
                 summary: Some(WalSummary {
                     first_record: Some(Lsn::new(s * SEG + 0x28)),

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::catalog::model::FileKind;
 use crate::catalog::{
-    BackupFile, BackupManifest, BackupRecord, FileChunk, RepoConfig, WalSegmentRecord,
+    BackupFile, BackupManifest, BackupRecord, ContentHash, FileChunk, RepoConfig, WalSegmentRecord,
 };
 use crate::pg::backup_label::BackupLabel;
 use crate::pg::control::{ControlFile, PgMajor};
@@ -515,7 +515,7 @@ enum Piece {
 
 /// What a piece turned into (None: the file vanished, a dropped relation
 /// whose truth WAL replay recreates).
-type PieceResult = Option<(u64, u64, String)>;
+type PieceResult = Option<(u64, u64, ContentHash)>;
 
 /// Copies every entry: whole small files and chunks of big ones are read,
 /// hashed and compressed on blocking threads and written to the store,
@@ -602,6 +602,7 @@ fn assemble(e: &Entry, mut pieces: Vec<(Piece, PieceResult)>) -> Option<BackupFi
         size: 0,
         stored_bytes: 0,
         sha256: String::new(),
+        blake3: String::new(),
         chunks: Vec::new(),
     };
     if e.kind == FileKind::Dir {
@@ -621,7 +622,7 @@ fn assemble(e: &Entry, mut pieces: Vec<(Piece, PieceResult)>) -> Option<BackupFi
         match piece {
             Piece::Whole => {
                 file.size = size;
-                file.sha256 = sha;
+                (file.sha256, file.blake3) = sha.into_fields();
             }
             Piece::Chunk { offset, .. } => {
                 if size > 0 {
@@ -631,7 +632,7 @@ fn assemble(e: &Entry, mut pieces: Vec<(Piece, PieceResult)>) -> Option<BackupFi
                     offset,
                     size,
                     stored_bytes: stored,
-                    sha256: sha,
+                    blake3: sha.into_fields().1,
                 });
             }
         }
@@ -647,7 +648,7 @@ fn joined<T>(r: Result<Result<T, BackupError>, tokio::task::JoinError>) -> Resul
 }
 
 /// Reads, hashes, compresses and stores one piece; returns (raw bytes,
-/// stored bytes, raw sha256), or None if the file is gone.
+/// stored bytes, content hash), or None if the file is gone.
 async fn copy_piece(
     repo: &Repo,
     id: &str,

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::catalog::WalSegmentRecord;
+use crate::catalog::{ContentHash, WalSegmentRecord};
 use crate::pg::{WalFileName, WalNameError};
 use crate::repo::codec::{self, CodecError};
 use crate::repo::{layout, Repo, RepoError, KIND_WAL};
@@ -57,7 +57,7 @@ pub enum Fetched {
     Segment {
         stored: Vec<u8>,
         size: u64,
-        sha256: String,
+        hash: ContentHash,
     },
     Raw(Vec<u8>),
 }
@@ -86,7 +86,7 @@ pub async fn fetch(repo: &Repo, name: &str) -> Result<Fetched, FetchError> {
             Ok(Fetched::Segment {
                 stored,
                 size: record.raw_bytes,
-                sha256: record.sha256,
+                hash: record.content_hash(),
             })
         }
         other => match repo.get_aux(other).await {
@@ -119,13 +119,9 @@ pub async fn write_fetched(
         let res = (|| {
             let file = std::fs::File::create(&tmp).map_err(werr)?;
             let n = match &fetched {
-                Fetched::Segment {
-                    stored,
-                    size,
-                    sha256,
-                } => {
+                Fetched::Segment { stored, size, hash } => {
                     let out = std::io::BufWriter::with_capacity(1 << 20, &file);
-                    codec::decode_into_hashing_aside(stored, *size, sha256, out).map_err(
+                    codec::decode_into_hashing_aside(stored, *size, hash, out).map_err(
                         |source| match source {
                             CodecError::Io(e) => werr(e),
                             source => FetchError::Corrupt {

@@ -10,10 +10,10 @@ use std::path::Path;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::catalog::{RepoConfig, WalSegmentRecord, WalSummary};
+use crate::catalog::{ContentHash, RepoConfig, WalSegmentRecord, WalSummary};
 use crate::pg::wal::{scan_segment, LongPageHeader};
 use crate::pg::{SegmentName, WalFileName, WalNameError};
-use crate::repo::codec::{self, sha256_hex};
+use crate::repo::codec;
 use crate::repo::store::{PutMode, StoreError};
 use crate::repo::{layout, Repo, RepoError, KIND_WAL, KIND_WAL_XACTS};
 
@@ -181,22 +181,23 @@ async fn push_segment(
         .get_meta::<WalSegmentRecord>(&record_key, KIND_WAL)
         .await
     {
-        Ok(existing) => return same_or_conflict(&existing, &sha256_hex(&raw), raw.len() as u64),
+        Ok(existing) => return same_or_conflict(&existing, &raw),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
     }
 
     // Compression on this thread, hash and WAL scan on another: the two
     // halves take about as long, so a push costs about one of them.
-    let (stored, sha256, summary, scan_error, xacts) = tokio::task::spawn_blocking(move || {
-        std::thread::scope(|scope| {
+    let (raw, stored, hash, summary, scan_error, xacts) = tokio::task::spawn_blocking(move || {
+        let done = std::thread::scope(|scope| {
+            let raw = &raw;
             let other = scope.spawn(|| {
-                let sha256 = sha256_hex(&raw);
-                let scanned = scan_segment(&raw, size);
-                (sha256, scanned)
+                let hash = ContentHash::of(raw);
+                let scanned = scan_segment(raw, size);
+                (hash, scanned)
             });
-            let stored = codec::compress(&raw);
-            let Ok((sha256, scanned)) = other.join() else {
+            let stored = codec::compress(raw);
+            let Ok((hash, scanned)) = other.join() else {
                 return Err(std::io::Error::other("the hashing thread panicked"));
             };
             let (summary, scan_error, xacts) = match scanned {
@@ -207,7 +208,10 @@ async fn push_segment(
                 ),
                 Err(e) => (None, Some(e.to_string()), None),
             };
-            Ok((stored, sha256, summary, scan_error, xacts))
+            Ok((stored, hash, summary, scan_error, xacts))
+        });
+        done.map(|(stored, hash, summary, scan_error, xacts)| {
+            (raw, stored, hash, summary, scan_error, xacts)
         })
     })
     .await
@@ -222,13 +226,15 @@ async fn push_segment(
         source,
     })?;
 
+    let (sha256, blake3) = hash.into_fields();
     let record = WalSegmentRecord {
         name: name.clone(),
         timeline: seg.timeline(),
         segno,
         raw_bytes: size.bytes(),
         stored_bytes: stored.len() as u64,
-        sha256: sha256.clone(),
+        sha256,
+        blake3,
         pushed_at: Utc::now(),
         summary,
         scan_error,
@@ -289,22 +295,21 @@ async fn push_segment(
         Err(RepoError::Store(StoreError::AlreadyExists(_))) => {
             // A concurrent push of the same name won the race.
             let existing: WalSegmentRecord = repo.get_meta(&record_key, KIND_WAL).await?;
-            same_or_conflict(&existing, &sha256, record.raw_bytes)
+            same_or_conflict(&existing, &raw)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-fn same_or_conflict(
-    existing: &WalSegmentRecord,
-    sha256: &str,
-    raw_bytes: u64,
-) -> Result<PushOutcome, PushError> {
-    if existing.sha256 == sha256 {
+/// An archived record against the bytes pushed again under its name,
+/// hashed the way the record was.
+fn same_or_conflict(existing: &WalSegmentRecord, raw: &[u8]) -> Result<PushOutcome, PushError> {
+    let theirs = existing.content_hash();
+    if existing.raw_bytes == raw.len() as u64 && theirs.recompute(raw) == theirs {
         Ok(PushOutcome {
             name: existing.name.clone(),
             status: PushStatus::AlreadyArchived,
-            raw_bytes,
+            raw_bytes: raw.len() as u64,
             stored_bytes: existing.stored_bytes,
         })
     } else {
@@ -345,5 +350,48 @@ async fn push_aux(repo: &Repo, name: &WalFileName, raw: Vec<u8>) -> Result<PushO
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::{SegNo, TimelineId};
+
+    fn record(hash: ContentHash, raw_bytes: u64) -> WalSegmentRecord {
+        let (sha256, blake3) = hash.into_fields();
+        WalSegmentRecord {
+            name: "000000010000000000000003".into(),
+            timeline: TimelineId::new(1).unwrap(),
+            segno: SegNo::new(3),
+            raw_bytes,
+            stored_bytes: 10,
+            sha256,
+            blake3,
+            pushed_at: Utc::now(),
+            summary: None,
+            scan_error: None,
+        }
+    }
+
+    #[test]
+    fn a_re_push_is_compared_the_way_the_record_was_hashed() {
+        let raw = vec![7u8; 4096];
+        let other = vec![8u8; 4096];
+        let old = ContentHash::Sha256(codec::sha256_hex(&raw));
+        for existing in [record(old, 4096), record(ContentHash::of(&raw), 4096)] {
+            let same = same_or_conflict(&existing, &raw).unwrap();
+            assert_eq!(same.status, PushStatus::AlreadyArchived);
+            assert!(matches!(
+                same_or_conflict(&existing, &other),
+                Err(PushError::Conflict { .. })
+            ));
+        }
+        // The same hash but another size is not the same segment.
+        let short = record(ContentHash::of(&raw), 1024);
+        assert!(matches!(
+            same_or_conflict(&short, &raw),
+            Err(PushError::Conflict { .. })
+        ));
     }
 }

@@ -3,9 +3,11 @@
 //! histories. Pure serde types; reading and writing them is `repo/`'s job.
 
 pub mod envelope;
+pub mod hash;
 pub mod model;
 
 pub use envelope::{Envelope, EnvelopeError};
+pub use hash::ContentHash;
 pub use model::{
     BackupFile, BackupManifest, BackupRecord, Catalog, FileChunk, RepoConfig, RestoreTiming,
     WalIndexChunk, WalSegmentRecord, WalSummary,

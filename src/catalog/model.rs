@@ -76,6 +76,18 @@ impl WalSummary {
     }
 }
 
+impl WalSegmentRecord {
+    pub fn content_hash(&self) -> crate::catalog::ContentHash {
+        crate::catalog::ContentHash::from_fields(&self.sha256, &self.blake3)
+    }
+}
+
+impl BackupFile {
+    pub fn content_hash(&self) -> crate::catalog::ContentHash {
+        crate::catalog::ContentHash::from_fields(&self.sha256, &self.blake3)
+    }
+}
+
 /// One archived WAL segment (`wal/<tli>/<name>.json`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct WalSegmentRecord {
@@ -84,8 +96,12 @@ pub struct WalSegmentRecord {
     pub segno: SegNo,
     pub raw_bytes: u64,
     pub stored_bytes: u64,
-    /// SHA-256 of the segment as Postgres wrote it.
+    /// SHA-256 of the segment as Postgres wrote it (records written
+    /// before pitr used BLAKE3; empty since).
     pub sha256: String,
+    /// BLAKE3 of the segment as Postgres wrote it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub blake3: String,
     pub pushed_at: DateTime<Utc>,
     pub summary: Option<WalSummary>,
     /// Why the scan failed, when it did (the segment is still archived).
@@ -152,9 +168,12 @@ pub struct BackupFile {
     pub mode: u32,
     pub size: u64,
     pub stored_bytes: u64,
-    /// SHA-256 of the file's content as copied (empty for directories
-    /// and for chunked files, whose chunks carry their own).
+    /// Hash of the file's content as copied: SHA-256 (older backups) or
+    /// BLAKE3; both empty for directories and for chunked files, whose
+    /// chunks carry their own.
     pub sha256: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub blake3: String,
     /// A file larger than one chunk is stored as independent chunks
     /// (`files/<n>.<c>.zst`), so one big relation file is copied and
     /// restored by every worker at once. Empty: one object `files/<n>.zst`.
@@ -168,8 +187,8 @@ pub struct FileChunk {
     pub offset: u64,
     pub size: u64,
     pub stored_bytes: u64,
-    /// SHA-256 of the chunk's raw bytes.
-    pub sha256: String,
+    /// BLAKE3 of the chunk's raw bytes.
+    pub blake3: String,
 }
 
 /// `backups/<id>/manifest.json`: every file of the backup plus the

@@ -95,6 +95,7 @@ fn record(tli: u32, s: u64) -> WalSegmentRecord {
         raw_bytes: SEG,
         stored_bytes: SEG / 8,
         sha256: String::new(),
+        blake3: String::new(),
         pushed_at: time,
         summary: Some(WalSummary {
             first_record: Some(Lsn::new(s * SEG + 0x28)),

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::model::FileKind;
-use crate::catalog::{BackupFile, BackupManifest};
+use crate::catalog::{BackupFile, BackupManifest, ContentHash};
 use crate::repo::codec;
 use crate::repo::{layout, Repo, KIND_MANIFEST};
 
@@ -176,12 +176,12 @@ async fn restore_unit(
     };
     let f = manifest.files[n].clone();
     let path = target_path(pgdata, &f.path)?;
-    let (key, offset, size, sha) = match c {
+    let (key, offset, size, hash) = match c {
         None => (
             layout::backup_file(&manifest.id, n).map_err(repo_err)?,
             0,
             f.size,
-            f.sha256.clone(),
+            f.content_hash(),
         ),
         Some(c) => {
             let chunk = &f.chunks[c];
@@ -189,7 +189,7 @@ async fn restore_unit(
                 layout::backup_chunk(&manifest.id, n, c).map_err(repo_err)?,
                 chunk.offset,
                 chunk.size,
-                chunk.sha256.clone(),
+                ContentHash::Blake3(chunk.blake3.clone()),
             )
         }
     };
@@ -227,7 +227,7 @@ async fn restore_unit(
                 .map_err(werr(&path))?,
         };
         let dst = OffsetWriter { file: &out, offset };
-        codec::decode_into(&stored, size, &sha, dst).map_err(|source| match source {
+        codec::decode_into(&stored, size, &hash, dst).map_err(|source| match source {
             codec::CodecError::Checksum { expected, actual } => RecoverError::Checksum {
                 path: label.clone(),
                 expected,

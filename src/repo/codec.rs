@@ -21,6 +21,7 @@ pub enum CodecError {
 }
 
 pub use crate::catalog::envelope::sha256_hex;
+pub use crate::catalog::ContentHash;
 
 /// One-shot compression of a buffer: a single zstd frame with its content
 /// checksum. (The streaming encoder copies input through its window and
@@ -39,11 +40,10 @@ pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Compresses one in-memory chunk; returns (stored bytes, raw sha256).
-/// The hash and the compression run over the same buffer, once.
-pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, String)> {
-    let sha = sha256_hex(raw);
-    Ok((compress(raw)?, sha))
+/// Compresses one in-memory chunk; returns (stored bytes, content hash).
+pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, ContentHash)> {
+    let hash = ContentHash::of(raw);
+    Ok((compress(raw)?, hash))
 }
 
 const PIECE: usize = 64 << 10;
@@ -84,39 +84,44 @@ fn for_each_piece(
     }
 }
 
-fn check_decoded(size: u64, sha256: &str, n: u64, actual: String) -> Result<(), CodecError> {
+fn check_decoded(
+    size: u64,
+    expected: &ContentHash,
+    n: u64,
+    actual: ContentHash,
+) -> Result<(), CodecError> {
     if n != size {
         return Err(CodecError::Checksum {
             expected: format!("{size} bytes"),
             actual: format!("{n} bytes"),
         });
     }
-    if actual != sha256 {
+    if &actual != expected {
         return Err(CodecError::Checksum {
-            expected: sha256.to_string(),
-            actual,
+            expected: expected.to_string(),
+            actual: actual.to_string(),
         });
     }
     Ok(())
 }
 
-/// Decodes a stored object of known size and SHA-256 into `dst`, hashing
+/// Decodes a stored object of known size and content hash into `dst`, hashing
 /// each piece as it is written (for many objects decoded by parallel
 /// workers). `dst` may have received bytes when this fails; the caller
 /// discards them.
 pub fn decode_into(
     stored: &[u8],
     size: u64,
-    sha256: &str,
+    expected: &ContentHash,
     mut dst: impl Write,
 ) -> Result<(), CodecError> {
-    let mut h = Sha256::new();
+    let mut h = expected.hasher();
     let n = for_each_piece(stored, size, |piece| {
         h.update(&piece);
         dst.write_all(&piece).map_err(CodecError::Io)
     })?;
     dst.flush().map_err(CodecError::Io)?;
-    check_decoded(size, sha256, n, hex::encode(h.finalize()))
+    check_decoded(size, expected, n, h.finish())
 }
 
 /// `decode_into` with the hashing on a second thread, for one object whose
@@ -124,17 +129,17 @@ pub fn decode_into(
 pub fn decode_into_hashing_aside(
     stored: &[u8],
     size: u64,
-    sha256: &str,
+    expected: &ContentHash,
     mut dst: impl Write,
 ) -> Result<(), CodecError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let mut h = expected.hasher();
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || {
-            let mut h = Sha256::new();
             for piece in rx {
                 h.update(&piece);
             }
-            hex::encode(h.finalize())
+            h.finish()
         });
         let written = for_each_piece(stored, size, |piece| {
             dst.write_all(&piece).map_err(CodecError::Io)?;
@@ -151,7 +156,7 @@ pub fn decode_into_hashing_aside(
                 "the hashing thread panicked",
             )));
         };
-        check_decoded(size, sha256, n, actual)
+        check_decoded(size, expected, n, actual)
     })
 }
 
@@ -202,9 +207,9 @@ pub fn decompress_stream(src: impl Read, mut dst: impl Write) -> Result<(u64, St
 mod tests {
     use super::*;
 
-    fn decode_chunk(stored: &[u8], size: u64, sha256: &str) -> Result<Vec<u8>, CodecError> {
+    fn decode_chunk(stored: &[u8], size: u64, hash: &ContentHash) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::new();
-        decode_into(stored, size, sha256, &mut out)?;
+        decode_into(stored, size, hash, &mut out)?;
         Ok(out)
     }
 
@@ -215,16 +220,19 @@ mod tests {
             .collect();
         let z = compress(&raw).unwrap();
         assert!(z.len() < raw.len());
+        // Records written before BLAKE3 carry SHA-256: both verify.
         let sha = sha256_hex(&raw);
-        assert_eq!(decode_chunk(&z, raw.len() as u64, &sha).unwrap(), raw);
-        assert!(matches!(
-            decode_chunk(&z, raw.len() as u64, &sha256_hex(b"other")),
-            Err(CodecError::Checksum { .. })
-        ));
+        for hash in [ContentHash::Sha256(sha.clone()), ContentHash::of(&raw)] {
+            assert_eq!(decode_chunk(&z, raw.len() as u64, &hash).unwrap(), raw);
+            assert!(matches!(
+                decode_chunk(&z, raw.len() as u64, &hash.recompute(b"other")),
+                Err(CodecError::Checksum { .. })
+            ));
+        }
         let mut bad = z.clone();
         let mid = bad.len() / 2;
         bad[mid] ^= 0x55;
-        assert!(decode_chunk(&bad, raw.len() as u64, &sha).is_err());
+        assert!(decode_chunk(&bad, raw.len() as u64, &ContentHash::of(&raw)).is_err());
 
         let mut streamed = Vec::new();
         let (n, s) = compress_stream(&raw[..], &mut streamed).unwrap();
@@ -240,47 +248,30 @@ mod tests {
         let raw: Vec<u8> = (0..50_000u32)
             .flat_map(|i| (i % 97).to_le_bytes())
             .collect();
-        let (stored, sha) = encode_chunk(&raw).unwrap();
-        assert_eq!(sha, sha256_hex(&raw));
-        assert_eq!(decode_chunk(&stored, raw.len() as u64, &sha).unwrap(), raw);
-        assert!(matches!(
-            decode_chunk(&stored, raw.len() as u64 - 1, &sha),
-            Err(CodecError::Checksum { .. })
-        ));
-        assert!(matches!(
-            decode_chunk(&stored, raw.len() as u64 + 1, &sha),
-            Err(CodecError::Checksum { .. })
-        ));
-        assert!(matches!(
-            decode_chunk(&stored, raw.len() as u64, &sha256_hex(b"x")),
-            Err(CodecError::Checksum { .. })
-        ));
+        let (stored, hash) = encode_chunk(&raw).unwrap();
+        assert_eq!(hash, ContentHash::of(&raw));
         let mut bad = stored.clone();
         let mid = bad.len() / 2;
         bad[mid] ^= 0x55;
-        assert!(decode_chunk(&bad, raw.len() as u64, &sha).is_err());
 
-        // The same checks when decoding into a writer, both ways.
-        type Decode = fn(&[u8], u64, &str, &mut Vec<u8>) -> Result<(), CodecError>;
+        // Decoding into a writer, both ways.
+        type Decode = fn(&[u8], u64, &ContentHash, &mut Vec<u8>) -> Result<(), CodecError>;
         let ways: [Decode; 2] = [
             |s, n, h, out| decode_into(s, n, h, out),
             |s, n, h, out| decode_into_hashing_aside(s, n, h, out),
         ];
         for decode in ways {
             let mut out = Vec::new();
-            decode(&stored, raw.len() as u64, &sha, &mut out).unwrap();
+            decode(&stored, raw.len() as u64, &hash, &mut out).unwrap();
             assert_eq!(out, raw);
-            for (size, hash) in [
-                (raw.len() as u64 - 1, sha.as_str()),
-                (raw.len() as u64 + 1, sha.as_str()),
-            ] {
-                let r = decode(&stored, size, hash, &mut Vec::new());
+            for size in [raw.len() as u64 - 1, raw.len() as u64 + 1] {
+                let r = decode(&stored, size, &hash, &mut Vec::new());
                 assert!(matches!(r, Err(CodecError::Checksum { .. })), "{r:?}");
             }
-            let other = sha256_hex(b"x");
+            let other = ContentHash::of(b"x");
             let r = decode(&stored, raw.len() as u64, &other, &mut Vec::new());
             assert!(matches!(r, Err(CodecError::Checksum { .. })), "{r:?}");
-            assert!(decode(&bad, raw.len() as u64, &sha, &mut Vec::new()).is_err());
+            assert!(decode(&bad, raw.len() as u64, &hash, &mut Vec::new()).is_err());
         }
     }
 }

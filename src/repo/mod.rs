@@ -458,6 +458,7 @@ mod tests {
             raw_bytes: size.bytes(),
             stored_bytes: 100,
             sha256: format!("{segno:064x}"),
+            blake3: String::new(),
             pushed_at: chrono::Utc::now(),
             summary: None,
             scan_error: None,
