@@ -3,6 +3,7 @@
 //! `restore_command` (`wal_fetch`), and base backups (`backup`).
 
 pub mod backup;
+pub mod mapped;
 pub mod wal_fetch;
 pub mod wal_push;
 pub mod wal_spool;

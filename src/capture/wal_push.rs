@@ -14,6 +14,8 @@ use crate::catalog::{ContentHash, RepoConfig, WalSegmentRecord, WalSummary};
 use crate::pg::wal::{scan_segment, LongPageHeader};
 use crate::pg::{SegmentName, WalFileName, WalNameError};
 use crate::repo::codec;
+
+use super::mapped::FileBytes;
 use crate::repo::store::{PutMode, StoreError};
 use crate::repo::{layout, Repo, RepoError, KIND_WAL, KIND_WAL_XACTS};
 
@@ -83,23 +85,26 @@ pub async fn wal_push(repo: &Repo, path: &Path) -> Result<PushOutcome, PushError
         .to_string();
     let name = WalFileName::parse(&fname)?;
     let config = repo.config().await?;
-    let raw = tokio::fs::read(path)
-        .await
-        .map_err(|source| PushError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+    let read_err = |source| PushError::Read {
+        path: path.display().to_string(),
+        source,
+    };
     match &name {
         WalFileName::Segment(seg) => {
+            let raw = FileBytes::read(path).map_err(read_err)?;
             let out = push_segment(repo, &config, seg, raw).await?;
             compact_previous_chunk(repo, &config, seg).await;
             Ok(out)
         }
         WalFileName::Partial(_) => {
+            let raw = tokio::fs::read(path).await.map_err(read_err)?;
             check_header(&config, &fname, &raw)?;
             push_aux(repo, &name, raw).await
         }
-        WalFileName::History(_) | WalFileName::Backup { .. } => push_aux(repo, &name, raw).await,
+        WalFileName::History(_) | WalFileName::Backup { .. } => {
+            let raw = tokio::fs::read(path).await.map_err(read_err)?;
+            push_aux(repo, &name, raw).await
+        }
     }
 }
 
@@ -149,7 +154,7 @@ async fn push_segment(
     repo: &Repo,
     config: &RepoConfig,
     seg: &SegmentName,
-    raw: Vec<u8>,
+    raw: FileBytes,
 ) -> Result<PushOutcome, PushError> {
     let name = seg.to_string();
     let size = config.wal_segment_size;
@@ -186,8 +191,9 @@ async fn push_segment(
         Err(e) => return Err(e.into()),
     }
 
-    // Compression on this thread, hash and WAL scan on another: the two
-    // halves take about as long, so a push costs about one of them.
+    // Compression of two halves on two threads (two zstd frames, read back
+    // as one stream), the hash and the WAL scan on a third: a push costs
+    // about its CPU time over two cores.
     let (raw, stored, hash, summary, scan_error, xacts) = tokio::task::spawn_blocking(move || {
         let done = std::thread::scope(|scope| {
             let raw = &raw;
@@ -196,7 +202,7 @@ async fn push_segment(
                 let scanned = scan_segment(raw, size);
                 (hash, scanned)
             });
-            let stored = codec::compress(raw);
+            let stored = codec::compress_split(raw);
             let Ok((hash, scanned)) = other.join() else {
                 return Err(std::io::Error::other("the hashing thread panicked"));
             };
