@@ -6,6 +6,11 @@
 //! one asked for into place. pgBackRest's asynchronous archive-get works
 //! the same way.
 //!
+//! A hit needs no pitr process at all: `pitr restore` writes
+//! `restore_command = 'mv -f DIR/%f %p 2>/dev/null || pitr wal-fetch …'`,
+//! and the prefetcher moves its window on when it sees a segment it
+//! fetched taken from the spool.
+//!
 //! Files in DIR: `<segment>` (complete and verified, ready to hand over),
 //! `.<segment>.tmp` (being written), `.requested` (the last segment
 //! Postgres asked for: where the window starts), `.lock` (held by the
@@ -14,7 +19,7 @@
 //! when it exits after `IDLE` without a new request or when DIR is removed
 //! (as `pitr restore` does once recovery is over).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -210,7 +215,11 @@ pub async fn prefetch(
     if let Some(req) = spool.requested() {
         spool.clean(&window(&req, count, size));
     }
-    let mut last: Option<String> = None;
+    let mut last_request: Option<String> = None;
+    // Where the window starts: the last segment asked of wal-fetch, or a
+    // later one taken from the spool without it (restore_command's `mv`).
+    let mut base: Option<String> = None;
+    let mut fetched: HashSet<String> = HashSet::new();
     let mut changed = Instant::now();
     let mut absent: HashMap<String, Instant> = HashMap::new();
     loop {
@@ -218,21 +227,32 @@ pub async fn prefetch(
             return Ok(());
         }
         let req = spool.requested();
-        if req != last {
-            last = req.clone();
+        if req != last_request {
+            last_request = req.clone();
+            base = req;
             changed = Instant::now();
         }
+        let present = spool.present().map_err(werr)?;
+        for taken in fetched.iter().filter(|n| !present.contains(n)) {
+            // Names sort by timeline, then position: a later one taken
+            // means replay has moved on (to a newer timeline, perhaps).
+            if base.as_ref().is_none_or(|b| taken > b) {
+                base = Some(taken.clone());
+            }
+            changed = Instant::now();
+        }
+        fetched.retain(|n| present.contains(n));
         if changed.elapsed() >= IDLE {
             spool.clean(&[]);
             return Ok(());
         }
-        let Some(req) = req else {
+        let Some(from) = base.clone() else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let want = window(&req, count, size);
+        let want = window(&from, count, size);
         spool.clean(&want);
-        let present = spool.present().map_err(werr)?;
+        fetched.retain(|n| want.contains(n));
         absent.retain(|_, at| at.elapsed() < ABSENT_RETRY);
         // In window order, stopping at the first one the archive lacks.
         let missing: Vec<String> = want
@@ -258,7 +278,9 @@ pub async fn prefetch(
         while let Some(done) = set.join_next().await {
             let Ok((name, r)) = done else { continue };
             match r {
-                Ok(()) => {}
+                Ok(()) => {
+                    fetched.insert(name);
+                }
                 Err(FetchError::NotFound(_)) => {
                     absent.insert(name, Instant::now());
                 }

@@ -84,11 +84,20 @@ pub fn restore_command(
     s3: &S3Settings,
     spool: Option<&std::path::Path>,
 ) -> String {
-    let mut cmd = format!(
+    let mut cmd = String::new();
+    if let Some(dir) = spool {
+        // A segment the prefetcher has ready is one rename away: no pitr
+        // process, which is most of what a spooled fetch costs. (The
+        // spool holds only complete, verified segments, under their
+        // names; anything else falls through to wal-fetch.)
+        let spooled = shell_quote(&format!("{}/%f", dir.display()));
+        cmd.push_str(&format!("mv -f {spooled} %p 2>/dev/null || "));
+    }
+    cmd.push_str(&format!(
         "{} wal-fetch --repo {}",
         shell_quote(pitr_exe),
         shell_quote(repo)
-    );
+    ));
     if let Some(dir) = spool {
         cmd.push_str(&format!(
             " --spool {}",
@@ -108,7 +117,6 @@ pub fn restore_command(
     cmd
 }
 
-/// Quotes a GUC string value for a config file.
 pub fn guc_quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
@@ -240,7 +248,7 @@ unix_socket_directories = '/tmp'
         );
         assert_eq!(
             spooled,
-            "/bin/pitr wal-fetch --repo /srv/repo --spool /d/pg_wal/pitr-spool %f %p"
+            "mv -f '/d/pg_wal/pitr-spool/%f' %p 2>/dev/null || /bin/pitr wal-fetch --repo /srv/repo --spool /d/pg_wal/pitr-spool %f %p"
         );
         let s3 = S3Settings {
             region: Some("eu-west-1".into()),

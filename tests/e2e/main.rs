@@ -1127,6 +1127,15 @@ fn wal_fetch_prefetches_into_a_bounded_spool() {
         spooled(&names[4])
     });
     assert!(!spooled(&names[5]));
+    // restore_command's fast path takes a segment with a plain `mv`: the
+    // prefetcher sees it taken and moves its window on all the same.
+    std::fs::rename(spool.join(&names[2]), out.join("c")).unwrap();
+    wait_for(
+        "the window follows a plain mv",
+        Duration::from_secs(30),
+        || spooled(&names[5]),
+    );
+    assert!(!spooled(&names[6]));
 
     // Removed as pitr restore removes it: renamed away, then deleted.
     let doomed = c.dir.path().join("spool-removed");
