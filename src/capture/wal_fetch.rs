@@ -137,6 +137,10 @@ pub async fn write_fetched(
                     raw.len() as u64
                 }
             };
+            // Postgres fsyncs every segment restore_command hands it (it
+            // keeps it in pg_wal, durably renamed): writing it back now,
+            // while replay is elsewhere, makes that fsync cheap later.
+            crate::repo::durable::start_writeback(&file, 0, n);
             std::fs::rename(&tmp, &dest).map_err(werr)?;
             Ok(n)
         })();

@@ -63,9 +63,26 @@ pub fn compress_split(raw: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 /// Compresses one in-memory chunk; returns (stored bytes, content hash).
+/// Each thread keeps its compression context (one allocation per worker,
+/// not per chunk).
 pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, ContentHash)> {
+    thread_local! {
+        static CCTX: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let hash = ContentHash::of(raw);
-    Ok((compress(raw)?, hash))
+    let stored = CCTX.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            let mut c = zstd::bulk::Compressor::new(LEVEL)?;
+            c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+            *slot = Some(c);
+        }
+        match slot {
+            Some(c) => c.compress(raw),
+            None => compress(raw),
+        }
+    })?;
+    Ok((stored, hash))
 }
 
 const PIECE: usize = 64 << 10;
