@@ -118,6 +118,44 @@ impl FsStore {
         path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
     }
 
+    /// Writes `data` to a new temporary file beside `key`'s place (making
+    /// the directories above it), fsynced when `durable`, else with its
+    /// writeback started; given to the repository's owner. Returns its path.
+    fn write_temp(
+        &self,
+        key: &ObjectKey,
+        data: &[u8],
+        durable: bool,
+    ) -> Result<PathBuf, StoreError> {
+        let path = self.path(key);
+        self.make_parents(&path)?;
+        let tmp = Self::temp_path(&path);
+        let write = || -> io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode_compat(FILE_MODE)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            if durable {
+                f.sync_all()
+            } else {
+                crate::repo::durable::start_writeback(&f, 0, data.len() as u64);
+                Ok(())
+            }
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err("write", &tmp)(e));
+        }
+        if let Err(e) = self.adopt(&tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(tmp)
+    }
+
     /// Moves a complete, fsynced temporary file into place.
     fn publish(&self, key: &ObjectKey, tmp: &Path, mode: PutMode) -> Result<(), StoreError> {
         let path = self.path(key);
@@ -193,24 +231,7 @@ impl Store for FsStore {
         let key = key.clone();
         let data = data.to_vec();
         tokio::task::spawn_blocking(move || {
-            let path = this.path(&key);
-            this.make_parents(&path)?;
-            let tmp = Self::temp_path(&path);
-            let write = || -> io::Result<()> {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode_compat(FILE_MODE)
-                    .open(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_all()
-            };
-            if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io_err("write", &tmp)(e));
-            }
-            this.adopt(&tmp)?;
+            let tmp = this.write_temp(&key, &data, true)?;
             this.publish(&key, &tmp, mode)
         })
         .await
@@ -266,25 +287,8 @@ impl Store for FsStore {
         let this = self.clone();
         let key = key.clone();
         tokio::task::spawn_blocking(move || {
+            let tmp = this.write_temp(&key, &data, false)?;
             let path = this.path(&key);
-            this.make_parents(&path)?;
-            let tmp = Self::temp_path(&path);
-            let write = || -> io::Result<()> {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode_compat(FILE_MODE)
-                    .open(&tmp)?;
-                f.write_all(&data)?;
-                crate::repo::durable::start_writeback(&f, 0, data.len() as u64);
-                Ok(())
-            };
-            if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io_err("write", &tmp)(e));
-            }
-            this.adopt(&tmp)?;
             std::fs::rename(&tmp, &path).map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
                 io_err("rename", &path)(e)
