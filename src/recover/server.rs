@@ -229,6 +229,22 @@ pub struct Watched {
     pub connected_secs: Option<f64>,
 }
 
+/// Asks the server to promote, as `pg_ctl promote` does: the `promote`
+/// file in the data directory, then SIGUSR1 to the postmaster.
+fn request_promotion(running: &Running) -> std::io::Result<()> {
+    std::fs::write(running.pgdata.join("promote"), b"")?;
+    let pid = running
+        .postmaster
+        .id()
+        .ok_or_else(|| std::io::Error::other("the postmaster has exited"))?;
+    let pid = i32::try_from(pid).map_err(std::io::Error::other)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .map_err(std::io::Error::from)
+}
+
 /// Waits for recovery to reach the target and the action to complete.
 pub async fn watch(
     running: &mut Running,
@@ -327,15 +343,14 @@ pub async fn watch(
                         // end-of-recovery checkpoint. Already paused there:
                         // resuming is quicker than the pause loop's 1 s
                         // wake-up for a late request (the checkpoint is the
-                        // usual one).
-                        let q = if paused {
-                            "select pg_wal_replay_resume()"
-                        } else {
-                            "select pg_promote(false)"
-                        };
-                        if c.query(q, &[]).await.is_ok() {
-                            promote_requested = true;
-                        }
+                        // usual one). The request is what `pg_ctl promote`
+                        // does, so it needs no SQL privilege; resuming does,
+                        // and falls back to the request.
+                        let resumed = paused
+                            && c.query("select pg_wal_replay_resume()", &[])
+                                .await
+                                .is_ok();
+                        promote_requested = resumed || request_promotion(running).is_ok();
                     }
                     let done = match action {
                         Action::Promote => !in_recovery,

@@ -1145,3 +1145,24 @@ fn wal_fetch_prefetches_into_a_bounded_spool() {
         processes_mentioning(&spool_s) == 0
     });
 }
+
+/// Promotion needs no SQL privilege: watched by a role that may not call
+/// pg_wal_replay_resume() or pg_promote(), the restore still promotes at
+/// the target (pitr asks the postmaster, as pg_ctl promote does).
+#[test]
+fn a_restore_watched_by_an_unprivileged_role_still_promotes() {
+    let c = Cluster::new();
+    c.psql("create role watcher login");
+    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.backup();
+    insert_rows(&c, 1, 4);
+    let t = midpoint(&c, 2, 3);
+    c.switch_and_archive();
+    let out = restore_json(&c, "watched", &["--to", &t, "--db-user", "watcher"]);
+    let r = Restored::from_json(out);
+    assert_eq!(r.psql("select pg_is_in_recovery()").trim(), "f");
+    assert_eq!(rows_of(&r), "1,2");
+    let log = std::fs::read_to_string(r.pgdata.join("pitr-recovery.log")).unwrap();
+    assert!(log.contains("received promote request"), "{log}");
+    assert!(!r.pgdata.join("promote").exists());
+}
