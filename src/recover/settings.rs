@@ -151,7 +151,7 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
         }
         if s.fast_promote() {
             lines.extend([
-                "# promote: pitr pauses at the target and promotes with pg_promote(), which"
+                "# promote: paused at the target, pitr promotes it (as pg_ctl promote), which"
                     .to_string(),
                 "# skips the end-of-recovery checkpoint; started by hand, run pg_promote()."
                     .to_string(),
@@ -220,7 +220,7 @@ mod tests {
 # Change these with ALTER SYSTEM (or remove them) and restart.
 restore_command = '/usr/local/bin/pitr wal-fetch --repo ''/srv/it''\\\\''''s repo'' %f %p'
 recovery_target_time = '2026-11-25 14:02:17.250000+00'
-# promote: pitr pauses at the target and promotes with pg_promote(), which
+# promote: paused at the target, pitr promotes it (as pg_ctl promote), which
 # skips the end-of-recovery checkpoint; started by hand, run pg_promote().
 recovery_target_action = 'pause'
 hot_standby = on
