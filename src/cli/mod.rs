@@ -77,16 +77,7 @@ fn start_prefetcher(repo: &args::RepoArg, dir: &Path, prefetch: usize) -> std::i
         .arg(dir)
         .arg("--prefetch")
         .arg(prefetch.to_string());
-    let s3 = repo.s3_settings();
-    if let Some(r) = &s3.region {
-        cmd.arg("--s3-region").arg(r);
-    }
-    if let Some(e) = &s3.endpoint {
-        cmd.arg("--s3-endpoint").arg(e);
-    }
-    if s3.path_style {
-        cmd.arg("--s3-path-style");
-    }
+    cmd.args(repo.s3_settings().to_args());
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -193,32 +193,19 @@ async fn restore_unit(
             )
         }
     };
-    // A local object is read on the worker thread itself.
-    let local = repo.store().local_path(&key);
-    let stored = match local {
-        Some(_) => None,
-        None => Some(repo.store().get(&key).await.map_err(repo_err)?),
-    };
     let label = match c {
         None => f.path.clone(),
         Some(c) => format!("{} (chunk {c})", f.path),
     };
+    let repo = repo.clone();
     tokio::task::spawn_blocking(move || {
-        let stored = match (stored, local) {
-            (Some(s), _) => s,
-            (None, Some(p)) => std::fs::read(&p).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    repo_err(crate::repo::store::StoreError::NotFound(key.clone()))
-                } else {
-                    repo_err(crate::repo::store::StoreError::Io {
-                        op: "read",
-                        path: p.display().to_string(),
-                        source: e,
-                    })
-                }
-            })?,
-            (None, None) => Vec::new(),
-        };
+        // Read on this worker thread (a local store), else fetched
+        // through the runtime from here.
+        let stored = match repo.store().get_blocking(&key) {
+            Some(r) => r,
+            None => tokio::runtime::Handle::current().block_on(repo.store().get(&key)),
+        }
+        .map_err(repo_err)?;
         let out = match c {
             None => create_file(&path)?,
             Some(_) => std::fs::OpenOptions::new()

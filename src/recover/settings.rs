@@ -104,14 +104,9 @@ pub fn restore_command(
             shell_quote(&dir.display().to_string())
         ));
     }
-    if let Some(r) = &s3.region {
-        cmd.push_str(&format!(" --s3-region {}", shell_quote(r)));
-    }
-    if let Some(e) = &s3.endpoint {
-        cmd.push_str(&format!(" --s3-endpoint {}", shell_quote(e)));
-    }
-    if s3.path_style {
-        cmd.push_str(" --s3-path-style");
+    for arg in s3.to_args() {
+        cmd.push(' ');
+        cmd.push_str(&shell_quote(&arg));
     }
     cmd.push_str(" %f %p");
     cmd

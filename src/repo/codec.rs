@@ -27,9 +27,14 @@ pub use crate::catalog::ContentHash;
 /// checksum. (The streaming encoder copies input through its window and
 /// takes the slower external-dictionary path: about 3x the CPU here.)
 pub fn compress(raw: &[u8]) -> io::Result<Vec<u8>> {
+    compressor()?.compress(raw)
+}
+
+/// A one-shot compressor at pitr's level, writing the frame checksum.
+fn compressor() -> io::Result<zstd::bulk::Compressor<'static>> {
     let mut c = zstd::bulk::Compressor::new(LEVEL)?;
     c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-    c.compress(raw)
+    Ok(c)
 }
 
 pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, CodecError> {
@@ -72,15 +77,11 @@ pub fn encode_chunk(raw: &[u8]) -> io::Result<(Vec<u8>, ContentHash)> {
     }
     let hash = ContentHash::of(raw);
     let stored = CCTX.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            let mut c = zstd::bulk::Compressor::new(LEVEL)?;
-            c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-            *slot = Some(c);
-        }
-        match slot {
-            Some(c) => c.compress(raw),
-            None => compress(raw),
-        }
+        let c = match slot {
+            Some(c) => c,
+            None => slot.insert(compressor()?),
+        };
+        c.compress(raw)
     })?;
     Ok((stored, hash))
 }

@@ -156,6 +156,16 @@ impl FsStore {
         Ok(tmp)
     }
 
+    /// An object's bytes, read on this thread.
+    fn read_object(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(key);
+        match std::fs::read(&path) {
+            Ok(v) => Ok(v),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(key.clone())),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
     /// Moves a complete, fsynced temporary file into place.
     fn publish(&self, key: &ObjectKey, tmp: &Path, mode: PutMode) -> Result<(), StoreError> {
         let path = self.path(key);
@@ -298,8 +308,8 @@ impl Store for FsStore {
         .map_err(join_err)?
     }
 
-    fn local_path(&self, key: &ObjectKey) -> Option<PathBuf> {
-        Some(self.path(key))
+    fn get_blocking(&self, key: &ObjectKey) -> Option<Result<Vec<u8>, StoreError>> {
+        Some(self.read_object(key))
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
@@ -312,12 +322,11 @@ impl Store for FsStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(key);
-        match tokio::fs::read(&path).await {
-            Ok(v) => Ok(v),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(key.clone())),
-            Err(e) => Err(io_err("read", &path)(e)),
-        }
+        let this = self.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || this.read_object(&key))
+            .await
+            .map_err(join_err)?
     }
 
     async fn open_read(&self, key: &ObjectKey) -> Result<ObjectReader, StoreError> {

@@ -133,10 +133,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn put_deferred(&self, key: &ObjectKey, data: Vec<u8>) -> Result<(), StoreError> {
         self.put(key, &data, PutMode::Overwrite).await
     }
-    /// Where the object lives on this machine's filesystem, for stores
-    /// that keep objects as files (so a worker thread can read it without
-    /// a trip through the async runtime); None for remote stores.
-    fn local_path(&self, _key: &ObjectKey) -> Option<std::path::PathBuf> {
+    /// Reads the object on the calling (blocking) thread, for stores that
+    /// keep objects as local files, so a worker thread needs no trip
+    /// through the async runtime; None for remote stores (use `get`).
+    fn get_blocking(&self, _key: &ObjectKey) -> Option<Result<Vec<u8>, StoreError>> {
         None
     }
     /// Makes every object written with `put_deferred` durable.

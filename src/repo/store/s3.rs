@@ -43,6 +43,24 @@ pub struct S3Settings {
     pub path_style: bool,
 }
 
+impl S3Settings {
+    /// The pitr flags that give another pitr process these settings (for
+    /// restore_command and the WAL prefetcher); empty when none are set.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(r) = &self.region {
+            args.extend(["--s3-region".to_string(), r.clone()]);
+        }
+        if let Some(e) = &self.endpoint {
+            args.extend(["--s3-endpoint".to_string(), e.clone()]);
+        }
+        if self.path_style {
+            args.push("--s3-path-style".to_string());
+        }
+        args
+    }
+}
+
 #[derive(Clone)]
 pub struct S3Store {
     client: Client,
