@@ -107,6 +107,7 @@ fn synthetic() -> Catalog {
                     max_xid: Some(s as u32),
                 }),
                 scan_error: None,
+                data_tag: None,
             };
             wal.insert((tli, segno), rec);
         }
@@ -145,6 +146,7 @@ fn synthetic() -> Catalog {
         wal,
         histories,
         timings: Vec::new(),
+        damaged: Vec::new(),
     }
 }
 

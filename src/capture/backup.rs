@@ -18,13 +18,16 @@ use tokio::task::JoinSet;
 
 use crate::catalog::model::FileKind;
 use crate::catalog::{
-    BackupFile, BackupManifest, BackupRecord, ContentHash, FileChunk, RepoConfig, WalSegmentRecord,
+    BackupClaim, BackupFile, BackupManifest, BackupRecord, ContentHash, FileChunk, RepoConfig,
+    WalSegmentRecord,
 };
 use crate::pg::backup_label::BackupLabel;
 use crate::pg::control::{ControlFile, PgMajor};
 use crate::pg::{Lsn, SegmentName};
 use crate::repo::store::{PutMode, StoreError};
-use crate::repo::{codec, layout, Repo, RepoError, KIND_BACKUP, KIND_MANIFEST, KIND_WAL};
+use crate::repo::{
+    codec, layout, Repo, RepoError, KIND_BACKUP, KIND_CLAIM, KIND_MANIFEST, KIND_WAL,
+};
 use crate::server::conn::{self, ConnError};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,8 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no free backup id near {0}: too many backups started in the same second")]
+    NoFreeId(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -313,20 +318,156 @@ pub async fn backup(
         .await
         .map_err(sql("clock_timestamp()"))?
         .get(0);
-    let mut id = start_time.format("%Y%m%dT%H%M%SZ").to_string();
-    if repo
-        .store()
-        .head(&layout::backup_record(&id)?)
-        .await?
-        .is_some()
-        || !repo
-            .store()
-            .list(&layout::backup_dir(&id)?)
-            .await?
-            .is_empty()
-    {
-        id = format!("{id}-{}", std::process::id());
+    sweep_abandoned(repo).await;
+    let id = claim_id(repo, &start_time.format("%Y%m%dT%H%M%SZ").to_string()).await?;
+    let result = backup_as(
+        repo,
+        opts,
+        &config,
+        &id,
+        entries,
+        &client,
+        version_num,
+        start_time,
+        on_event,
+    )
+    .await;
+    // Whatever happened, the id is no longer being written: a listed
+    // backup keeps its record, a failed one has removed its objects.
+    if let Err(e) = repo.store().delete(&layout::backup_claim(&id)?).await {
+        tracing::warn!(error = %e, id, "could not remove the backup's claim");
     }
+    result
+}
+
+/// Takes an id no other run can take (`claims/<id>.json`, created once):
+/// `base`, else `base-<pid>`, else `base-<pid>-<k>`. An id whose record or
+/// objects already exist (a backup from before claims) is skipped too.
+async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupError> {
+    let pid = std::process::id();
+    let owner = super::owner::Owner::current();
+    let candidates = std::iter::once(base.to_string())
+        .chain(std::iter::once(format!("{base}-{pid}")))
+        .chain((1..=20).map(|k| format!("{base}-{pid}-{k}")));
+    for id in candidates {
+        if repo
+            .store()
+            .head(&layout::backup_record(&id)?)
+            .await?
+            .is_some()
+            || !repo
+                .store()
+                .list(&layout::backup_dir(&id)?)
+                .await?
+                .is_empty()
+        {
+            continue;
+        }
+        let claim = BackupClaim {
+            id: id.clone(),
+            started_at: Utc::now(),
+            boot_id: owner
+                .as_ref()
+                .map(|o| o.boot_id.clone())
+                .unwrap_or_default(),
+            hostname: owner
+                .as_ref()
+                .map(|o| o.hostname.clone())
+                .unwrap_or_default(),
+            pid,
+            pid_start: owner.as_ref().map(|o| o.pid_start).unwrap_or_default(),
+        };
+        match repo
+            .put_meta(
+                &layout::backup_claim(&id)?,
+                KIND_CLAIM,
+                &claim,
+                PutMode::Create,
+            )
+            .await
+        {
+            Ok(()) => return Ok(id),
+            Err(RepoError::Store(StoreError::AlreadyExists(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(BackupError::NoFreeId(base.to_string()))
+}
+
+/// Clears what killed runs left behind: the store's abandoned temporary
+/// files, and for every backup claim without a
+/// listed backup whose process is provably gone (see `owner`), its objects
+/// and then its claim. Claims of listed backups (a run that died between
+/// its record and removing its claim) are simply removed. Best effort.
+async fn sweep_abandoned(repo: &Repo) {
+    match repo.store().sweep_abandoned().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed abandoned temporary files"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep abandoned temporary files"),
+    }
+    let claims = match repo.store().list(layout::CLAIMS_DIR).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list backup claims");
+            return;
+        }
+    };
+    for meta in claims {
+        let claim: BackupClaim = match repo.get_meta(&meta.key, KIND_CLAIM).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, key = %meta.key, "unreadable backup claim left alone");
+                continue;
+            }
+        };
+        let swept = async {
+            let listed = repo
+                .store()
+                .head(&layout::backup_record(&claim.id)?)
+                .await?
+                .is_some();
+            let owner = super::owner::Owner {
+                boot_id: claim.boot_id.clone(),
+                hostname: claim.hostname.clone(),
+                pid: claim.pid,
+                pid_start: claim.pid_start,
+            };
+            if !listed {
+                if !owner.provably_gone() {
+                    return Ok::<bool, BackupError>(false);
+                }
+                repo.store()
+                    .delete_prefix(&layout::backup_dir(&claim.id)?)
+                    .await?;
+            }
+            repo.store().delete(&meta.key).await?;
+            Ok(!listed)
+        }
+        .await;
+        match swept {
+            Ok(true) => tracing::info!(id = claim.id, "removed an abandoned backup"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, id = claim.id, "could not remove an abandoned backup")
+            }
+        }
+    }
+}
+
+/// The backup proper, under a claimed id.
+#[allow(clippy::too_many_arguments)]
+async fn backup_as(
+    repo: &Repo,
+    opts: &BackupOptions,
+    config: &RepoConfig,
+    id: &str,
+    entries: Vec<Entry>,
+    client: &tokio_postgres::Client,
+    version_num: i32,
+    start_time: DateTime<Utc>,
+    on_event: impl Fn(BackupEvent) + Send + Sync + 'static,
+) -> Result<BackupRecord, BackupError> {
+    let id = id.to_string();
     let label = opts.label.clone().unwrap_or_else(|| format!("pitr {id}"));
     let start_sql = if version_num >= 150000 {
         "select pg_backup_start($1, $2)::text"
@@ -353,7 +494,7 @@ pub async fn backup(
     let files = match copied {
         Ok(f) => f,
         Err(e) => {
-            let _ = abort_backup(&client, version_num).await;
+            let _ = abort_backup(client, version_num).await;
             let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
             return Err(e);
         }
@@ -378,7 +519,7 @@ pub async fn backup(
             });
         }
     };
-    let result = finish(repo, &config, &id, &label, files, &row, start_time, opts).await;
+    let result = finish(repo, config, &id, &label, files, &row, start_time, opts).await;
     if result.is_err() {
         let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
     }
@@ -586,16 +727,21 @@ async fn copy_files(
         }
     }
     repo.store().sync().await?;
+    // A file that vanished is left out of the manifest; every other file
+    // keeps the number its objects were stored under (`object`), so the
+    // manifest positions after it may shift without losing their data.
     Ok(entries
         .iter()
         .zip(done)
-        .filter_map(|(e, pieces)| assemble(e, pieces))
+        .enumerate()
+        .filter_map(|(n, (e, pieces))| assemble(n, e, pieces))
         .collect())
 }
 
-/// The manifest entry for one entry from its finished pieces.
-fn assemble(e: &Entry, mut pieces: Vec<(Piece, PieceResult)>) -> Option<BackupFile> {
+/// The manifest entry for entry `n` of the walk from its finished pieces.
+fn assemble(n: usize, e: &Entry, mut pieces: Vec<(Piece, PieceResult)>) -> Option<BackupFile> {
     let mut file = BackupFile {
+        object: Some(n as u64),
         path: e.rel.clone(),
         kind: e.kind,
         mode: e.mode,
@@ -728,6 +874,64 @@ fn read_piece(abs: &Path, piece: Piece, buf: &mut Vec<u8>) -> std::io::Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 1 of issue 10: a file that vanishes during the copy (a
+    /// dropped relation) must not shift where the manifest says the files
+    /// after it are stored: each one restores from its own objects.
+    #[tokio::test]
+    async fn a_file_that_vanishes_mid_copy_shifts_no_other_file() {
+        let data = tempfile::tempdir().unwrap();
+        let p = data.path();
+        std::fs::create_dir_all(p.join("base/1")).unwrap();
+        std::fs::create_dir_all(p.join("global")).unwrap();
+        let big = (0..(CHUNK_BYTES as usize + 5000))
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>();
+        for (f, body) in [
+            ("base/1/100", b"first".to_vec()),
+            ("base/1/200", b"dropped".to_vec()),
+            ("base/1/300", b"third".to_vec()),
+            ("base/1/400", big.clone()),
+            ("global/pg_control", b"control".to_vec()),
+        ] {
+            std::fs::write(p.join(f), body).unwrap();
+        }
+        let entries = walk(p).unwrap();
+        std::fs::remove_file(p.join("base/1/200")).unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let repo = Repo::with_store(
+            crate::repo::RepoLocation::Local(store_dir.path().to_path_buf()),
+            Arc::new(crate::repo::store::FsStore::new(store_dir.path())),
+        );
+        let files = copy_files(&repo, "b1", entries, 2, Arc::new(|_| {}))
+            .await
+            .unwrap();
+        assert!(files.iter().all(|f| f.path != "base/1/200"));
+        let manifest = BackupManifest {
+            id: "b1".into(),
+            files,
+            backup_label: String::new(),
+            tablespace_map: None,
+        };
+        let out = tempfile::tempdir().unwrap();
+        let restored = out.path().join("data");
+        std::fs::create_dir(&restored).unwrap();
+        crate::recover::materialize::materialize(&repo, &manifest, &restored, 2, Arc::new(|_| {}))
+            .await
+            .unwrap();
+        for (f, body) in [
+            ("base/1/100", &b"first"[..]),
+            ("base/1/300", b"third"),
+            ("base/1/400", &big),
+            ("global/pg_control", b"control"),
+        ] {
+            assert!(
+                std::fs::read(restored.join(f)).unwrap() == body,
+                "{f} restored wrong"
+            );
+        }
+        assert!(!restored.join("base/1/200").exists());
+    }
 
     #[test]
     fn walk_skips_what_postgres_skips_and_orders_pg_control_last() {

@@ -1,21 +1,27 @@
-//! `pitr wal-fetch`, Postgres' `restore_command`. A missing file is an
-//! ordinary answer (Postgres probes for history files that do not exist)
-//! and is reported as `FetchError::NotFound` so the CLI exits quietly with
-//! its own code; everything else is an error with a message. The file is
-//! written to a temporary name beside the destination and renamed, after
-//! its checksum is verified.
+//! `pitr wal-fetch`, Postgres' `restore_command`. A file that is not in a
+//! healthy repository is an ordinary answer (Postgres probes for history
+//! files that do not exist, and asks past the end of the archive) and is
+//! reported as `FetchError::NotFound` so the CLI exits quietly with its own
+//! code. Everything else is loud and must stop recovery, never end it: a
+//! missing repository (`pitr.json` absent: a typo, an unmounted disk, a
+//! wrong S3 prefix), a segment the catalog lists whose record or data
+//! cannot be read, a corrupt object. The file is written to a temporary
+//! name beside the destination and renamed, after its checksum is verified.
 
 use std::path::Path;
 
 use crate::catalog::{ContentHash, WalSegmentRecord};
-use crate::pg::{WalFileName, WalNameError};
+use crate::pg::{SegmentName, WalFileName, WalNameError};
 use crate::repo::codec::{self, CodecError};
+use crate::repo::store::StoreError;
 use crate::repo::{layout, Repo, RepoError, KIND_WAL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{0} is not in the repository")]
     NotFound(String),
+    #[error("{name} is archived but cannot be served: {reason}; recovery must not go on without it (run `pitr info` to see the damage)")]
+    Unservable { name: String, reason: String },
     #[error(transparent)]
     Name(#[from] WalNameError),
     #[error("{name}: {source}")]
@@ -65,24 +71,30 @@ pub enum Fetched {
 /// Reads archived file `name` from the repository.
 pub async fn fetch(repo: &Repo, name: &str) -> Result<Fetched, FetchError> {
     let parsed = WalFileName::parse(name)?;
-    let not_found = |e: RepoError| {
-        if e.is_not_found() {
-            FetchError::NotFound(name.to_string())
-        } else {
-            FetchError::Repo(e)
-        }
-    };
     match &parsed {
         WalFileName::Segment(seg) => {
-            let record: WalSegmentRecord = repo
-                .get_meta(&layout::segment_record(seg), KIND_WAL)
-                .await
-                .map_err(not_found)?;
-            let stored = repo
-                .store()
-                .get(&layout::segment_data(seg))
-                .await
-                .map_err(|e| not_found(e.into()))?;
+            let record: WalSegmentRecord =
+                match repo.get_meta(&layout::segment_record(seg), KIND_WAL).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_not_found() => return Err(absent(repo, name, Some(seg)).await),
+                    Err(e) => return Err(e.into()),
+                };
+            let unservable = |reason: String| FetchError::Unservable {
+                name: name.to_string(),
+                reason,
+            };
+            let tag = layout::record_tag(&record)
+                .map_err(|e| unservable(format!("its record is damaged: {e}")))?;
+            let key = layout::segment_data(seg, tag.as_ref());
+            let stored = match repo.store().get(&key).await {
+                Ok(s) => s,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(unservable(format!(
+                        "its record exists but its data object {key} is missing"
+                    )))
+                }
+                Err(e) => return Err(FetchError::Repo(e.into())),
+            };
             Ok(Fetched::Segment {
                 stored,
                 size: record.raw_bytes,
@@ -95,13 +107,41 @@ pub async fn fetch(repo: &Repo, name: &str) -> Result<Fetched, FetchError> {
                 name: name.to_string(),
                 source,
             }),
-            Err(e) => Err(not_found(e)),
+            Err(e) if e.is_not_found() => Err(absent(repo, name, None).await),
+            Err(e) => Err(e.into()),
         },
     }
 }
 
+/// Why `name` was not found: an ordinary "not archived" only when the
+/// repository is there (`pitr.json` reads) and, for a segment, the WAL
+/// index does not list it either.
+async fn absent(repo: &Repo, name: &str, seg: Option<&SegmentName>) -> FetchError {
+    let config = match repo.config().await {
+        Ok(c) => c,
+        Err(e) => return e.into(),
+    };
+    if let Some(seg) = seg {
+        let listed = match seg.segno(config.wal_segment_size) {
+            Ok(segno) => repo.wal_index_lists(seg, segno).await,
+            Err(_) => Ok(false),
+        };
+        match listed {
+            Ok(false) => {}
+            Ok(true) => {
+                return FetchError::Unservable {
+                    name: name.to_string(),
+                    reason: "the WAL index lists it but its record is missing".into(),
+                }
+            }
+            Err(e) => return e.into(),
+        }
+    }
+    FetchError::NotFound(name.to_string())
+}
+
 /// Writes a fetched file to `tmp` (decoding and verifying a segment on
-/// the way: its SHA-256 on a second thread), then renames it to `dest`.
+/// the way: its hash on a second thread), then renames it to `dest`.
 /// Returns the bytes written. Nothing is left at `tmp` on failure.
 pub async fn write_fetched(
     name: &str,

@@ -11,8 +11,9 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::catalog::{ContentHash, RepoConfig, WalSegmentRecord, WalSummary};
+use crate::pg::history::TimelineHistory;
 use crate::pg::wal::{scan_segment, LongPageHeader};
-use crate::pg::{SegmentName, WalFileName, WalNameError};
+use crate::pg::{SegmentName, TimelineId, WalFileName, WalNameError};
 use crate::repo::codec;
 
 use super::mapped::FileBytes;
@@ -35,7 +36,7 @@ pub enum PushError {
         actual: u64,
         expected: u64,
     },
-    #[error("{name} is not a valid WAL segment: {reason}")]
+    #[error("{name} is not a valid WAL file: {reason}")]
     BadSegment { name: String, reason: String },
     #[error("{name} belongs to database system {found}, but this repository holds system {expected}: archive_command points at the wrong repository")]
     OtherCluster {
@@ -45,6 +46,8 @@ pub enum PushError {
     },
     #[error("{name} is already archived with different content; refusing to overwrite it (two clusters archiving to one repository, or a restored server still archiving here?)")]
     Conflict { name: String },
+    #[error("{name} is not finished: its last page is not written yet (a copy taken while PostgreSQL was still writing it?); archive the completed segment from pg_wal")]
+    Unfinished { name: String },
     #[error("compressing {name}: {source}")]
     Compress {
         name: String,
@@ -101,7 +104,12 @@ pub async fn wal_push(repo: &Repo, path: &Path) -> Result<PushOutcome, PushError
             check_header(&config, &fname, &raw)?;
             push_aux(repo, &name, raw).await
         }
-        WalFileName::History(_) | WalFileName::Backup { .. } => {
+        WalFileName::History(tli) => {
+            let raw = tokio::fs::read(path).await.map_err(read_err)?;
+            check_history(*tli, &fname, &raw)?;
+            push_aux(repo, &name, raw).await
+        }
+        WalFileName::Backup { .. } => {
             let raw = tokio::fs::read(path).await.map_err(read_err)?;
             push_aux(repo, &name, raw).await
         }
@@ -125,6 +133,31 @@ async fn compact_previous_chunk(repo: &Repo, config: &RepoConfig, seg: &SegmentN
     if let Err(e) = repo.compact_wal_index(seg.timeline(), chunk - 1).await {
         tracing::warn!(error = %e, chunk = chunk - 1, "could not compact the WAL index");
     }
+    // Once per chunk too: what killed pushes left in the store.
+    if offset == 0 {
+        if let Err(e) = repo.store().sweep_abandoned().await {
+            tracing::warn!(error = %e, "could not sweep abandoned temporary files");
+        }
+    }
+}
+
+/// A history file must be one Postgres could have written: text that
+/// parses, with at least its parent's entry (only timeline 1 has none,
+/// and it has no file). Garbage pushed under a history name would
+/// otherwise be archived for good and refuse the real file.
+fn check_history(tli: TimelineId, name: &str, raw: &[u8]) -> Result<(), PushError> {
+    let bad = |reason: String| PushError::BadSegment {
+        name: name.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(raw).map_err(|_| bad("it is not text".into()))?;
+    let history = TimelineHistory::parse(tli, text).map_err(|e| bad(e.to_string()))?;
+    if history.entries().is_empty() {
+        return Err(bad(format!(
+            "it names no parent timeline (a history file of timeline {tli} has at least one entry)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a segment's long page header against the repository; returns it.
@@ -179,14 +212,13 @@ async fn push_segment(
         });
     }
     let record_key = layout::segment_record(seg);
-    let data_key = layout::segment_data(seg);
 
     // Fast path for a re-push: the record is the commit marker.
     match repo
         .get_meta::<WalSegmentRecord>(&record_key, KIND_WAL)
         .await
     {
-        Ok(existing) => return same_or_conflict(&existing, &raw),
+        Ok(existing) => return already_archived(repo, seg, &existing, &raw).await,
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
     }
@@ -194,45 +226,66 @@ async fn push_segment(
     // Compression of two halves on two threads (two zstd frames, read back
     // as one stream), the hash and the WAL scan on a third: a push costs
     // about its CPU time over two cores.
-    let (raw, stored, hash, summary, scan_error, xacts) = tokio::task::spawn_blocking(move || {
-        let done = std::thread::scope(|scope| {
-            let raw = &raw;
-            let other = scope.spawn(|| {
-                let hash = ContentHash::of(raw);
-                let scanned = scan_segment(raw, size);
-                (hash, scanned)
+    let (raw, stored, hash, summary, scan_error, xacts, finished) =
+        tokio::task::spawn_blocking(move || {
+            let done = std::thread::scope(|scope| {
+                let raw = &raw;
+                let other = scope.spawn(|| {
+                    let hash = ContentHash::of(raw);
+                    let scanned = scan_segment(raw, size);
+                    (hash, scanned)
+                });
+                let stored = codec::compress_split(raw);
+                let Ok((hash, scanned)) = other.join() else {
+                    return Err(std::io::Error::other("the hashing thread panicked"));
+                };
+                let written = header.last_page_written(raw);
+                let (summary, scan_error, xacts, finished) = match scanned {
+                    Ok(scan) => {
+                        let finished = written || scan.switch_lsn.is_some();
+                        (
+                            Some(WalSummary::from_scan(&scan)),
+                            None,
+                            Some(scan.xact_ends),
+                            finished,
+                        )
+                    }
+                    // The scanner could not read it: judge by the last page
+                    // alone, but only refuse what is plainly not this
+                    // segment's (another address), never mere zeros that a
+                    // switch may have left.
+                    Err(e) => (
+                        None,
+                        Some(e.to_string()),
+                        None,
+                        written || !recycled_tail(raw, &header),
+                    ),
+                };
+                Ok((stored, hash, summary, scan_error, xacts, finished))
             });
-            let stored = codec::compress_split(raw);
-            let Ok((hash, scanned)) = other.join() else {
-                return Err(std::io::Error::other("the hashing thread panicked"));
-            };
-            let (summary, scan_error, xacts) = match scanned {
-                Ok(scan) => (
-                    Some(WalSummary::from_scan(&scan)),
-                    None,
-                    Some(scan.xact_ends),
-                ),
-                Err(e) => (None, Some(e.to_string()), None),
-            };
-            Ok((stored, hash, summary, scan_error, xacts))
-        });
-        done.map(|(stored, hash, summary, scan_error, xacts)| {
-            (raw, stored, hash, summary, scan_error, xacts)
+            done.map(|(stored, hash, summary, scan_error, xacts, finished)| {
+                (raw, stored, hash, summary, scan_error, xacts, finished)
+            })
         })
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))
-    .and_then(|r| r)
-    .map_err(|source| PushError::Compress {
-        name: name.clone(),
-        source,
-    })?;
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|source| PushError::Compress {
+            name: name.clone(),
+            source,
+        })?;
+    if !finished {
+        // A copy of the segment Postgres is still writing: accepting it
+        // would make the real one a conflict forever.
+        return Err(PushError::Unfinished { name });
+    }
     let stored = stored.map_err(|source| PushError::Compress {
         name: name.clone(),
         source,
     })?;
 
     let (sha256, blake3) = hash.into_fields();
+    let tag = layout::DataTag::from_blake3(&blake3)?;
     let record = WalSegmentRecord {
         name: name.clone(),
         timeline: seg.timeline(),
@@ -244,21 +297,13 @@ async fn push_segment(
         pushed_at: Utc::now(),
         summary,
         scan_error,
+        data_tag: Some(tag.to_string()),
     };
-    let data = async {
-        match repo.store().put(&data_key, &stored, PutMode::Create).await {
-            Ok(()) => Ok(()),
-            // Data without a record: an earlier push died before it was
-            // acknowledged. Nothing relies on it, so replace it.
-            Err(StoreError::AlreadyExists(_)) => {
-                repo.store()
-                    .put(&data_key, &stored, PutMode::Overwrite)
-                    .await
-            }
-            Err(e) => Err(e),
-        }
-        .map_err(PushError::from)
-    };
+    // The data object is named by its content: a racing push of other
+    // bytes writes another object, never this one, and an existing object
+    // under this name already holds these bytes (writes are atomic).
+    let data =
+        async { create_or_same(repo, &layout::segment_data(seg, Some(&tag)), &stored).await };
     // Every transaction end, for exact explanations (not read by plan).
     let xacts = async {
         let bytes = xacts.and_then(|x| {
@@ -267,44 +312,99 @@ async fn push_segment(
                 .and_then(|b| codec::compress(&b).ok())
         });
         if let Some(bytes) = bytes {
-            repo.store()
-                .put(&layout::segment_xacts(seg), &bytes, PutMode::Overwrite)
-                .await?;
+            create_or_same(repo, &layout::segment_xacts(seg, Some(&tag)), &bytes).await?;
         }
         Ok::<(), PushError>(())
     };
-    // The index entry, like the data, is durable before the record (the
-    // acknowledgement): once it exists, the planner must see the segment.
-    // Until then the push is unacknowledged and may be replaced, so the
-    // entry may be too. The three writes are independent: done at once.
-    let index = async {
-        repo.put_meta(
-            &layout::wal_index_pending(seg),
-            KIND_WAL,
-            &record,
-            PutMode::Overwrite,
-        )
-        .await
-        .map_err(PushError::from)
-    };
-    tokio::try_join!(data, xacts, index)?;
+    tokio::try_join!(data, xacts)?;
+    // The record is the commit marker: created once, never replaced. The
+    // WAL index entry follows it (the catalog never lists a segment whose
+    // record and data are not durable); the push is acknowledged only
+    // once both are, and a retry after a failure between them writes the
+    // entry again (`already_archived`).
     match repo
         .put_meta(&record_key, KIND_WAL, &record, PutMode::Create)
         .await
     {
-        Ok(()) => Ok(PushOutcome {
-            name,
-            status: PushStatus::Stored,
-            raw_bytes: record.raw_bytes,
-            stored_bytes: record.stored_bytes,
-        }),
+        Ok(()) => {
+            // Read the marker back before acknowledging: a store whose
+            // create-if-absent is not atomic (some S3-compatible servers
+            // check, then write) can let a racing push of other bytes
+            // replace it; then that push is the archived one, not ours.
+            let stored: WalSegmentRecord = repo.get_meta(&record_key, KIND_WAL).await?;
+            if stored.content_hash() != record.content_hash() {
+                return already_archived(repo, seg, &stored, &raw).await;
+            }
+            put_index_entry(repo, seg, &record).await?;
+            Ok(PushOutcome {
+                name,
+                status: PushStatus::Stored,
+                raw_bytes: record.raw_bytes,
+                stored_bytes: record.stored_bytes,
+            })
+        }
         Err(RepoError::Store(StoreError::AlreadyExists(_))) => {
             // A concurrent push of the same name won the race.
             let existing: WalSegmentRecord = repo.get_meta(&record_key, KIND_WAL).await?;
-            same_or_conflict(&existing, &raw)
+            already_archived(repo, seg, &existing, &raw).await
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the last page of a segment holds another segment's page (a
+/// recycled file not yet overwritten): plainly unfinished.
+fn recycled_tail(raw: &[u8], header: &LongPageHeader) -> bool {
+    let bl = header.xlog_blcksz as usize;
+    let Some(page) = raw.len().checked_sub(bl).and_then(|s| raw.get(s..)) else {
+        return false;
+    };
+    page.iter().any(|&b| b != 0)
+}
+
+/// Writes a content-named object unless it exists (then it holds the
+/// same bytes: its name is their hash, and writes are atomic).
+async fn create_or_same(
+    repo: &Repo,
+    key: &crate::repo::store::ObjectKey,
+    bytes: &[u8],
+) -> Result<(), PushError> {
+    match repo.store().put(key, bytes, PutMode::Create).await {
+        Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The segment's WAL index entry: what `info` and `plan` read.
+async fn put_index_entry(
+    repo: &Repo,
+    seg: &SegmentName,
+    record: &WalSegmentRecord,
+) -> Result<(), PushError> {
+    repo.put_meta(
+        &layout::wal_index_pending(seg),
+        KIND_WAL,
+        record,
+        PutMode::Overwrite,
+    )
+    .await
+    .map_err(PushError::from)
+}
+
+/// A re-push of an archived name: the same bytes succeed (and make sure the
+/// WAL index lists the segment, in case the push that wrote the record died
+/// before its index entry); other bytes are a conflict that changes nothing.
+async fn already_archived(
+    repo: &Repo,
+    seg: &SegmentName,
+    existing: &WalSegmentRecord,
+    raw: &[u8],
+) -> Result<PushOutcome, PushError> {
+    let outcome = same_or_conflict(existing, raw)?;
+    if !repo.wal_index_lists(seg, existing.segno).await? {
+        put_index_entry(repo, seg, existing).await?;
+    }
+    Ok(outcome)
 }
 
 /// An archived record against the bytes pushed again under its name,
@@ -362,7 +462,7 @@ async fn push_aux(repo: &Repo, name: &WalFileName, raw: Vec<u8>) -> Result<PushO
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::{SegNo, TimelineId};
+    use crate::pg::SegNo;
 
     fn record(hash: ContentHash, raw_bytes: u64) -> WalSegmentRecord {
         let (sha256, blake3) = hash.into_fields();
@@ -377,7 +477,191 @@ mod tests {
             pushed_at: Utc::now(),
             summary: None,
             scan_error: None,
+            data_tag: None,
         }
+    }
+
+    use crate::catalog::RepoConfig;
+    use crate::repo::store::fault::FaultStore;
+    use crate::repo::store::{FsStore, ObjectKey};
+    use crate::repo::{RepoLocation, KIND_CONFIG};
+    use std::sync::Arc;
+
+    /// A real 1 MiB segment made by PostgreSQL 15 (testdata/wal/pg15), whose
+    /// last page is written (no switch): a finished segment.
+    fn segment(n: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/testdata/wal/pg15/00000001000000000000000{n}.zst",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        zstd::decode_all(&std::fs::read(path).unwrap()[..]).unwrap()
+    }
+
+    const NAME: &str = "000000010000000000000009";
+
+    /// A repository for the fixtures' cluster, over a fault-injecting store.
+    async fn repo_for(raw: &[u8]) -> (tempfile::TempDir, Repo, Arc<FaultStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultStore::new(Arc::new(FsStore::new(dir.path()))));
+        let repo = Repo::with_store(
+            RepoLocation::Local(dir.path().to_path_buf()),
+            faults.clone(),
+        );
+        let header = LongPageHeader::parse(raw).unwrap();
+        let control = crate::pg::control::ControlFile::decode(include_bytes!(
+            "../../testdata/pg15/pg_control"
+        ))
+        .unwrap();
+        let config = RepoConfig {
+            system_id: crate::pg::control::SystemId::new(header.system_id),
+            pg_major: crate::pg::control::PgMajor::new(15).unwrap(),
+            wal_segment_size: crate::pg::WalSegmentSize::new(u64::from(header.seg_size)).unwrap(),
+            fingerprint: control.fingerprint,
+            created_at: Utc::now(),
+            created_by: "test".into(),
+        };
+        repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
+            .await
+            .unwrap();
+        (dir, repo, faults)
+    }
+
+    /// Writes `raw` as `name` in a new directory under `dir` and pushes it.
+    async fn push(
+        repo: &Repo,
+        dir: &Path,
+        name: &str,
+        raw: &[u8],
+    ) -> Result<PushOutcome, PushError> {
+        let sub = tempfile::tempdir_in(dir).unwrap();
+        let path = sub.path().join(name);
+        std::fs::write(&path, raw).unwrap();
+        wal_push(repo, &path).await
+    }
+
+    async fn fetched(repo: &Repo, name: &str) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        crate::capture::wal_fetch::wal_fetch(repo, name, &dest)
+            .await
+            .unwrap();
+        std::fs::read(dest).unwrap()
+    }
+
+    async fn listed(repo: &Repo) -> usize {
+        repo.load_catalog().await.unwrap().wal.len()
+    }
+
+    /// Finding 3 of issue 10: two pushes of different bytes under one name
+    /// race; whichever is acknowledged is what wal-fetch returns, every time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_pushes_of_different_bytes_never_change_the_acknowledged_one() {
+        let complete = segment("9");
+        let mut other = complete.clone();
+        other[0x50000 + 100] ^= 0xFF; // still finished: its last page is intact
+        for trial in 0..30 {
+            let (dir, repo, _) = repo_for(&complete).await;
+            let (a, b) = tokio::join!(
+                push(&repo, dir.path(), NAME, &complete),
+                push(&repo, dir.path(), NAME, &other)
+            );
+            let winner = match (&a, &b) {
+                (Ok(_), Err(PushError::Conflict { .. })) => &complete,
+                (Err(PushError::Conflict { .. }), Ok(_)) => &other,
+                _ => panic!(
+                    "trial {trial}: expected one success and one conflict, got {a:?} / {b:?}"
+                ),
+            };
+            assert!(
+                fetched(&repo, NAME).await == *winner,
+                "trial {trial}: wal-fetch returned other bytes than the acknowledged push"
+            );
+            assert_eq!(listed(&repo).await, 1);
+        }
+    }
+
+    /// Finding 4: a push that fails before its record leaves no WAL index
+    /// entry; one that fails after it is completed by the retry.
+    #[tokio::test]
+    async fn a_failed_push_never_leaves_the_index_claiming_the_segment() {
+        let raw = segment("9");
+        let (dir, repo, faults) = repo_for(&raw).await;
+        let WalFileName::Segment(seg) = WalFileName::parse(NAME).unwrap() else {
+            panic!("{NAME} is a segment name")
+        };
+        let record_key = layout::segment_record(&seg);
+        let rk = record_key.clone();
+        faults.fail_writes(Some(Box::new(move |k: &ObjectKey| *k == rk)));
+        assert!(push(&repo, dir.path(), NAME, &raw).await.is_err());
+        assert_eq!(
+            listed(&repo).await,
+            0,
+            "the index lists a segment whose push failed"
+        );
+        faults.fail_writes(Some(Box::new(|k: &ObjectKey| {
+            k.as_str().starts_with("catalog/wal/")
+        })));
+        assert!(push(&repo, dir.path(), NAME, &raw).await.is_err());
+        assert_eq!(listed(&repo).await, 0);
+        faults.fail_writes(None);
+        let out = push(&repo, dir.path(), NAME, &raw).await.unwrap();
+        assert_eq!(out.status, PushStatus::AlreadyArchived);
+        assert_eq!(
+            listed(&repo).await,
+            1,
+            "the retry did not complete the index"
+        );
+        assert!(fetched(&repo, NAME).await == raw);
+    }
+
+    /// Finding 9: a copy of a segment still being written (zeros where the
+    /// rest will go, or the recycled file's old pages) is refused, and the
+    /// finished segment is then archived.
+    #[tokio::test]
+    async fn an_unfinished_copy_is_refused_and_the_finished_segment_then_archived() {
+        let raw = segment("9");
+        let (dir, repo, _) = repo_for(&raw).await;
+        let mut zeroed = raw.clone();
+        zeroed[0x80000..].fill(0);
+        let mut recycled = raw.clone();
+        recycled[0x80000..].copy_from_slice(&segment("A")[0x80000..]);
+        for copy in [zeroed, recycled] {
+            let e = push(&repo, dir.path(), NAME, &copy).await.unwrap_err();
+            assert!(matches!(e, PushError::Unfinished { .. }), "{e}");
+        }
+        assert_eq!(listed(&repo).await, 0);
+        let out = push(&repo, dir.path(), NAME, &raw).await.unwrap();
+        assert_eq!(out.status, PushStatus::Stored);
+        // A segment closed by a switch ends in zeroed pages: finished.
+        let switched = segment("7");
+        let out = push(&repo, dir.path(), "000000010000000000000007", &switched)
+            .await
+            .unwrap();
+        assert_eq!(out.status, PushStatus::Stored);
+    }
+
+    /// Finding 8: garbage under a history name is refused; the real file is
+    /// then archived and the repository still plans.
+    #[tokio::test]
+    async fn a_garbage_history_file_is_refused() {
+        let raw = segment("9");
+        let (dir, repo, _) = repo_for(&raw).await;
+        for garbage in [
+            &b"garbage\n"[..],
+            b"",
+            b"\xff\xfe",
+            b"2\t0/3000000\tno recovery target specified\n",
+        ] {
+            let e = push(&repo, dir.path(), "00000002.history", garbage)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, PushError::BadSegment { .. }), "{e}");
+        }
+        let real = include_bytes!("../../testdata/pg15/00000002.history");
+        push(&repo, dir.path(), "00000002.history", real)
+            .await
+            .unwrap();
+        assert_eq!(repo.load_catalog().await.unwrap().histories.len(), 1);
     }
 
     #[test]

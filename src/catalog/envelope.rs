@@ -2,14 +2,22 @@
 //! version and a SHA-256 of the body's exact bytes. Reading refuses an
 //! unknown kind, a newer format version, or a body whose checksum does not
 //! match, each with a reason.
+//!
+//! Format versions: 1, the first; 2 adds content-named WAL data objects
+//! (`data_tag`), backup manifests that name each file's object (`object`)
+//! and BLAKE3 content hashes in place of SHA-256. A pitr that reads only
+//! version 1 meets a version 2 file with "upgrade pitr" instead of
+//! misreading it. This build writes 2 and reads 1 and 2.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
@@ -17,7 +25,7 @@ pub enum EnvelopeError {
     Syntax(#[source] serde_json::Error),
     #[error("expected a {expected} file, found a {found} file")]
     Kind { expected: String, found: String },
-    #[error("format version {found} is not known to this pitr (it reads version {FORMAT_VERSION}); upgrade pitr to read this repository")]
+    #[error("format version {found} is not known to this pitr (it reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}); upgrade pitr to read this repository")]
     Version { found: u32 },
     #[error("checksum mismatch (stored {stored}, computed {computed}): the file is corrupt or was edited by hand")]
     Checksum { stored: String, computed: String },
@@ -77,7 +85,7 @@ impl Envelope {
                 found: env.kind,
             });
         }
-        if env.format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&env.format_version) {
             return Err(EnvelopeError::Version {
                 found: env.format_version,
             });
@@ -127,10 +135,23 @@ mod tests {
             Envelope::open::<Thing>("thing", tampered.as_bytes()),
             Err(EnvelopeError::Checksum { .. })
         ));
-        let newer = text.replace("\"format_version\": 1", "\"format_version\": 2");
+        // Written now: the current version; an older one still reads; a
+        // newer one is refused with "upgrade pitr".
+        let current = format!("\"format_version\": {FORMAT_VERSION}");
+        assert!(text.contains(&current));
+        let older = text.replace(&current, "\"format_version\": 1");
+        assert_eq!(
+            Envelope::open::<Thing>("thing", older.as_bytes()).unwrap(),
+            t
+        );
+        let newer = text.replace(&current, "\"format_version\": 3");
+        let err = Envelope::open::<Thing>("thing", newer.as_bytes()).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Version { found: 3 }));
+        assert!(err.to_string().contains("upgrade pitr"), "{err}");
+        let ancient = text.replace(&current, "\"format_version\": 0");
         assert!(matches!(
-            Envelope::open::<Thing>("thing", newer.as_bytes()),
-            Err(EnvelopeError::Version { found: 2 })
+            Envelope::open::<Thing>("thing", ancient.as_bytes()),
+            Err(EnvelopeError::Version { found: 0 })
         ));
         assert!(matches!(
             Envelope::open::<Thing>("thing", b"{not json"),

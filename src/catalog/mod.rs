@@ -9,6 +9,6 @@ pub mod model;
 pub use envelope::{Envelope, EnvelopeError};
 pub use hash::ContentHash;
 pub use model::{
-    BackupFile, BackupManifest, BackupRecord, Catalog, FileChunk, RepoConfig, RestoreTiming,
-    WalIndexChunk, WalSegmentRecord, WalSummary,
+    BackupClaim, BackupFile, BackupManifest, BackupRecord, Catalog, DamagedObject, FileChunk,
+    RepoConfig, RestoreTiming, WalIndexChunk, WalSegmentRecord, WalSummary,
 };

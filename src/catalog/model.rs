@@ -106,6 +106,11 @@ pub struct WalSegmentRecord {
     pub summary: Option<WalSummary>,
     /// Why the scan failed, when it did (the segment is still archived).
     pub scan_error: Option<String>,
+    /// The content tag naming the data object (`wal/<TLI>/<name>.<tag>.zst`,
+    /// see `repo::layout::segment_data`); absent in records written before
+    /// format version 2, whose data object has the plain name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_tag: Option<String>,
 }
 
 /// A compacted stretch of the WAL index (`catalog/wal/<TLI>/chunk-<N>.json`):
@@ -179,6 +184,23 @@ pub struct BackupFile {
     /// restored by every worker at once. Empty: one object `files/<n>.zst`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<FileChunk>,
+    /// The number `n` in this file's object keys (`files/<n>.zst`,
+    /// `files/<n>.<c>.zst`): its place in the backup's walk of the data
+    /// directory, which differs from its place in the manifest once a file
+    /// vanished during the copy. Absent in manifests written before format
+    /// version 2, where the two were always equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<u64>,
+}
+
+impl BackupFile {
+    /// The number in this file's object keys, given its manifest position.
+    pub fn object_number(&self, position: usize) -> Result<usize, String> {
+        match self.object {
+            None => Ok(position),
+            Some(n) => usize::try_from(n).map_err(|_| format!("object number {n} is out of range")),
+        }
+    }
 }
 
 /// One chunk of a chunked backup file: `size` bytes at `offset`.
@@ -199,6 +221,24 @@ pub struct BackupManifest {
     pub files: Vec<BackupFile>,
     pub backup_label: String,
     pub tablespace_map: Option<String>,
+}
+
+/// `claims/<id>.json`: the backup id one run took (created once, never
+/// replaced, so two runs can never share an id) and who took it, so that a
+/// later run can tell a backup that is still running from one whose
+/// process is provably gone (same machine and boot, and no process with
+/// that pid and start time) and clear what it left behind.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BackupClaim {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    /// `/proc/sys/kernel/random/boot_id` of the machine that ran it.
+    pub boot_id: String,
+    pub hostname: String,
+    pub pid: u32,
+    /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since
+    /// boot): tells a reused pid from the original process.
+    pub pid_start: u64,
 }
 
 /// What one restore measured (`catalog/timings/<stamp>.json`): the cost
@@ -226,6 +266,17 @@ pub struct Catalog {
     pub histories: BTreeMap<TimelineId, TimelineHistory>,
     /// The most recent restores' measurements (at most 20).
     pub timings: Vec<RestoreTiming>,
+    /// Catalog objects that could not be read (corrupt, unknown format,
+    /// invalid history): left out, so planning goes around them, and
+    /// reported by `info` and `plan`.
+    pub damaged: Vec<DamagedObject>,
+}
+
+/// A catalog object left out of the catalog, and why.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DamagedObject {
+    pub key: String,
+    pub reason: String,
 }
 
 impl Catalog {

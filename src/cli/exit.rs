@@ -2,7 +2,11 @@
 //! non-zero status, `restore_command`'s caller treats "not found" as
 //! ordinary, and scripts branch on the rest. Documented in
 //! docs/exit-codes.md; keep the two in step. All codes are below 126
-//! (Postgres treats higher statuses from restore_command as fatal).
+//! except `StopRecovery`: Postgres treats a restore_command status above
+//! 125 as fatal to recovery (xlogarchive.c: RestoreArchivedFile,
+//! wait_result_is_any_signal) and every lower one as "not archived", which
+//! ends recovery early. So `wal-fetch` exits 3 only for "not in a healthy
+//! repository" and `StopRecovery` for every other failure.
 
 use crate::capture::backup::BackupError;
 use crate::capture::wal_fetch::FetchError;
@@ -26,6 +30,8 @@ pub enum Code {
     Recovery = 7,
     Postgres = 8,
     Conflict = 9,
+    /// `wal-fetch` only: anything but "not archived" (see above).
+    StopRecovery = 200,
 }
 
 /// An error on its way out of the CLI, with the exit code it maps to.
@@ -45,6 +51,18 @@ impl Failure {
 
     pub fn usage(msg: impl std::fmt::Display) -> Failure {
         Failure::new(Code::Usage, anyhow::anyhow!("{msg}"))
+    }
+
+    /// For restore_command: every failure but "not archived" stops
+    /// recovery rather than ending it.
+    pub fn stop_recovery(self) -> Failure {
+        match self.code {
+            Code::NotFound => self,
+            _ => Failure {
+                code: Code::StopRecovery,
+                error: self.error,
+            },
+        }
     }
 
     pub fn context(self, ctx: impl std::fmt::Display + Send + Sync + 'static) -> Failure {
@@ -83,6 +101,7 @@ impl From<PushError> for Failure {
             | PushError::BadSegment { .. }
             | PushError::OtherCluster { .. } => Code::Incompatible,
             PushError::Conflict { .. } => Code::Conflict,
+            PushError::Unfinished { .. } => Code::Conflict,
             PushError::Compress { .. } => Code::Internal,
             PushError::Repo(r) => repo_code(r),
         };
@@ -95,7 +114,7 @@ impl From<FetchError> for Failure {
         let code = match &e {
             FetchError::NotFound(_) => Code::NotFound,
             FetchError::Name(_) => Code::Usage,
-            FetchError::Corrupt { .. } => Code::Storage,
+            FetchError::Corrupt { .. } | FetchError::Unservable { .. } => Code::Storage,
             FetchError::Write { .. } => Code::Internal,
             FetchError::Repo(r) => repo_code(r),
         };
@@ -114,6 +133,7 @@ impl From<BackupError> for Failure {
             BackupError::StopSegmentNotArchived { .. } => Code::Postgres,
             BackupError::Read { .. } | BackupError::Control { .. } => Code::Usage,
             BackupError::Copy { .. } => Code::Internal,
+            BackupError::NoFreeId(_) => Code::Conflict,
             BackupError::Repo(r) => repo_code(r),
         };
         Failure::new(code, e)
@@ -135,8 +155,13 @@ impl From<TimeError> for Failure {
 impl From<RecoverError> for Failure {
     fn from(e: RecoverError) -> Self {
         let code = match &e {
+            // What the machine or the operator must fix: a directory, a
+            // port, a program that cannot run; nothing about recovery.
             RecoverError::NotEmpty { .. }
             | RecoverError::PortInUse(_)
+            | RecoverError::NoPort
+            | RecoverError::Write { .. }
+            | RecoverError::Spawn { .. }
             | RecoverError::Tablespaces => Code::Usage,
             RecoverError::Bin(_) => Code::Incompatible,
             RecoverError::Corrupt { .. }

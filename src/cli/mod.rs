@@ -222,9 +222,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     return Ok(());
                 }
             }
-            let repo = open_repo(&repo).await?;
-            wal_fetch::wal_fetch(&repo, &name, &dest).await?;
-            Ok(())
+            async {
+                let repo = open_repo(&repo).await?;
+                wal_fetch::wal_fetch(&repo, &name, &dest).await?;
+                Ok(())
+            }
+            .await
+            .map_err(Failure::stop_recovery)
         }
         Command::WalPrefetch {
             repo,
@@ -291,6 +295,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let catalog = repo.load_catalog().await?;
             let cost = target_args.cost_model(&catalog);
             let mut plan = plan::plan(&catalog, &target, &cost)?;
+            plan.damaged = catalog.damaged.clone();
             refine(&repo, &mut plan).await;
             plan.install = Some(match select_install(&catalog, &plan, None) {
                 Ok(i) => format!("{} (PostgreSQL {})", i.bin_dir, i.version),
@@ -300,6 +305,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 print_json(&plan)
             } else {
                 print!("{}", explain::render(&plan));
+                print_damaged(&plan.damaged);
                 Ok(())
             }
         }
@@ -785,12 +791,16 @@ async fn init(arg: &args::RepoArg, pgdata: &Path, json: bool) -> Result<(), Fail
             config.pg_major,
             explain::human_bytes(config.wal_segment_size.bytes())
         );
-        println!(
-            "set in postgresql.conf: archive_mode = on, archive_command = '{} wal-push --repo {} %p'",
-            std::env::current_exe()
+        let command = crate::recover::settings::archive_command(
+            &std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "pitr".into()),
-            repo.location().to_arg()
+            &repo.location().to_arg(),
+            repo.s3_settings(),
+        );
+        println!(
+            "set in postgresql.conf: archive_mode = on, archive_command = {}",
+            crate::recover::settings::guc_quote(&command)
         );
     }
     Ok(())
@@ -817,6 +827,8 @@ struct Info {
     restorable_error: Option<String>,
     /// Every timeline's window, newest first.
     timelines: Vec<plan::Window>,
+    /// Catalog objects that could not be read (left out of all the above).
+    damaged: Vec<crate::catalog::DamagedObject>,
 }
 
 fn wal_by_timeline(catalog: &Catalog) -> Vec<TimelineWal> {
@@ -874,6 +886,7 @@ async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
         backups: catalog.backups,
         restorable,
         restorable_error,
+        damaged: catalog.damaged,
     };
     if json {
         return print_json(&info);
@@ -943,7 +956,20 @@ async fn info(arg: &args::RepoArg, json: bool) -> Result<(), Failure> {
             println!("  GAPS      {}", w.gaps.join(", "));
         }
     }
+    print_damaged(&info.damaged);
     Ok(())
+}
+
+/// Damaged catalog objects, for the text output of `info` and `plan`.
+fn print_damaged(damaged: &[crate::catalog::DamagedObject]) {
+    if damaged.is_empty() {
+        return;
+    }
+    println!();
+    println!("DAMAGED ({}), left out and planned around:", damaged.len());
+    for d in damaged {
+        println!("  {}: {}", d.key, d.reason);
+    }
 }
 
 /// What restore and rollback refuse before touching anything: a target

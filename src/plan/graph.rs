@@ -866,7 +866,7 @@ fn finish_plan(
             chosen.id, chosen.stop_lsn, chosen.stop_time
         ),
         format!(
-            "WAL is continuous from {from_name} to {} ({count} segments, timeline {tli_text}), every segment archived with a SHA-256",
+            "WAL is continuous from {from_name} to {} ({count} segments, timeline {tli_text}), every segment archived with a content hash (BLAKE3)",
             stop.segment
         ),
         stop.description.clone(),
@@ -893,6 +893,7 @@ fn finish_plan(
         alternatives,
         cost_model: cost.clone(),
         install: None,
+        damaged: Vec::new(),
     }
 }
 

@@ -45,6 +45,10 @@ pub struct Plan {
     /// The install that will run the restore, or why none here can (set
     /// by the caller after the compatibility check).
     pub install: Option<String>,
+    /// Catalog objects that could not be read and were planned around
+    /// (set by the caller, from `Catalog::damaged`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<crate::catalog::DamagedObject>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -111,6 +111,7 @@ fn record(tli: u32, s: u64) -> WalSegmentRecord {
             max_xid: Some(1000 + s as u32),
         }),
         scan_error: None,
+        data_tag: None,
     }
 }
 
@@ -183,6 +184,7 @@ fn build(w: &World) -> Catalog {
         wal,
         histories,
         timings: Vec::new(),
+        damaged: Vec::new(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Building the new data directory from a backup: every directory and file
 //! of the manifest, each object streamed from the store through zstd and
-//! checked against its recorded size and SHA-256; `pg_control` written
+//! checked against its recorded size and content hash; `pg_control` written
 //! last; `backup_label` (and `tablespace_map`) from the manifest. Small
 //! files and the chunks of big ones are restored by `jobs` workers at
 //! once, each chunk written at its offset; writeback starts as each is
@@ -176,9 +176,10 @@ async fn restore_unit(
     };
     let f = manifest.files[n].clone();
     let path = target_path(pgdata, &f.path)?;
+    let obj = f.object_number(n).map_err(RecoverError::BadManifest)?;
     let (key, offset, size, hash) = match c {
         None => (
-            layout::backup_file(&manifest.id, n).map_err(repo_err)?,
+            layout::backup_file(&manifest.id, obj).map_err(repo_err)?,
             0,
             f.size,
             f.content_hash(),
@@ -186,7 +187,7 @@ async fn restore_unit(
         Some(c) => {
             let chunk = &f.chunks[c];
             (
-                layout::backup_chunk(&manifest.id, n, c).map_err(repo_err)?,
+                layout::backup_chunk(&manifest.id, obj, c).map_err(repo_err)?,
                 chunk.offset,
                 chunk.size,
                 ContentHash::Blake3(chunk.blake3.clone()),
@@ -283,7 +284,8 @@ async fn restore_streamed(
     f: &BackupFile,
     path: &Path,
 ) -> Result<(), RecoverError> {
-    let key = layout::backup_file(backup_id, n).map_err(|e| RecoverError::Repo(e.into()))?;
+    let obj = f.object_number(n).map_err(RecoverError::BadManifest)?;
+    let key = layout::backup_file(backup_id, obj).map_err(|e| RecoverError::Repo(e.into()))?;
     let reader = repo
         .store()
         .open_read(&key)

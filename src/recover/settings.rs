@@ -90,8 +90,10 @@ pub fn restore_command(
         // process, which is most of what a spooled fetch costs. (The
         // spool holds only complete, verified segments, under their
         // names; anything else falls through to wal-fetch.)
-        let spooled = shell_quote(&format!("{}/%f", dir.display()));
-        cmd.push_str(&format!("mv -f {spooled} %p 2>/dev/null || "));
+        // (NUL stands for Postgres' %f until the escaping below: no path
+        // holds one.)
+        let spooled = shell_quote(&format!("{}/\0f", dir.display()));
+        cmd.push_str(&format!("mv -f {spooled} \0p 2>/dev/null || "));
     }
     cmd.push_str(&format!(
         "{} wal-fetch --repo {}",
@@ -108,7 +110,30 @@ pub fn restore_command(
         cmd.push(' ');
         cmd.push_str(&shell_quote(&arg));
     }
+    // Postgres expands %f, %p, %r and %% in restore_command: a '%' of our
+    // own (a path, a prefix) must reach the shell as itself.
+    let mut cmd = cmd
+        .replace('%', "%%")
+        .replace("\0f", "%f")
+        .replace("\0p", "%p");
     cmd.push_str(" %f %p");
+    cmd
+}
+
+/// The `archive_command` that archives into `repo` with this pitr and
+/// these S3 settings (what `pitr init` tells the operator to set).
+pub fn archive_command(pitr_exe: &str, repo: &str, s3: &S3Settings) -> String {
+    let mut cmd = format!(
+        "{} wal-push --repo {}",
+        shell_quote(pitr_exe),
+        shell_quote(repo)
+    );
+    for arg in s3.to_args() {
+        cmd.push(' ');
+        cmd.push_str(&shell_quote(&arg));
+    }
+    let mut cmd = cmd.replace('%', "%%");
+    cmd.push_str(" %p");
     cmd
 }
 
@@ -229,6 +254,33 @@ port = 54321
 unix_socket_directories = '/tmp'
 ";
         assert_eq!(auto_conf_block(&s), want);
+    }
+
+    #[test]
+    fn restore_command_escapes_percent_signs_of_its_own() {
+        let cmd = restore_command(
+            "/bin/pitr",
+            "/srv/repo%f",
+            &S3Settings::default(),
+            Some(std::path::Path::new("/d/50%/pg_wal/pitr-spool")),
+        );
+        assert_eq!(
+            cmd,
+            "mv -f '/d/50%%/pg_wal/pitr-spool/%f' %p 2>/dev/null || /bin/pitr wal-fetch --repo '/srv/repo%%f' --spool '/d/50%%/pg_wal/pitr-spool' %f %p"
+        );
+    }
+
+    #[test]
+    fn archive_command_carries_s3_settings() {
+        let s3 = S3Settings {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            path_style: true,
+            ..S3Settings::default()
+        };
+        assert_eq!(
+            archive_command("/bin/pitr", "s3://b/p%1", &s3),
+            "/bin/pitr wal-push --repo 's3://b/p%%1' --s3-endpoint http://127.0.0.1:9000 --s3-path-style %p"
+        );
     }
 
     #[test]

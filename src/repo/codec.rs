@@ -1,5 +1,5 @@
 //! How bytes are stored: zstd frames with zstd's own content checksum
-//! (so a corrupted object fails to decode), and SHA-256 of the raw content
+//! (so a corrupted object fails to decode), and BLAKE3 (SHA-256 in older records) of the raw content
 //! recorded in metadata (so a wrong-but-valid object is caught too).
 
 use std::io::{self, Read, Write};

@@ -2,13 +2,18 @@
 //!
 //! ```text
 //! pitr.json                                  RepoConfig
-//! wal/<TLI>/<segment>.zst                    segment data
+//! wal/<TLI>/<segment>.<tag>.zst              segment data, named by its content
+//!                                            (tag: 32 hex digits of its BLAKE3)
+//! wal/<TLI>/<segment>.<tag>.xacts.zst        its transaction ends
+//! wal/<TLI>/<segment>.zst                    segment data (records without a tag,
+//!                                            written before format version 2)
 //! wal/<TLI>/<segment>.json                   WalSegmentRecord (its commit marker)
 //! wal/<TLI>/<segment>.partial.zst            .partial segments (kept, never replayed)
 //! history/<TLI>.history.zst                  timeline history files
 //! backup-history/<seg>.<off>.backup.zst      .backup history files
 //! backups/<id>/files/<n>.zst                 file n of the manifest
 //! backups/<id>/manifest.json                 BackupManifest
+//! claims/<id>.json                           BackupClaim: the id taken, by whom
 //! catalog/backups/<id>.json                  BackupRecord: written last
 //! catalog/wal/<TLI>/pending/<segment>.json   WAL index entry (a WalSegmentRecord)
 //! catalog/wal/<TLI>/chunk-<N>.json           WAL index chunk N: segments
@@ -28,6 +33,7 @@ pub const HISTORY_DIR: &str = "history";
 pub const BACKUP_HISTORY_DIR: &str = "backup-history";
 pub const BACKUPS_DIR: &str = "backups";
 pub const CATALOG_DIR: &str = "catalog";
+pub const CLAIMS_DIR: &str = "claims";
 pub const CATALOG_BACKUPS_DIR: &str = "catalog/backups";
 pub const CATALOG_WAL_DIR: &str = "catalog/wal";
 pub const CATALOG_TIMINGS_DIR: &str = "catalog/timings";
@@ -47,14 +53,67 @@ fn tli_dir(tli: TimelineId) -> String {
     format!("{WAL_DIR}/{:08X}", tli.get())
 }
 
-pub fn segment_data(seg: &SegmentName) -> ObjectKey {
-    key(format!("{}/{seg}.zst", tli_dir(seg.timeline())))
+/// Where a segment's data lives. Since format version 2 the data object
+/// is named by its content (`tag`, from the record): two pushes of
+/// different bytes under one segment name write two objects, and the
+/// record (created once, never replaced) says which one was acknowledged,
+/// so a refused push can never overwrite acknowledged bytes. `None`: a
+/// record written before tags, whose data has the plain name.
+pub fn segment_data(seg: &SegmentName, tag: Option<&DataTag>) -> ObjectKey {
+    match tag {
+        Some(t) => key(format!("{}/{seg}.{t}.zst", tli_dir(seg.timeline()))),
+        None => key(format!("{}/{seg}.zst", tli_dir(seg.timeline()))),
+    }
 }
 
 /// Every transaction end of a segment (`pitr.wal-xacts`, zstd): read only
-/// to explain exactly where a plan stops.
-pub fn segment_xacts(seg: &SegmentName) -> ObjectKey {
-    key(format!("{}/{seg}.xacts.zst", tli_dir(seg.timeline())))
+/// to explain exactly where a plan stops. Named like the data.
+pub fn segment_xacts(seg: &SegmentName, tag: Option<&DataTag>) -> ObjectKey {
+    match tag {
+        Some(t) => key(format!("{}/{seg}.{t}.xacts.zst", tli_dir(seg.timeline()))),
+        None => key(format!("{}/{seg}.xacts.zst", tli_dir(seg.timeline()))),
+    }
+}
+
+/// The content tag a segment record names its objects by (None: a record
+/// from before tags).
+pub fn record_tag(
+    record: &crate::catalog::WalSegmentRecord,
+) -> Result<Option<DataTag>, StoreError> {
+    record.data_tag.as_deref().map(DataTag::parse).transpose()
+}
+
+/// The content tag in a segment's object names: the first 32 hex digits
+/// of the BLAKE3 of its raw bytes. Checked when read back from a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataTag(String);
+
+impl DataTag {
+    pub const LEN: usize = 32;
+
+    /// The tag of content whose BLAKE3 (hex) is `blake3`.
+    pub fn from_blake3(blake3: &str) -> Result<DataTag, StoreError> {
+        DataTag::parse(blake3.get(..Self::LEN).unwrap_or(blake3))
+    }
+
+    /// A tag as stored in a record.
+    pub fn parse(s: &str) -> Result<DataTag, StoreError> {
+        if s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(DataTag(s.to_ascii_lowercase()))
+        } else {
+            Err(StoreError::BadKey(format!("segment data tag {s:?}")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DataTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 pub fn segment_record(seg: &SegmentName) -> ObjectKey {
@@ -64,7 +123,7 @@ pub fn segment_record(seg: &SegmentName) -> ObjectKey {
 /// Where an archived non-segment file lives (history, .backup, .partial).
 pub fn aux_file(name: &WalFileName) -> ObjectKey {
     match name {
-        WalFileName::Segment(s) => segment_data(s),
+        WalFileName::Segment(s) => segment_data(s, None),
         WalFileName::Partial(s) => key(format!("{}/{name}.zst", tli_dir(s.timeline()))),
         WalFileName::History(_) => key(format!("{HISTORY_DIR}/{name}.zst")),
         WalFileName::Backup { .. } => key(format!("{BACKUP_HISTORY_DIR}/{name}.zst")),
@@ -93,6 +152,12 @@ pub fn backup_file(id: &str, n: usize) -> Result<ObjectKey, StoreError> {
 /// Chunk `c` of file `n` (files larger than one chunk).
 pub fn backup_chunk(id: &str, n: usize, c: usize) -> Result<ObjectKey, StoreError> {
     ObjectKey::new(format!("{}/files/{n}.{c}.zst", backup_dir(id)?))
+}
+
+/// The claim on backup id `id` (see `catalog::BackupClaim`).
+pub fn backup_claim(id: &str) -> Result<ObjectKey, StoreError> {
+    backup_dir(id)?;
+    ObjectKey::new(format!("{CLAIMS_DIR}/{id}.json"))
 }
 
 pub fn backup_manifest(id: &str) -> Result<ObjectKey, StoreError> {

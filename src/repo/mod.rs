@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::catalog::{
-    BackupRecord, Catalog, Envelope, EnvelopeError, RepoConfig, WalIndexChunk, WalSegmentRecord,
+    BackupRecord, Catalog, DamagedObject, Envelope, EnvelopeError, RepoConfig, WalIndexChunk,
+    WalSegmentRecord,
 };
 use crate::pg::history::TimelineHistory;
 use crate::pg::{TimelineId, WalFileName};
@@ -29,6 +30,7 @@ pub const KIND_MANIFEST: &str = "pitr.backup-manifest";
 pub const KIND_WAL_CHUNK: &str = "pitr.wal-index-chunk";
 pub const KIND_WAL_XACTS: &str = "pitr.wal-xacts";
 pub const KIND_TIMING: &str = "pitr.restore-timing";
+pub const KIND_CLAIM: &str = "pitr.backup-claim";
 
 /// Recorded restores the cost model reads.
 const TIMINGS_KEPT: usize = 20;
@@ -229,7 +231,11 @@ impl Repo {
         &self,
         segment: &crate::pg::SegmentName,
     ) -> Result<Vec<crate::pg::wal::XactEnd>, RepoError> {
-        let key = layout::segment_xacts(segment);
+        let record: WalSegmentRecord = self
+            .get_meta(&layout::segment_record(segment), KIND_WAL)
+            .await?;
+        let tag = layout::record_tag(&record)?;
+        let key = layout::segment_xacts(segment, tag.as_ref());
         let stored = self.store.get(&key).await?;
         let raw = codec::decompress(&stored).map_err(|source| RepoError::Codec {
             key: key.clone(),
@@ -245,7 +251,8 @@ impl Repo {
         codec::decompress(&stored).map_err(|source| RepoError::Codec { key, source })
     }
 
-    pub async fn list_backups(&self) -> Result<Vec<BackupRecord>, RepoError> {
+    /// Every listed backup, and the backup records that could not be read.
+    pub async fn list_backups(&self) -> Result<(Vec<BackupRecord>, Vec<DamagedObject>), RepoError> {
         let keys: Vec<ObjectKey> = self
             .store
             .list(layout::CATALOG_BACKUPS_DIR)
@@ -254,39 +261,62 @@ impl Repo {
             .map(|m| m.key)
             .filter(|k| k.as_str().ends_with(".json"))
             .collect();
-        let mut out: Vec<BackupRecord> = self.get_many(keys, KIND_BACKUP).await?;
+        let (mut out, damaged) = self.get_many::<BackupRecord>(keys, KIND_BACKUP).await?;
         out.sort_by(|a, b| a.stop_lsn.cmp(&b.stop_lsn).then(a.id.cmp(&b.id)));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// GETs and opens many metadata objects, `LOAD_CONCURRENCY` at a time.
+    /// An object that cannot be read as what it should be (corrupt, an
+    /// unknown format) is returned as damage, not as an error, so one bad
+    /// object never hides the rest; one that vanished since it was listed
+    /// (compacted, swept) is skipped. Storage failures are errors.
     async fn get_many<T: DeserializeOwned + Send + 'static>(
         &self,
         keys: Vec<ObjectKey>,
         kind: &'static str,
-    ) -> Result<Vec<T>, RepoError> {
+    ) -> Result<(Vec<T>, Vec<DamagedObject>), RepoError> {
         let mut set = tokio::task::JoinSet::new();
         let mut out = Vec::with_capacity(keys.len());
+        let mut damaged = Vec::new();
+        let mut take = |r: Result<Result<T, RepoError>, tokio::task::JoinError>,
+                        out: &mut Vec<T>|
+         -> Result<(), RepoError> {
+            match joined(r)? {
+                Ok(v) => out.push(v),
+                Err(e) if e.is_not_found() => {}
+                Err(RepoError::Meta { key, source }) => damaged.push(DamagedObject {
+                    key: key.to_string(),
+                    reason: source.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        };
         for key in keys {
             while set.len() >= LOAD_CONCURRENCY {
                 if let Some(r) = set.join_next().await {
-                    out.push(joined(r)??);
+                    take(r, &mut out)?;
                 }
             }
             let repo = self.clone();
             set.spawn(async move { repo.get_meta::<T>(&key, kind).await });
         }
         while let Some(r) = set.join_next().await {
-            out.push(joined(r)??);
+            take(r, &mut out)?;
         }
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Loads everything the planner reads, from `catalog/` and `history/`
-    /// only (a handful of listings, whatever the number of segments).
+    /// only (a handful of listings, whatever the number of segments). A
+    /// damaged object is left out and reported in `Catalog::damaged`: the
+    /// planner then goes around what it described (a segment becomes a
+    /// gap, a backup is not offered, a timeline without its history is not
+    /// followed).
     pub async fn load_catalog(&self) -> Result<Catalog, RepoError> {
         let config = self.config().await?;
-        let backups = self.list_backups().await?;
+        let (backups, mut damaged) = self.list_backups().await?;
         let mut pending = Vec::new();
         let mut chunks = Vec::new();
         for meta in self.store.list(layout::CATALOG_WAL_DIR).await? {
@@ -297,15 +327,18 @@ impl Repo {
             }
         }
         let mut wal = BTreeMap::new();
-        for chunk in self
+        let (chunks, bad) = self
             .get_many::<WalIndexChunk>(chunks, KIND_WAL_CHUNK)
-            .await?
-        {
+            .await?;
+        damaged.extend(bad);
+        for chunk in chunks {
             for rec in chunk.segments {
                 wal.insert((rec.timeline, rec.segno), rec);
             }
         }
-        for rec in self.get_many::<WalSegmentRecord>(pending, KIND_WAL).await? {
+        let (pending, bad) = self.get_many::<WalSegmentRecord>(pending, KIND_WAL).await?;
+        damaged.extend(bad);
+        for rec in pending {
             wal.insert((rec.timeline, rec.segno), rec);
         }
         let mut histories = BTreeMap::new();
@@ -315,16 +348,22 @@ impl Repo {
                 continue;
             };
             let stored = self.store.get(&meta.key).await?;
-            let raw = codec::decompress(&stored).map_err(|source| RepoError::Codec {
-                key: meta.key.clone(),
-                source,
-            })?;
-            let text = String::from_utf8_lossy(&raw);
-            let hist = TimelineHistory::parse(tli, &text).map_err(|e| RepoError::History {
-                name: fname.clone(),
-                reason: e.to_string(),
-            })?;
-            histories.insert(tli, hist);
+            let parsed = codec::decompress(&stored)
+                .map_err(|e| e.to_string())
+                .and_then(|raw| {
+                    let text =
+                        std::str::from_utf8(&raw).map_err(|_| "it is not text".to_string())?;
+                    TimelineHistory::parse(tli, text).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(hist) => {
+                    histories.insert(tli, hist);
+                }
+                Err(reason) => damaged.push(DamagedObject {
+                    key: meta.key.to_string(),
+                    reason,
+                }),
+            }
         }
         let mut timing_keys: Vec<ObjectKey> = self
             .store
@@ -335,10 +374,12 @@ impl Repo {
             .collect();
         let skip = timing_keys.len().saturating_sub(TIMINGS_KEPT);
         timing_keys.drain(..skip);
-        // A damaged timing record must not stop planning.
+        // A damaged timing record must not stop planning, nor be reported:
+        // it only tunes estimates.
         let timings = self
             .get_many::<crate::catalog::RestoreTiming>(timing_keys, KIND_TIMING)
             .await
+            .map(|(t, _)| t)
             .unwrap_or_default();
         Ok(Catalog {
             config,
@@ -346,7 +387,31 @@ impl Repo {
             wal,
             histories,
             timings,
+            damaged,
         })
+    }
+
+    /// Whether the WAL index lists segment `seg` (number `segno`): a
+    /// pending entry, or the compacted chunk that covers it.
+    pub async fn wal_index_lists(
+        &self,
+        seg: &crate::pg::SegmentName,
+        segno: crate::pg::SegNo,
+    ) -> Result<bool, RepoError> {
+        if self
+            .store
+            .head(&layout::wal_index_pending(seg))
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let key = layout::wal_index_chunk(seg.timeline(), segno.get() / layout::CHUNK_SEGMENTS);
+        match self.get_meta::<WalIndexChunk>(&key, KIND_WAL_CHUNK).await {
+            Ok(chunk) => Ok(chunk.segments.iter().any(|r| r.segno == segno)),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Folds the pending WAL index entries of chunk `chunk` of `tli` into
@@ -370,9 +435,11 @@ impl Repo {
             .into_iter()
             .map(|m| m.key)
             .collect();
+        // A damaged pending entry stays pending (and reported by loads).
         let mut segments: Vec<WalSegmentRecord> = self
             .get_many::<WalSegmentRecord>(keys, KIND_WAL)
             .await?
+            .0
             .into_iter()
             .filter(|r| r.timeline == tli && (first..=last).contains(&r.segno.get()))
             .collect();
@@ -462,6 +529,7 @@ mod tests {
             pushed_at: chrono::Utc::now(),
             summary: None,
             scan_error: None,
+            data_tag: None,
         }
     }
 

@@ -132,6 +132,25 @@ impl LongPageHeader {
     pub fn pg_major(&self) -> Option<u32> {
         pg_major_for_page_magic(self.magic)
     }
+    /// Whether the last WAL page of `segment` (whose first page this
+    /// header is) carries a valid header for its own address: Postgres
+    /// writes WAL pages in order, so a segment still being written (or a
+    /// copy of one) ends in zeros or in the pages of the file it recycled.
+    /// A segment closed by XLOG_SWITCH also ends in zeroed pages
+    /// (CopyXLogRecordToWAL clears their headers): check for the switch too.
+    pub fn last_page_written(&self, segment: &[u8]) -> bool {
+        let bl = self.xlog_blcksz as usize;
+        if bl == 0 || segment.len() < bl || segment.len() % bl != 0 {
+            return false;
+        }
+        let start = segment.len() - bl;
+        let expected = self.page_addr.as_u64() + start as u64;
+        let mut tli = 0;
+        segment
+            .get(start..)
+            .and_then(|page| PageHeader::validate(page, expected, self, &mut tli))
+            .is_some()
+    }
 }
 
 /// A page header as found at the start of any page (the short part).

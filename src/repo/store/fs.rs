@@ -1,8 +1,10 @@
 //! The local filesystem store, pitr's embedded default. An object is a file
-//! under the root; writes go to a dot-named temporary file in the same
-//! directory, are fsynced, then linked (`Create`, which fails if the name
-//! exists) or renamed (`Overwrite`) into place, and the directory is fsynced.
-//! New directories are fsynced into their parents.
+//! under the root; writes go to a temporary file in `<root>/.tmp/` (named
+//! `<pid>.<n>`, on the same filesystem), are fsynced, then linked
+//! (`Create`, which fails if the name exists) or renamed (`Overwrite`)
+//! into place, and the object's directory is fsynced. New directories are
+//! fsynced into their parents. A writer killed mid-write leaves its
+//! temporary file in `.tmp/` only, where `sweep_abandoned` finds it.
 //!
 //! Ownership: when pitr runs as root, every file and directory it creates
 //! is given to the owner of the repository's root directory, so the
@@ -22,6 +24,13 @@ const FILE_MODE: u32 = 0o640;
 const DIR_MODE: u32 = 0o750;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Where temporary files live, under the root (dot-named: never listed,
+/// never a key).
+const TMP_DIR: &str = ".tmp";
+
+/// How old an abandoned temporary file must be before it is removed.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone)]
 pub struct FsStore {
@@ -109,13 +118,57 @@ impl FsStore {
         }
     }
 
-    fn temp_path(path: &Path) -> PathBuf {
+    /// A new temporary file's path in `<root>/.tmp/` (made if missing).
+    fn temp_path(&self) -> Result<PathBuf, StoreError> {
+        let dir = self.root.join(TMP_DIR);
+        if !dir.is_dir() {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(DIR_MODE))
+                        .map_err(io_err("chmod", &dir))?;
+                    self.adopt(&dir)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create directory", &dir)(e)),
+            }
+        }
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("object");
-        path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+        Ok(dir.join(format!("{}.{n}", std::process::id())))
+    }
+
+    /// Removes temporary files left by writers that are gone: the pid in
+    /// the name runs no process here, and the file is older than
+    /// `min_age` (a writer on another machine sharing this directory is
+    /// not seen in /proc; removing its file would only fail its write,
+    /// never acknowledge a wrong one, and the age makes even that moot).
+    /// Returns how many were removed.
+    pub fn sweep_temps(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
+        let dir = self.root.join(TMP_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(pid) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes `data` to a new temporary file beside `key`'s place (making
@@ -129,7 +182,7 @@ impl FsStore {
     ) -> Result<PathBuf, StoreError> {
         let path = self.path(key);
         self.make_parents(&path)?;
-        let tmp = Self::temp_path(&path);
+        let tmp = self.temp_path()?;
         let write = || -> io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -262,7 +315,12 @@ impl Store for FsStore {
                 .await
                 .map_err(join_err)??;
         }
-        let tmp = Self::temp_path(&path);
+        let tmp = {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.temp_path())
+                .await
+                .map_err(join_err)??
+        };
         let copy = async {
             let mut f = tokio::fs::OpenOptions::new()
                 .write(true)
@@ -306,6 +364,13 @@ impl Store for FsStore {
         })
         .await
         .map_err(join_err)?
+    }
+
+    async fn sweep_abandoned(&self) -> Result<usize, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.sweep_temps(ABANDONED_AFTER))
+            .await
+            .map_err(join_err)?
     }
 
     fn get_blocking(&self, key: &ObjectKey) -> Option<Result<Vec<u8>, StoreError>> {
@@ -410,6 +475,30 @@ mod tests {
         ObjectKey::new(s).unwrap()
     }
 
+    /// Finding 11 of issue 10: what a killed writer left is removed once
+    /// its process is gone; a live writer's file is never touched.
+    #[test]
+    fn abandoned_temporary_files_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path().join("repo"));
+        s.create_root().unwrap();
+        let live = s.temp_path().unwrap();
+        std::fs::write(&live, b"being written").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let dead = dir.path().join(format!("repo/{TMP_DIR}/{dead_pid}.7"));
+        std::fs::write(&dead, b"abandoned").unwrap();
+        // Too young: kept, whoever wrote it.
+        assert_eq!(
+            s.sweep_temps(std::time::Duration::from_secs(3600)).unwrap(),
+            0
+        );
+        assert_eq!(s.sweep_temps(std::time::Duration::ZERO).unwrap(), 1);
+        assert!(!dead.exists());
+        assert!(live.exists(), "a live writer's temporary file was removed");
+    }
+
     #[tokio::test]
     async fn create_never_replaces_and_overwrite_does() {
         let dir = tempfile::tempdir().unwrap();
@@ -428,6 +517,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, vec!["a".to_string()]);
+        let temps = std::fs::read_dir(dir.path().join("repo/.tmp"))
+            .unwrap()
+            .count();
+        assert_eq!(temps, 0);
         let listed = s.list("wal").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].size, 5);

@@ -1,8 +1,10 @@
 //! The object store under a repository: a small trait with one backend per
-//! kind of storage (`fs` now; `s3` next). Keys are typed, relative,
+//! kind of storage (`fs`, `s3`; `fault` wraps either to inject faults in
+//! tests). Keys are typed, relative,
 //! `/`-separated paths. Every write is atomic and durable when it returns;
 //! `PutMode::Create` never replaces an existing object.
 
+pub mod fault;
 pub mod fs;
 pub mod s3;
 
@@ -138,6 +140,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// through the async runtime; None for remote stores (use `get`).
     fn get_blocking(&self, _key: &ObjectKey) -> Option<Result<Vec<u8>, StoreError>> {
         None
+    }
+    /// Removes what writers that provably died left behind (the fs
+    /// store's temporary files); returns how many. S3 keeps no partial
+    /// objects (an abandoned multipart upload is the bucket lifecycle's
+    /// to expire).
+    async fn sweep_abandoned(&self) -> Result<usize, StoreError> {
+        Ok(0)
     }
     /// Makes every object written with `put_deferred` durable.
     async fn sync(&self) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@
 //! Integrity: every put carries a checksum the server verifies (the SDK's
 //! default CRC32, or per part for multipart), every get asks for the
 //! checksum back and the SDK validates it; zstd's frame checksum and the
-//! catalog's SHA-256 sit on top. `PutMode::Create` uses `If-None-Match: *`
+//! catalog's content hashes sit on top. `PutMode::Create` uses `If-None-Match: *`
 //! so an existing object is never replaced. A put returns only after the
 //! server confirmed it. Throttling and transient failures are retried by
 //! the SDK's standard retry strategy (exponential backoff with jitter);
