@@ -52,6 +52,24 @@ pub fn pitr_exe() -> PathBuf {
     .clone()
 }
 
+/// The data object of archived segment `seg` in a local repository (named
+/// by its content: `wal/<TLI>/<seg>.<tag>.zst`).
+pub fn segment_data_object(repo: &Path, seg: &str) -> PathBuf {
+    let dir = repo.join("wal").join(&seg[..8]);
+    let found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.starts_with(&format!("{seg}."))
+                && name.ends_with(".zst")
+                && !name.contains(".xacts.")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "data objects of {seg}: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -5,6 +5,7 @@
 mod harness;
 mod s3;
 mod store_conformance;
+mod trust;
 
 use harness::*;
 use std::time::Duration;
@@ -194,7 +195,7 @@ fn plan_errors_name_the_limit() {
     let tli = &seg3[..8];
     let objects = [
         c.pitr.repo.join(format!("wal/{tli}/{seg3}.json")),
-        c.pitr.repo.join(format!("wal/{tli}/{seg3}.zst")),
+        segment_data_object(&c.pitr.repo, &seg3),
         c.pitr
             .repo
             .join(format!("catalog/wal/{tli}/pending/{seg3}.json")),
@@ -252,12 +253,7 @@ fn wal_push_is_idempotent_and_refuses_conflicts_and_strangers() {
     if wal_path.exists() {
         assert_eq!(std::fs::read(&wal_path).unwrap(), original);
     }
-    let data_obj = c
-        .pitr
-        .repo
-        .join("wal")
-        .join(&seg[..8])
-        .join(format!("{seg}.zst"));
+    let data_obj = segment_data_object(&c.pitr.repo, &seg);
     let before = std::fs::read(&data_obj).unwrap();
 
     // Same bytes again: success.
@@ -311,15 +307,46 @@ fn wal_push_is_idempotent_and_refuses_conflicts_and_strangers() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5A;
     std::fs::write(&data_obj, &bytes).unwrap();
+    // It must stop recovery (a status above 125), never look like the end
+    // of the archive.
     let dest = copy.join("RECOVERYXLOG");
     let (code, err) = c.pitr.fails(&["wal-fetch", &seg, dest.to_str().unwrap()]);
-    assert_eq!(code, 6, "{err}");
+    assert_eq!(code, 200, "{err}");
     assert!(err.contains(&seg), "{err}");
     assert!(!dest.exists());
 
+    // A listed segment whose data object is gone: loud, names it.
+    std::fs::remove_file(&data_obj).unwrap();
+    let (code, err) = c.pitr.fails(&["wal-fetch", &seg, dest.to_str().unwrap()]);
+    assert_eq!(code, 200, "{err}");
+    assert!(err.contains(&seg) && err.contains("missing"), "{err}");
+    assert!(!dest.exists());
+
+    // A repository that is not there (a typo, an unmounted disk): loud,
+    // never the quiet "not archived" that ends recovery.
+    let nowhere = c.dir.path().join("no-such-repo");
+    let out = c
+        .pitr
+        .cmd(&[
+            "wal-fetch",
+            "00000009.history",
+            copy.join("x").to_str().unwrap(),
+        ])
+        .args(["--repo", nowhere.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(200), "{err}");
+    assert!(err.contains("no pitr repository"), "{err}");
+
     // History files are archived too (made by a restore's promotion below
-    // in other tests); here: push one by hand, fetch it back.
+    // in other tests); here: push one by hand, fetch it back. Garbage under
+    // a history name is refused, and does not block the real one.
     let hist = copy.join("00000002.history");
+    std::fs::write(&hist, "this is not a history file\n").unwrap();
+    let (code, err) = c.pitr.fails(&["wal-push", hist.to_str().unwrap()]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("00000002.history"), "{err}");
     std::fs::write(&hist, "1\t0/3000000\tno recovery target specified\n").unwrap();
     c.pitr.ok(&["wal-push", hist.to_str().unwrap()]);
     c.pitr.ok(&[
@@ -583,16 +610,28 @@ fn s3_faults_are_detected_and_explained_without_leaking_credentials() {
     let seg = c.switch_and_archive();
 
     // A corrupted object is detected on fetch.
-    let path = server.object_path("faults", &format!("cluster1/wal/{}/{seg}.zst", &seg[..8]));
+    let path = segment_data_object(&server.object_path("faults", "cluster1"), &seg);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5A;
     std::fs::write(&path, &bytes).unwrap();
     let dest = c.dir.path().join("RECOVERYXLOG");
     let (code, err) = c.pitr.fails(&["wal-fetch", &seg, dest.to_str().unwrap()]);
-    assert_eq!(code, 6, "{err}");
+    assert_eq!(code, 200, "{err}");
     assert!(err.contains(&seg), "{err}");
     assert!(!dest.exists());
+
+    // A wrong S3 prefix is no repository: loud, not "not archived".
+    let mut stray = Pitr {
+        repo: c.pitr.repo.clone(),
+        spec: c.pitr.spec.replace("cluster1", "no-such-prefix"),
+        env: c.pitr.env.clone(),
+    };
+    assert_ne!(stray.spec, c.pitr.spec);
+    stray.env.push(("PITR_LOG".into(), "warn".into()));
+    let (code, err) = stray.fails(&["wal-fetch", &seg, dest.to_str().unwrap()]);
+    assert_eq!(code, 200, "{err}");
+    assert!(err.contains("no pitr repository"), "{err}");
 
     // Wrong credentials: a clear error, exit 6, and the secret never shown.
     let mut bad = Pitr {
