@@ -207,6 +207,12 @@ impl Cluster {
         Self::build(dir, repo, PG_BIN)
     }
 
+    /// A cluster archiving into a local repository at `repo` (which may be
+    /// a mount point of the test's own).
+    pub fn with_repo_at(dir: tempfile::TempDir, repo: PathBuf) -> Cluster {
+        Self::build(dir, Pitr::local(repo), PG_BIN)
+    }
+
     /// A cluster of another major, from the npm binaries that
     /// scripts/pg-majors.sh installs (the README's test command runs it).
     pub fn of_major(major: u32) -> Cluster {
