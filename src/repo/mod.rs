@@ -580,6 +580,77 @@ mod tests {
         }
     }
 
+    /// Finding 8 of issue 10: one garbage or corrupt catalog object does
+    /// not fail the load; it is reported, and the rest is there.
+    #[tokio::test]
+    async fn damaged_catalog_objects_are_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::with_store(
+            RepoLocation::Local(dir.path().to_path_buf()),
+            Arc::new(FsStore::new(dir.path())),
+        );
+        let control = crate::pg::control::ControlFile::decode(include_bytes!(
+            "../../testdata/pg15/pg_control"
+        ))
+        .unwrap();
+        let config = RepoConfig {
+            system_id: control.system_identifier,
+            pg_major: crate::pg::control::PgMajor::new(15).unwrap(),
+            wal_segment_size: control.wal_segment_size,
+            fingerprint: control.fingerprint,
+            created_at: chrono::Utc::now(),
+            created_by: "test".into(),
+        };
+        repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
+            .await
+            .unwrap();
+        let good = record(1, 5);
+        let WalFileName::Segment(seg) = WalFileName::parse(&good.name).unwrap() else {
+            panic!()
+        };
+        repo.put_meta(
+            &layout::wal_index_pending(&seg),
+            KIND_WAL,
+            &good,
+            PutMode::Create,
+        )
+        .await
+        .unwrap();
+        let bad = record(1, 6);
+        let WalFileName::Segment(bad_seg) = WalFileName::parse(&bad.name).unwrap() else {
+            panic!()
+        };
+        let put = |k: ObjectKey, b: &'static [u8]| {
+            let repo = repo.clone();
+            async move { repo.store().put(&k, b, PutMode::Create).await.unwrap() }
+        };
+        put(layout::wal_index_pending(&bad_seg), b"{ not an envelope").await;
+        put(
+            layout::backup_record("20260101T000000Z").unwrap(),
+            b"garbage",
+        )
+        .await;
+        let hist = WalFileName::parse("00000002.history").unwrap();
+        let garbage = codec::compress(b"this is not a history file\n").unwrap();
+        repo.store()
+            .put(&layout::aux_file(&hist), &garbage, PutMode::Create)
+            .await
+            .unwrap();
+        let catalog = repo.load_catalog().await.unwrap();
+        assert_eq!(catalog.wal.len(), 1);
+        assert!(catalog.histories.is_empty());
+        let mut keys: Vec<&str> = catalog.damaged.iter().map(|d| d.key.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "catalog/backups/20260101T000000Z.json",
+                "catalog/wal/00000001/pending/000000010000000000000006.json",
+                "history/00000002.history.zst"
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn wal_index_compaction_keeps_every_segment_visible() {
         let dir = tempfile::tempdir().unwrap();
