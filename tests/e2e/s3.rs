@@ -40,6 +40,14 @@ fn find(program: &str) -> PathBuf {
     if cargo_bin.is_file() {
         return cargo_bin;
     }
+    // moto, in the virtual environment scripts/setup.sh owns.
+    let venv =
+        PathBuf::from(std::env::var("PITR_VENV").unwrap_or_else(|_| "/opt/pitr-venv".into()))
+            .join("bin")
+            .join(program);
+    if venv.is_file() {
+        return venv;
+    }
     which::which(program).unwrap_or_else(|_| {
         panic!("{program} is not installed: run scripts/setup.sh (the README's test command installs it)")
     })
