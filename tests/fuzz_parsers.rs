@@ -1,8 +1,9 @@
 //! Fuzz targets for every parser of bytes pitr reads from disk or from a
 //! repository: pg_control, WAL page headers, whole WAL segments (and the
 //! records in them), timeline `.history` files, `backup_label` and `.backup`
-//! files, WAL file names, `PG_VERSION`, every catalog metadata kind inside
-//! its envelope, and the zstd codec. See docs/fuzzing.md.
+//! files, WAL file names, `PG_VERSION`, `postmaster.pid`, every catalog
+//! metadata kind inside its envelope, listed object keys, and the zstd
+//! codec. See docs/fuzzing.md.
 //!
 //! Each target has two kinds of generator: arbitrary bytes, and mutations
 //! (bit flips, byte and word overwrites, copies, insertions, removals,
@@ -860,6 +861,25 @@ fn repo_keys() -> Vec<String> {
     ]
 }
 
+/// A server's `postmaster.pid` as 15 writes it (miscinit.c:
+/// CreateLockFile, AddToDataDirLockFile): pid, data directory, start time,
+/// port, socket directory, listen address, shared memory key, status.
+const POSTMASTER_PID: &[u8] = b"12345\n/var/lib/postgresql/15/main\n1764081320\n5432\n\
+/var/run/postgresql\nlocalhost\n  5432001    65536\nready   \n";
+
+/// `server::conn::read_postmaster_pid`, which reads the file from a data
+/// directory (so each case writes one to a temporary directory).
+fn parse_postmaster_pid(bytes: Vec<u8>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    std::fs::write(dir.path().join("postmaster.pid"), &bytes)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let pgdata = dir.path().to_path_buf();
+    guarded("read_postmaster_pid", move || {
+        pitr::server::conn::read_postmaster_pid(&pgdata).ok()
+    })?;
+    Ok(())
+}
+
 fn parse_pg_version(text: String) -> Result<(), TestCaseError> {
     if let Ok(m) = guarded("PgMajor::from_pg_version_file", move || {
         PgMajor::from_pg_version_file(&text)
@@ -918,6 +938,16 @@ proptest! {
     fn repo_key_mutated(which in any::<Index>(), edits in mutations()) {
         let keys = repo_keys();
         parse_repo_key(text(&mutated(keys[which.index(keys.len())].as_bytes(), &edits)))?;
+    }
+
+    #[test]
+    fn postmaster_pid_arbitrary(bytes in arbitrary_bytes(200)) {
+        parse_postmaster_pid(bytes)?;
+    }
+
+    #[test]
+    fn postmaster_pid_mutated(edits in mutations()) {
+        parse_postmaster_pid(mutated(POSTMASTER_PID, &edits))?;
     }
 
     #[test]
@@ -1478,6 +1508,11 @@ fn fixtures_parse_cleanly() {
     for n in wal_names() {
         WalFileName::parse(&n).unwrap();
     }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("postmaster.pid"), POSTMASTER_PID).unwrap();
+    let listen = pitr::server::conn::read_postmaster_pid(dir.path()).unwrap();
+    assert_eq!(listen.port, 5432);
+    assert_eq!(listen.socket_dir.as_deref(), Some("/var/run/postgresql"));
     assert_eq!(kinds().len(), 8);
     for (stored, hash) in stored_objects() {
         let raw = codec::decompress(stored).unwrap();
