@@ -2,9 +2,10 @@
 //! (so a corrupted object fails to decode), and SHA-256 of the raw content
 //! recorded in metadata (so a wrong-but-valid object is caught too).
 //!
-//! Every decoder takes a bound on what it will produce (a known size, or
-//! `MAX_DECOMPRESSED`): a few KiB of stored bytes can expand to any size
-//! (repeated frames of zeros), and stored bytes are not trusted.
+//! Stored bytes are not trusted, and a few KiB of them can expand to any
+//! size (repeated frames of zeros): every decoder into memory stops at a
+//! bound (a known size, or `MAX_DECOMPRESSED`), and a streaming decoder
+//! takes one too (`decompress_stream_bounded`).
 
 use std::io::{self, Read, Write};
 
@@ -268,7 +269,7 @@ pub fn decompress_stream_bounded(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CodecError::Corrupt(e)),
         };
-        if total + n as u64 > limit {
+        if total.saturating_add(n as u64) > limit {
             return Err(CodecError::TooLarge { limit });
         }
         hasher.update(&buf[..n]);
