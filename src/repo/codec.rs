@@ -1,6 +1,11 @@
 //! How bytes are stored: zstd frames with zstd's own content checksum
 //! (so a corrupted object fails to decode), and BLAKE3 (SHA-256 in older records) of the raw content
 //! recorded in metadata (so a wrong-but-valid object is caught too).
+//!
+//! Stored bytes are not trusted, and a few KiB of them can expand to any
+//! size (repeated frames of zeros): every decoder into memory stops at a
+//! bound (a known size, or `MAX_DECOMPRESSED`), and a streaming decoder
+//! takes one too (`decompress_stream_bounded`).
 
 use std::io::{self, Read, Write};
 
@@ -18,7 +23,15 @@ pub enum CodecError {
     Checksum { expected: String, actual: String },
     #[error("i/o while (de)compressing: {0}")]
     Io(#[source] io::Error),
+    #[error("stored object decodes to more than {limit} bytes: it is corrupt or not pitr's")]
+    TooLarge { limit: u64 },
 }
+
+/// The most `decompress` returns: the largest object pitr decodes whole
+/// into memory is an archived `.partial` segment (at most a 1 GiB
+/// segment); history files, `.backup` files and a segment's transaction
+/// list are far smaller.
+pub const MAX_DECOMPRESSED: u64 = 1 << 30;
 
 pub use crate::catalog::envelope::sha256_hex;
 pub use crate::catalog::ContentHash;
@@ -37,11 +50,21 @@ fn compressor() -> io::Result<zstd::bulk::Compressor<'static>> {
     Ok(c)
 }
 
+/// Decodes a whole stored object of at most `MAX_DECOMPRESSED` bytes.
 pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, CodecError> {
+    decompress_bounded(stored, MAX_DECOMPRESSED)
+}
+
+/// Decodes a whole stored object, refusing one that decodes to more than
+/// `limit` bytes without holding more than about twice that.
+pub fn decompress_bounded(stored: &[u8], limit: u64) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
     zstd::stream::Decoder::new(stored)
-        .and_then(|mut d| d.read_to_end(&mut out))
+        .and_then(|d| d.take(limit.saturating_add(1)).read_to_end(&mut out))
         .map_err(CodecError::Corrupt)?;
+    if out.len() as u64 > limit {
+        return Err(CodecError::TooLarge { limit });
+    }
     Ok(out)
 }
 
@@ -223,7 +246,18 @@ pub fn compress_stream(mut src: impl Read, dst: impl Write) -> io::Result<(u64, 
 }
 
 /// Streams a zstd object from `src` into `dst`; returns (raw bytes, sha256).
-pub fn decompress_stream(src: impl Read, mut dst: impl Write) -> Result<(u64, String), CodecError> {
+/// Writes as much as the object decodes to: a caller that knows the size
+/// should use `decompress_stream_bounded`.
+pub fn decompress_stream(src: impl Read, dst: impl Write) -> Result<(u64, String), CodecError> {
+    decompress_stream_bounded(src, dst, u64::MAX)
+}
+
+/// `decompress_stream`, refusing (before writing them) bytes past `limit`.
+pub fn decompress_stream_bounded(
+    src: impl Read,
+    mut dst: impl Write,
+    limit: u64,
+) -> Result<(u64, String), CodecError> {
     let mut dec = zstd::stream::Decoder::new(src).map_err(CodecError::Corrupt)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -235,6 +269,9 @@ pub fn decompress_stream(src: impl Read, mut dst: impl Write) -> Result<(u64, St
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CodecError::Corrupt(e)),
         };
+        if total.saturating_add(n as u64) > limit {
+            return Err(CodecError::TooLarge { limit });
+        }
         hasher.update(&buf[..n]);
         dst.write_all(&buf[..n]).map_err(CodecError::Io)?;
         total += n as u64;
@@ -281,6 +318,31 @@ mod tests {
         let (n2, s2) = decompress_stream(&streamed[..], &mut out).unwrap();
         assert_eq!((n2, s2), (n, sha));
         assert_eq!(out, raw);
+    }
+
+    /// Found by tests/fuzz_parsers.rs (`codec_bombs_are_refused`, frames = 1,
+    /// mib = 2): `decompress` held whatever a stored object expanded to, so
+    /// a few KiB of repeated frames of zeros could take gigabytes.
+    #[test]
+    fn a_decompression_bomb_is_refused_at_its_limit() {
+        let frame = compress(&vec![0u8; 2 << 20]).unwrap();
+        assert!(frame.len() < 1024);
+        let bomb = frame.repeat(8);
+        let limit = 1 << 20;
+        let r = decompress_bounded(&bomb, limit);
+        assert!(
+            matches!(r, Err(CodecError::TooLarge { limit: 1048576 })),
+            "{r:?}"
+        );
+        let mut out = Vec::new();
+        let r = decompress_stream_bounded(&bomb[..], &mut out, limit);
+        assert!(matches!(r, Err(CodecError::TooLarge { .. })), "{r:?}");
+        assert!(out.len() as u64 <= limit);
+        // Exactly at the limit is fine.
+        let exact = compress(&vec![7u8; 1 << 20]).unwrap();
+        assert_eq!(decompress_bounded(&exact, limit).unwrap().len(), 1 << 20);
+        let (n, _) = decompress_stream_bounded(&exact[..], &mut Vec::new(), limit).unwrap();
+        assert_eq!(n, limit);
     }
 
     #[test]

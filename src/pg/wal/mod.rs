@@ -12,6 +12,8 @@ mod scan;
 mod time;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod major_tests;
 #[cfg(test)]
 mod oracle_tests;
