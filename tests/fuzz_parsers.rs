@@ -35,8 +35,8 @@ use serde_json::Value;
 use pitr::catalog::envelope::sha256_hex;
 use pitr::catalog::model::FileKind;
 use pitr::catalog::{
-    BackupFile, BackupManifest, BackupRecord, ContentHash, Envelope, FileChunk, RepoConfig,
-    RestoreTiming, WalIndexChunk, WalSegmentRecord, WalSummary,
+    BackupClaim, BackupFile, BackupManifest, BackupRecord, ContentHash, Envelope, FileChunk,
+    RepoConfig, RestoreTiming, WalIndexChunk, WalSegmentRecord, WalSummary,
 };
 use pitr::pg::backup_label::{BackupHistoryFile, BackupLabel};
 use pitr::pg::control::{ControlFile, PgMajor};
@@ -853,7 +853,12 @@ fn repo_keys() -> Vec<String> {
     vec![
         layout::wal_index_pending(&seg).to_string(),
         layout::wal_index_chunk(tli, 0x1F).to_string(),
-        layout::segment_data(&seg).to_string(),
+        layout::segment_data(&seg, None).to_string(),
+        layout::segment_data(
+            &seg,
+            Some(&layout::DataTag::parse("0123456789abcdef0123456789abcdef").unwrap()),
+        )
+        .to_string(),
         layout::aux_file(&WalFileName::History(TimelineId::new(3).unwrap())).to_string(),
         layout::backup_record("20261125T143520Z")
             .unwrap()
@@ -991,7 +996,13 @@ fn segment_record(seg: &Segment, with_summary: bool) -> WalSegmentRecord {
         pushed_at: at(1_764_081_320),
         summary: with_summary.then(|| WalSummary::from_scan(&seg.scan)),
         scan_error: (!with_summary).then(|| "bad long page header".to_string()),
+        data_tag: Some(blake3_tag(&seg.bytes)),
     }
+}
+
+fn blake3_tag(bytes: &[u8]) -> String {
+    let (_, b3) = ContentHash::of(bytes).into_fields();
+    b3[..32].to_string()
 }
 
 fn backup_record() -> BackupRecord {
@@ -1035,6 +1046,7 @@ fn manifest() -> BackupManifest {
                 sha256: String::new(),
                 blake3: String::new(),
                 chunks: vec![],
+                object: Some(0),
             },
             BackupFile {
                 path: "global/pg_control".into(),
@@ -1045,6 +1057,7 @@ fn manifest() -> BackupManifest {
                 sha256: String::new(),
                 blake3: b3.clone(),
                 chunks: vec![],
+                object: Some(0),
             },
             BackupFile {
                 path: "base/5/16384".into(),
@@ -1062,6 +1075,7 @@ fn manifest() -> BackupManifest {
                         blake3: b3.clone(),
                     })
                     .collect(),
+                object: Some(7),
             },
         ],
         backup_label: text(&label_fixture()),
@@ -1147,6 +1161,14 @@ fn kinds() -> &'static [Kind] {
             startup_seconds: 0.75,
         };
         let xacts: Vec<XactEnd> = pg15.iter().flat_map(|s| s.scan.xact_ends.clone()).collect();
+        let claim = BackupClaim {
+            id: "20261125T143520Z-4242".into(),
+            started_at: at(1_764_081_320),
+            boot_id: "2f8c6f4e-6f36-4c8e-9b43-1f6c2a7d9e01".into(),
+            hostname: "db1".into(),
+            pid: 4242,
+            pid_start: 123_456_789,
+        };
         vec![
             kind(KIND_CONFIG, &config),
             kind(KIND_WAL, &records[0]),
@@ -1156,6 +1178,7 @@ fn kinds() -> &'static [Kind] {
             kind(KIND_MANIFEST, &manifest()),
             kind(KIND_TIMING, &timing),
             kind(KIND_WAL_XACTS, &xacts),
+            kind(KIND_CLAIM, &claim),
         ]
     })
 }

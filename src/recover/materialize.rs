@@ -297,10 +297,12 @@ async fn restore_streamed(
         .open(path)
         .map_err(werr(path))?;
     let pathbuf = path.to_path_buf();
+    let limit = f.size;
     let (size, sha) = tokio::task::spawn_blocking(move || {
         let src = std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(reader));
         let mut dst = std::io::BufWriter::with_capacity(1 << 20, &out);
-        codec::decompress_stream(src, &mut dst)
+        // A damaged object never writes more than the file's size.
+        codec::decompress_stream_bounded(src, &mut dst, limit)
     })
     .await
     .map_err(|e| RecoverError::Write {

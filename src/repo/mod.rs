@@ -248,7 +248,8 @@ impl Repo {
     pub async fn get_aux(&self, name: &WalFileName) -> Result<Vec<u8>, RepoError> {
         let key = layout::aux_file(name);
         let stored = self.store.get(&key).await?;
-        codec::decompress(&stored).map_err(|source| RepoError::Codec { key, source })
+        codec::decompress_bounded(&stored, aux_limit(name))
+            .map_err(|source| RepoError::Codec { key, source })
     }
 
     /// Every listed backup, and the backup records that could not be read.
@@ -348,7 +349,7 @@ impl Repo {
                 continue;
             };
             let stored = self.store.get(&meta.key).await?;
-            let parsed = codec::decompress(&stored)
+            let parsed = codec::decompress_bounded(&stored, 64 << 20)
                 .map_err(|e| e.to_string())
                 .and_then(|raw| {
                     let text =
@@ -467,6 +468,17 @@ impl Repo {
             }
         }
         Ok(wrote)
+    }
+}
+
+/// The most an archived non-segment file may decode to: a `.partial` is at
+/// most a segment (1 GiB, the largest size); history and `.backup` files
+/// are a few lines (a history file gains one per timeline: 64 MiB is far
+/// beyond any real one).
+fn aux_limit(name: &WalFileName) -> u64 {
+    match name {
+        WalFileName::Segment(_) | WalFileName::Partial(_) => codec::MAX_DECOMPRESSED,
+        WalFileName::History(_) | WalFileName::Backup { .. } => 64 << 20,
     }
 }
 
