@@ -1536,7 +1536,7 @@ fn fixtures_parse_cleanly() {
     let listen = pitr::server::conn::read_postmaster_pid(dir.path()).unwrap();
     assert_eq!(listen.port, 5432);
     assert_eq!(listen.socket_dir.as_deref(), Some("/var/run/postgresql"));
-    assert_eq!(kinds().len(), 8);
+    assert_eq!(kinds().len(), 9);
     for (stored, hash) in stored_objects() {
         let raw = codec::decompress(stored).unwrap();
         assert_eq!(&hash.recompute(&raw), hash);
