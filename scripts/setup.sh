@@ -10,6 +10,8 @@ need=()
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+# cargo, npm and pip fetch over TLS.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
