@@ -5,4 +5,5 @@
 pub mod bin;
 pub mod conn;
 pub mod install;
+pub mod process;
 pub mod user;
