@@ -136,7 +136,7 @@ impl From<RecoverError> for Failure {
     fn from(e: RecoverError) -> Self {
         let code = match &e {
             RecoverError::NotEmpty { .. }
-            | RecoverError::PortInUse(_)
+            | RecoverError::PortInUse { .. }
             | RecoverError::Tablespaces => Code::Usage,
             RecoverError::Bin(_) => Code::Incompatible,
             RecoverError::Corrupt { .. }

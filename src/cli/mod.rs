@@ -146,6 +146,13 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             // cannot run.
             check_restore_args(&cli.command)?;
             let os_user = user::lookup(&args.os_user)?;
+            if let Some(port) = args.port {
+                let sockets = args.socket_dir.clone();
+                recover::server::check_port(
+                    port,
+                    &sockets.unwrap_or_else(recover::server::default_socket_dir),
+                )?;
+            }
             let dir = &args.pgdata;
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -1067,6 +1074,7 @@ async fn restore_inner(
             .jobs
             .unwrap_or_else(|| args::default_jobs(&args.repo.repo)),
         start: !args.no_start,
+        stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
     };
     let reporter = Reporter::new(args.json.json);
     let r2 = reporter.clone();

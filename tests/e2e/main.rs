@@ -3,6 +3,7 @@
 //! checked row by row. One test binary; helpers in `harness`.
 
 mod harness;
+mod recovery_faults;
 mod s3;
 mod store_conformance;
 
