@@ -4,7 +4,9 @@
 //! shut down, verify, and report how to connect. A failed restore stops the
 //! server, removes `global/pg_control` (so the directory cannot be started
 //! or mistaken for a finished restore) and leaves `PITR_RESTORE_FAILED`
-//! with the reason beside the server log. Success means the plan
+//! with the reason beside the server log. A restore refused before any data
+//! was written leaves nothing behind: no marker in a directory the user
+//! made, and no directory pitr created for it. Success means the plan
 //! happened: where replay ended is checked against the plan (`verify`).
 //! Nothing here chooses a backup.
 
@@ -123,6 +125,11 @@ pub struct RestoreOptions {
     /// delivered, nothing logged) fails; each step of stopping the server
     /// gets this long too (at most `server::STOP_STEP`).
     pub stall_timeout: Duration,
+    /// The outermost directory of `pgdata` that this run created before
+    /// calling `restore` (the CLI creates it before dropping root
+    /// privileges); removed again if the restore is refused before any
+    /// data is written. `restore` tracks what it creates itself.
+    pub created_dir: Option<PathBuf>,
 }
 
 /// `RestoreOptions::stall_timeout` unless told otherwise.
@@ -184,9 +191,10 @@ pub async fn restore(
         }
         None => server::free_port(&socket_dir)?,
     };
-    prepare_dir(&opts.pgdata)?;
+    let created = prepare_dir(&opts.pgdata)?.or_else(|| opts.created_dir.clone());
     let stop_step = opts.stall_timeout.min(server::STOP_STEP);
     let mut running: Option<server::Running> = None;
+    let mut wrote = false;
     let result = async {
         let manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
         if manifest.tablespace_map.is_some() {
@@ -196,6 +204,7 @@ pub async fn restore(
         on_event(RecoverEvent::Materializing { total_bytes: total });
         let ev = on_event.clone();
         let materialize_started = Instant::now();
+        wrote = true;
         materialize::materialize(
             repo,
             &manifest,
@@ -316,7 +325,11 @@ pub async fn restore(
             tracing::error!(error = %stop_err, "could not stop the restored server");
         }
         let _ = crate::capture::wal_spool::remove(&spool_dir(&opts.pgdata));
-        mark_failed(&opts.pgdata, e);
+        if wrote {
+            mark_failed(&opts.pgdata, e);
+        } else if let Some(root) = &created {
+            remove_created(&opts.pgdata, root);
+        }
     }
     result
 }
@@ -403,13 +416,15 @@ async fn record_timing(repo: &Repo, timing: RestoreTiming) {
     }
 }
 
-/// The data directory must be new or empty; it is created 0700.
-fn prepare_dir(pgdata: &Path) -> Result<(), RecoverError> {
+/// The data directory must be new or empty; it is created 0700. Returns
+/// the outermost directory created here (None if `pgdata` existed).
+fn prepare_dir(pgdata: &Path) -> Result<Option<PathBuf>, RecoverError> {
     use std::os::unix::fs::PermissionsExt;
     let werr = |source| RecoverError::Write {
         path: pgdata.display().to_string(),
         source,
     };
+    let mut created = None;
     match std::fs::read_dir(pgdata) {
         Ok(mut rd) => {
             if rd.next().is_some() {
@@ -419,14 +434,61 @@ fn prepare_dir(pgdata: &Path) -> Result<(), RecoverError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(pgdata).map_err(werr)?;
+            created = create_pgdata(pgdata, None).map_err(werr)?;
         }
         Err(e) => return Err(werr(e)),
     }
-    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).map_err(werr)
+    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).map_err(werr)?;
+    Ok(created)
 }
 
-/// Leaves a failed restore unstartable and explained.
+/// Creates `pgdata` and its missing parents, each given to `owner` (uid,
+/// gid) when set; returns the outermost directory created (None when
+/// `pgdata` already existed). What it returns is what `remove_created` may
+/// take away again.
+pub fn create_pgdata(pgdata: &Path, owner: Option<(u32, u32)>) -> std::io::Result<Option<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut dir = Some(pgdata);
+    while let Some(d) = dir {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    std::fs::create_dir_all(pgdata)?;
+    if let Some((uid, gid)) = owner {
+        for d in &missing {
+            std::os::unix::fs::chown(d, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(missing.pop())
+}
+
+/// Undoes `create_pgdata` after a restore refused before writing any
+/// data: removes `pgdata` and its parents up to `created`, each only while
+/// empty (so nothing anyone put there is ever removed).
+pub fn remove_created(pgdata: &Path, created: &Path) {
+    if !pgdata.starts_with(created) {
+        return;
+    }
+    let mut dir = Some(pgdata);
+    while let Some(d) = dir {
+        if let Err(e) = std::fs::remove_dir(d) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, dir = %d.display(), "could not remove a directory this restore created");
+                return;
+            }
+        }
+        if d == created {
+            return;
+        }
+        dir = d.parent();
+    }
+}
+
+/// Leaves a failed restore unstartable and explained (once data was
+/// written to it).
 fn mark_failed(pgdata: &Path, err: &RecoverError) {
     if matches!(err, RecoverError::NotEmpty { .. }) {
         return; // not ours
@@ -443,3 +505,55 @@ fn mark_failed(pgdata: &Path, err: &RecoverError) {
 
 /// For watch loops: how often to look again.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_refused_restore_created_goes_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("a");
+        let pgdata = top.join("b").join("pgdata");
+        assert_eq!(create_pgdata(&pgdata, None).unwrap(), Some(top.clone()));
+        assert!(pgdata.is_dir());
+        // Existing: nothing created, nothing to undo.
+        assert_eq!(create_pgdata(&pgdata, None).unwrap(), None);
+        remove_created(&pgdata, &top);
+        assert!(!top.exists());
+        assert!(d.path().is_dir());
+
+        // Something put beside it stops the removal there.
+        create_pgdata(&pgdata, None).unwrap();
+        std::fs::write(top.join("b").join("other"), b"x").unwrap();
+        remove_created(&pgdata, &top);
+        assert!(!pgdata.exists());
+        assert!(top.join("b").join("other").exists());
+
+        // A non-empty data directory (data was written) is never removed.
+        let full = d.path().join("full");
+        let created = create_pgdata(&full, None).unwrap().unwrap();
+        std::fs::write(full.join("PG_VERSION"), b"15\n").unwrap();
+        remove_created(&full, &created);
+        assert!(full.join("PG_VERSION").exists());
+
+        // Only inside what was created.
+        remove_created(d.path(), &top);
+        assert!(d.path().is_dir());
+    }
+
+    #[test]
+    fn prepare_dir_reports_only_what_it_created() {
+        let d = tempfile::tempdir().unwrap();
+        let mine = d.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        assert_eq!(prepare_dir(&mine).unwrap(), None);
+        let new = d.path().join("x").join("new");
+        assert_eq!(prepare_dir(&new).unwrap(), Some(d.path().join("x")));
+        std::fs::write(mine.join("f"), b"").unwrap();
+        assert!(matches!(
+            prepare_dir(&mine),
+            Err(RecoverError::NotEmpty { .. })
+        ));
+    }
+}

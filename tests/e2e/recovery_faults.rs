@@ -1,6 +1,7 @@
 //! Restores under faults on the recovery side: a server whose log is not
 //! in English, an archive that lost a segment's data, a port held by
-//! another server's Unix socket, and a recovery that stops moving. pitr must decide from what the server *is* (SQL, its
+//! another server's Unix socket, refused restores, and a recovery that
+//! stops moving. pitr must decide from what the server *is* (SQL, its
 //! exit status, pg_control, the new timeline's history), never from what
 //! its log says, and every wait must end.
 
@@ -296,6 +297,62 @@ fn a_server_that_is_not_ours_is_recognised_after_connecting() {
             "{err}"
         );
     });
+}
+
+/// Finding: a restore refused before any data was written left an empty
+/// --pgdata behind (created by pitr), so the next attempt needed a manual
+/// cleanup. What pitr created goes; what the user made stays untouched.
+#[test]
+fn a_refused_restore_leaves_no_directory_it_created() {
+    let c = Cluster::new();
+    create_table(&c);
+    let b = c.backup();
+    insert(&c, 1);
+    c.switch_and_archive();
+
+    // Refused by the planner: nested directories pitr created all go.
+    let top = c.dir.path().join("a");
+    let nested = top.join("b").join("pgdata");
+    let (code, err) = c.pitr.fails(&[
+        "restore",
+        "--lsn",
+        "FF/0",
+        "--pgdata",
+        nested.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 4, "{err}");
+    assert!(!top.exists(), "{} left behind", top.display());
+
+    // Refused by restore itself before writing: the manifest is unreadable.
+    let manifest = c
+        .pitr
+        .repo
+        .join("backups")
+        .join(b["id"].as_str().unwrap())
+        .join("manifest.json");
+    let aside = c.dir.path().join("manifest.aside");
+    std::fs::rename(&manifest, &aside).unwrap();
+    let new = c.dir.path().join("new");
+    let (code, err) = c
+        .pitr
+        .fails(&["restore", "--latest", "--pgdata", new.to_str().unwrap()]);
+    assert_ne!(code, 0, "{err}");
+    assert!(!new.exists(), "{} left behind: {err}", new.display());
+
+    // A directory the user made stays, empty and unmarked, either way.
+    let mine = c.dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    for args in [["--lsn", "FF/0"], ["--latest", "--immediate"]] {
+        let mut all = vec!["restore", "--pgdata", mine.to_str().unwrap()];
+        all.extend(args);
+        c.pitr.fails(&all);
+        assert!(mine.is_dir());
+    }
+    c.pitr
+        .fails(&["restore", "--latest", "--pgdata", mine.to_str().unwrap()]);
+    assert!(mine.is_dir());
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 0);
+    std::fs::rename(&aside, &manifest).unwrap();
 }
 
 /// The processes whose parent is `pid`.
