@@ -24,6 +24,28 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# A German locale for the test that restores a cluster whose server log is
+# not in English (lc_messages = 'de_DE.UTF-8'): pitr must not read the log.
+if ! locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8'; then
+    if ! command -v localedef >/dev/null 2>&1 || [ ! -d /usr/share/i18n/locales ] \
+        || [ ! -f /usr/share/i18n/locales/de_DE ]; then
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "setup: the locales package is missing; run as root to install it" >&2
+            exit 1
+        fi
+        echo "setup: installing locales" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends locales >/dev/null
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: the de_DE.UTF-8 locale is missing; run as root to generate it" >&2
+        exit 1
+    fi
+    echo "setup: generating the de_DE.UTF-8 locale" >&2
+    localedef -i de_DE -f UTF-8 de_DE.UTF-8
+fi
+
 # The package creates the postgres OS user; make sure it exists.
 id postgres >/dev/null 2>&1 || {
     echo "setup: the postgres OS user is missing (install postgresql-15)" >&2

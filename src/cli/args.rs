@@ -135,6 +135,9 @@ pub struct RestoreArgs {
     /// do not start the server (start it yourself with pg_ctl).
     #[arg(long)]
     pub no_start: bool,
+    /// Fail the restore when recovery shows no progress for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub stall_timeout: u64,
     #[command(flatten)]
     pub json: JsonArg,
 }

@@ -158,7 +158,7 @@ impl From<RecoverError> for Failure {
             // What the machine or the operator must fix: a directory, a
             // port, a program that cannot run; nothing about recovery.
             RecoverError::NotEmpty { .. }
-            | RecoverError::PortInUse(_)
+            | RecoverError::PortInUse { .. }
             | RecoverError::NoPort
             | RecoverError::Write { .. }
             | RecoverError::Spawn { .. }

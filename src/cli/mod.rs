@@ -110,6 +110,10 @@ fn print_json_with_rss<T: Serialize>(v: &T) -> Result<(), Failure> {
     print_json(&value)
 }
 
+/// The outermost directory `drop_privileges` created for a restore's
+/// --pgdata: removed again if the restore is refused before writing data.
+static CREATED_PGDATA: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 /// Before any thread exists: when running as root, become the OS user the
 /// command's files belong to (see `server::user`).
 pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
@@ -146,11 +150,20 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             // cannot run.
             check_restore_args(&cli.command)?;
             let os_user = user::lookup(&args.os_user)?;
+            if let Some(port) = args.port {
+                let sockets = args.socket_dir.clone();
+                recover::server::check_port(
+                    port,
+                    &sockets.unwrap_or_else(recover::server::default_socket_dir),
+                )?;
+            }
             let dir = &args.pgdata;
-            if !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(|e| {
+            let created =
+                recover::create_pgdata(dir, Some((os_user.uid, os_user.gid))).map_err(|e| {
                     Failure::new(Code::Usage, e).context(format!("creating {}", dir.display()))
                 })?;
+            if let Some(root) = created {
+                let _ = CREATED_PGDATA.set(root);
             }
             // Only an empty directory is handed over: a non-empty one is
             // refused by restore, and its ownership must not change.
@@ -1061,8 +1074,20 @@ async fn rollback_upgrade(mut args: RestoreArgs, target_dir: &Path) -> Result<()
 }
 
 /// Plans, picks an install and restores; returns the outcome, the
-/// backup's major and the install's bin directory.
+/// backup's major and the install's bin directory. A refusal before any
+/// data was written takes away the --pgdata directory it created.
 async fn restore_inner(
+    args: &RestoreArgs,
+    action: Action,
+) -> Result<(recover::RestoreOutcome, crate::pg::control::PgMajor, String), Failure> {
+    let out = plan_and_restore(args, action).await;
+    if let (Err(_), Some(root)) = (&out, CREATED_PGDATA.get()) {
+        recover::remove_created(&args.pgdata, root);
+    }
+    out
+}
+
+async fn plan_and_restore(
     args: &RestoreArgs,
     action: Action,
 ) -> Result<(recover::RestoreOutcome, crate::pg::control::PgMajor, String), Failure> {
@@ -1093,6 +1118,8 @@ async fn restore_inner(
             .jobs
             .unwrap_or_else(|| args::default_jobs(&args.repo.repo)),
         start: !args.no_start,
+        stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
+        created_dir: CREATED_PGDATA.get().cloned(),
     };
     let reporter = Reporter::new(args.json.json);
     let r2 = reporter.clone();

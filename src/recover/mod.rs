@@ -4,12 +4,17 @@
 //! shut down, verify, and report how to connect. A failed restore stops the
 //! server, removes `global/pg_control` (so the directory cannot be started
 //! or mistaken for a finished restore) and leaves `PITR_RESTORE_FAILED`
-//! with the reason beside the server log. Nothing here chooses a backup.
+//! with the reason beside the server log. A restore refused before any data
+//! was written leaves nothing behind: no marker in a directory the user
+//! made, and no directory pitr created for it. Success means the plan
+//! happened: where replay ended is checked against the plan (`verify`).
+//! Nothing here chooses a backup.
 
 pub mod materialize;
 pub mod server;
 pub mod settings;
 pub mod upgrade;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,16 +73,35 @@ pub enum RecoverError {
         replayed: DateTime<Utc>,
         target: DateTime<Utc>,
     },
-    #[error("the server ended recovery without stopping at {target} (no \"recovery stopping\" in its log)\n--- last lines of {log} ---\n{tail}")]
-    TargetNotReached {
-        target: String,
+    #[error("recovery ended at {end}, short of the end of the archived WAL ({through}): segment {missing} was not replayed; is it readable in the repository?")]
+    EndedShort {
+        end: Lsn,
+        missing: String,
+        through: String,
+    },
+    #[error("recovery ended at {end}, {expected}, not where the plan stops: {plan}")]
+    EndedElsewhere {
+        end: Lsn,
+        expected: String,
+        plan: String,
+    },
+    #[error("cannot tell where recovery ended: {0}")]
+    EndUnknown(String),
+    #[error("recovery made no progress for {secs} s ({state}); the server was stopped (raise --stall-timeout if recovery is only slow)\n--- last lines of {log} ---\n{tail}")]
+    Stalled {
+        secs: u64,
+        state: String,
         log: String,
         tail: String,
     },
+    #[error("the server answering on port {port} is not the one pitr started: {detail}; another server uses this port")]
+    WrongServer { port: u16, detail: String },
+    #[error("postgres (pid {pid}) did not stop: fast and immediate shutdown and SIGKILL of its process group all timed out")]
+    StopFailed { pid: i32 },
     #[error("no free TCP port found on 127.0.0.1")]
     NoPort,
-    #[error("port {0} is in use: choose another with --port")]
-    PortInUse(u16),
+    #[error("port {port} is in use ({by}): choose another with --port")]
+    PortInUse { port: u16, by: String },
     #[error("tablespaces are not supported by restore yet")]
     Tablespaces,
 }
@@ -97,7 +121,19 @@ pub struct RestoreOptions {
     /// Start the server and watch recovery (false: only materialize and
     /// configure, for the operator to start it).
     pub start: bool,
+    /// Recovery that shows no progress for this long (no replay, no WAL
+    /// delivered, nothing logged) fails; each step of stopping the server
+    /// gets this long too (at most `server::STOP_STEP`).
+    pub stall_timeout: Duration,
+    /// The outermost directory of `pgdata` that this run created before
+    /// calling `restore` (the CLI creates it before dropping root
+    /// privileges); removed again if the restore is refused before any
+    /// data is written. `restore` tracks what it creates itself.
+    pub created_dir: Option<PathBuf>,
 }
+
+/// `RestoreOptions::stall_timeout` unless told otherwise.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a finished restore reports (`--json` prints this).
 #[derive(Debug, Clone, Serialize)]
@@ -109,6 +145,9 @@ pub struct RestoreOutcome {
     /// Timeline the server is on now (the new one after promotion).
     pub timeline: Option<TimelineId>,
     pub replay_lsn: Option<Lsn>,
+    /// Where replay ended: the end of the last replayed record (after
+    /// `--action shutdown`, a lower bound).
+    pub recovery_end_lsn: Option<Lsn>,
     pub last_replayed_commit: Option<DateTime<Utc>>,
     pub target: RecoveryTarget,
     pub backup_id: String,
@@ -140,10 +179,24 @@ pub async fn restore(
     let target = plan.target.clone();
     let config = repo.config().await?;
     let bin = crate::server::bin::find_bin_dir(opts.pg_bin.as_deref(), config.pg_major)?;
-    prepare_dir(&opts.pgdata)?;
-    let manifest = materialize::load_manifest(repo, &plan.backup.id).await;
+    let socket_dir = opts
+        .socket_dir
+        .clone()
+        .unwrap_or_else(server::default_socket_dir);
+    // Before anything is created or fetched: a port no other server holds.
+    let port = match opts.port {
+        Some(p) => {
+            server::check_port(p, &socket_dir)?;
+            p
+        }
+        None => server::free_port(&socket_dir)?,
+    };
+    let created = prepare_dir(&opts.pgdata)?.or_else(|| opts.created_dir.clone());
+    let stop_step = opts.stall_timeout.min(server::STOP_STEP);
+    let mut running: Option<server::Running> = None;
+    let mut wrote = false;
     let result = async {
-        let manifest = manifest?;
+        let manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
         if manifest.tablespace_map.is_some() {
             return Err(RecoverError::Tablespaces);
         }
@@ -151,6 +204,7 @@ pub async fn restore(
         on_event(RecoverEvent::Materializing { total_bytes: total });
         let ev = on_event.clone();
         let materialize_started = Instant::now();
+        wrote = true;
         materialize::materialize(
             repo,
             &manifest,
@@ -160,19 +214,6 @@ pub async fn restore(
         )
         .await?;
         let materialize_seconds = materialize_started.elapsed().as_secs_f64();
-        let port = match opts.port {
-            Some(p) => {
-                if !server::port_free(p) {
-                    return Err(RecoverError::PortInUse(p));
-                }
-                p
-            }
-            None => server::free_port()?,
-        };
-        let socket_dir = opts
-            .socket_dir
-            .clone()
-            .unwrap_or_else(server::default_socket_dir);
         let spool = spool_dir(&opts.pgdata);
         let restore_command = settings::restore_command(
             &opts.pitr_exe.display().to_string(),
@@ -201,6 +242,7 @@ pub async fn restore(
                 action: opts.action,
                 timeline: None,
                 replay_lsn: None,
+                recovery_end_lsn: None,
                 last_replayed_commit: None,
                 target: target.clone(),
                 backup_id: plan.backup.id.clone(),
@@ -216,25 +258,21 @@ pub async fn restore(
         }
         on_event(RecoverEvent::Starting { port });
         let replay_started = Instant::now();
-        let mut running = server::start(&bin, &opts.pgdata).await?;
-        let watched = server::watch(
-            &mut running,
-            &socket_dir,
+        let r = running.insert(server::start(&bin, &opts.pgdata).await?);
+        let spec = server::WatchSpec {
+            socket_dir: &socket_dir,
             port,
-            &opts.db_user,
-            opts.action,
-            s.fast_promote(),
-            on_event.clone(),
-        )
-        .await?;
+            db_user: &opts.db_user,
+            action: opts.action,
+            fast_promote: s.fast_promote(),
+            stall_timeout: opts.stall_timeout,
+        };
+        let watched = server::watch(r, &spec, on_event.clone()).await?;
         // Recovery is over: the prefetcher sees its spool gone and exits.
         if let Err(e) = crate::capture::wal_spool::remove(&spool) {
             tracing::warn!(error = %e, spool = %spool.display(), "could not remove the WAL prefetch spool");
         }
-        if let Err(e) = verify(plan, &watched) {
-            let _ = server::stop(&bin, &opts.pgdata).await;
-            return Err(e);
-        }
+        verify(repo, plan, &watched, config.wal_segment_size).await?;
         on_event(RecoverEvent::Done);
         record_timing(
             repo,
@@ -268,19 +306,30 @@ pub async fn restore(
             action: opts.action,
             timeline: watched.timeline,
             replay_lsn: watched.replay_lsn,
+            recovery_end_lsn: watched.end.map(|e| e.lsn()),
             last_replayed_commit: watched.last_commit,
             target: target.clone(),
             backup_id: plan.backup.id.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
-            server_log: running.log.display().to_string(),
+            server_log: watched.log.clone(),
             connect,
         })
     }
     .await;
     if let Err(e) = &result {
-        let _ = server::stop(&bin, &opts.pgdata).await;
+        let stopped = match running.as_mut() {
+            Some(r) => server::stop_running(r, stop_step).await,
+            None => Ok(()),
+        };
+        if let Err(stop_err) = stopped {
+            tracing::error!(error = %stop_err, "could not stop the restored server");
+        }
         let _ = crate::capture::wal_spool::remove(&spool_dir(&opts.pgdata));
-        mark_failed(&opts.pgdata, e);
+        if wrote {
+            mark_failed(&opts.pgdata, e);
+        } else if let Some(root) = &created {
+            remove_created(&opts.pgdata, root);
+        }
     }
     result
 }
@@ -297,10 +346,16 @@ pub fn spool_dir(pgdata: &Path) -> PathBuf {
 }
 
 /// Checks the server stopped where the plan said: for a time target the
-/// last replayed commit is not after it; for the others Postgres' own
-/// "recovery stopping ..." line is in the log (see xlogrecovery.c:
-/// recoveryStopsBefore/After). `--action shutdown` has no SQL view.
-fn verify(plan: &Plan, watched: &server::Watched) -> Result<(), RecoverError> {
+/// last replayed commit is not after it (pg_last_xact_replay_timestamp()),
+/// and where replay ended agrees with the plan (`verify`). The stop
+/// segment's transaction list, where the repository has it, pins a time or
+/// xid target's stop record exactly.
+async fn verify(
+    repo: &Repo,
+    plan: &Plan,
+    watched: &server::Watched,
+    size: crate::pg::WalSegmentSize,
+) -> Result<(), RecoverError> {
     if let (RecoveryTarget::Time(t), Some(replayed)) = (&plan.target, watched.last_commit) {
         let past = if plan.inclusive {
             replayed > *t
@@ -314,27 +369,27 @@ fn verify(plan: &Plan, watched: &server::Watched) -> Result<(), RecoverError> {
             });
         }
     }
-    let needs_line = !matches!(
+    let Some(end) = watched.end else {
+        return Err(RecoverError::EndUnknown(
+            "the server did not say where replay ended".into(),
+        ));
+    };
+    let mut xacts = None;
+    if matches!(
         plan.target,
-        RecoveryTarget::Latest | RecoveryTarget::Time(_)
-    );
-    if needs_line && !watched.log_text.contains("recovery stopping") {
-        return Err(RecoverError::TargetNotReached {
-            target: plan.target.to_string(),
-            log: watched.log.clone(),
-            tail: watched
-                .log_text
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n"),
-        });
+        RecoveryTarget::Time(_) | RecoveryTarget::Xid(_)
+    ) {
+        if let Ok(crate::pg::WalFileName::Segment(seg)) =
+            crate::pg::WalFileName::parse(&plan.stop.segment)
+        {
+            match repo.segment_xacts(&seg).await {
+                Ok(x) => xacts = Some(x),
+                Err(e) => tracing::debug!(error = %e, "no transaction list for the stop segment"),
+            }
+        }
     }
-    Ok(())
+    let expected = verify::expected(plan, xacts.as_deref(), size);
+    verify::check(plan, &expected, end, size)
 }
 
 /// Keeps what this restore measured for the cost model. Best effort: a
@@ -361,13 +416,15 @@ async fn record_timing(repo: &Repo, timing: RestoreTiming) {
     }
 }
 
-/// The data directory must be new or empty; it is created 0700.
-fn prepare_dir(pgdata: &Path) -> Result<(), RecoverError> {
+/// The data directory must be new or empty; it is created 0700. Returns
+/// the outermost directory created here (None if `pgdata` existed).
+fn prepare_dir(pgdata: &Path) -> Result<Option<PathBuf>, RecoverError> {
     use std::os::unix::fs::PermissionsExt;
     let werr = |source| RecoverError::Write {
         path: pgdata.display().to_string(),
         source,
     };
+    let mut created = None;
     match std::fs::read_dir(pgdata) {
         Ok(mut rd) => {
             if rd.next().is_some() {
@@ -377,14 +434,61 @@ fn prepare_dir(pgdata: &Path) -> Result<(), RecoverError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(pgdata).map_err(werr)?;
+            created = create_pgdata(pgdata, None).map_err(werr)?;
         }
         Err(e) => return Err(werr(e)),
     }
-    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).map_err(werr)
+    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).map_err(werr)?;
+    Ok(created)
 }
 
-/// Leaves a failed restore unstartable and explained.
+/// Creates `pgdata` and its missing parents, each given to `owner` (uid,
+/// gid) when set; returns the outermost directory created (None when
+/// `pgdata` already existed). What it returns is what `remove_created` may
+/// take away again.
+pub fn create_pgdata(pgdata: &Path, owner: Option<(u32, u32)>) -> std::io::Result<Option<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut dir = Some(pgdata);
+    while let Some(d) = dir {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    std::fs::create_dir_all(pgdata)?;
+    if let Some((uid, gid)) = owner {
+        for d in &missing {
+            std::os::unix::fs::chown(d, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(missing.pop())
+}
+
+/// Undoes `create_pgdata` after a restore refused before writing any
+/// data: removes `pgdata` and its parents up to `created`, each only while
+/// empty (so nothing anyone put there is ever removed).
+pub fn remove_created(pgdata: &Path, created: &Path) {
+    if !pgdata.starts_with(created) {
+        return;
+    }
+    let mut dir = Some(pgdata);
+    while let Some(d) = dir {
+        if let Err(e) = std::fs::remove_dir(d) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, dir = %d.display(), "could not remove a directory this restore created");
+                return;
+            }
+        }
+        if d == created {
+            return;
+        }
+        dir = d.parent();
+    }
+}
+
+/// Leaves a failed restore unstartable and explained (once data was
+/// written to it).
 fn mark_failed(pgdata: &Path, err: &RecoverError) {
     if matches!(err, RecoverError::NotEmpty { .. }) {
         return; // not ours
@@ -401,3 +505,55 @@ fn mark_failed(pgdata: &Path, err: &RecoverError) {
 
 /// For watch loops: how often to look again.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_refused_restore_created_goes_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("a");
+        let pgdata = top.join("b").join("pgdata");
+        assert_eq!(create_pgdata(&pgdata, None).unwrap(), Some(top.clone()));
+        assert!(pgdata.is_dir());
+        // Existing: nothing created, nothing to undo.
+        assert_eq!(create_pgdata(&pgdata, None).unwrap(), None);
+        remove_created(&pgdata, &top);
+        assert!(!top.exists());
+        assert!(d.path().is_dir());
+
+        // Something put beside it stops the removal there.
+        create_pgdata(&pgdata, None).unwrap();
+        std::fs::write(top.join("b").join("other"), b"x").unwrap();
+        remove_created(&pgdata, &top);
+        assert!(!pgdata.exists());
+        assert!(top.join("b").join("other").exists());
+
+        // A non-empty data directory (data was written) is never removed.
+        let full = d.path().join("full");
+        let created = create_pgdata(&full, None).unwrap().unwrap();
+        std::fs::write(full.join("PG_VERSION"), b"15\n").unwrap();
+        remove_created(&full, &created);
+        assert!(full.join("PG_VERSION").exists());
+
+        // Only inside what was created.
+        remove_created(d.path(), &top);
+        assert!(d.path().is_dir());
+    }
+
+    #[test]
+    fn prepare_dir_reports_only_what_it_created() {
+        let d = tempfile::tempdir().unwrap();
+        let mine = d.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        assert_eq!(prepare_dir(&mine).unwrap(), None);
+        let new = d.path().join("x").join("new");
+        assert_eq!(prepare_dir(&new).unwrap(), Some(d.path().join("x")));
+        std::fs::write(mine.join("f"), b"").unwrap();
+        assert!(matches!(
+            prepare_dir(&mine),
+            Err(RecoverError::NotEmpty { .. })
+        ));
+    }
+}

@@ -183,6 +183,10 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
                 "recovery_target_action = {}",
                 guc_quote(s.action.as_guc())
             ));
+            if s.action == Action::Pause {
+                // Without hot standby Postgres shuts down instead of pausing.
+                lines.push("hot_standby = on".to_string());
+            }
         }
     }
     if s.major >= 14 {
@@ -323,7 +327,7 @@ unix_socket_directories = '/tmp'
         };
         let lsn = base(RecoveryTarget::Lsn("0/3000060".parse().unwrap()), false);
         let text = auto_conf_block(&lsn);
-        let want = "\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\n";
+        let want = "\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\nhot_standby = on\n";
         assert!(text.contains(want), "{text}");
         let text = auto_conf_block(&base(RecoveryTarget::Xid(733), true));
         assert!(

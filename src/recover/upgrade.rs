@@ -93,7 +93,7 @@ pub async fn upgrade(
     if let Ok(hba) = std::fs::read(physical_dir.join("pg_hba.conf")) {
         super::materialize::write_synced(&new_pgdata.join("pg_hba.conf"), &hba)?;
     }
-    let port = server::free_port()?;
+    let port = server::free_port(&socket_dir)?;
     {
         use std::io::Write;
         let auto = new_pgdata.join("postgresql.auto.conf");

@@ -97,6 +97,48 @@ pub fn run_ok(mut c: Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `c` to completion, failing the test if it takes longer than
+/// `limit` (the child is killed first): a hang is a failure, not a stuck
+/// test run.
+pub fn run_within(mut c: Command, limit: Duration) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{c:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
@@ -213,6 +255,14 @@ impl Cluster {
         Self::build(dir, Pitr::local(repo), PG_BIN)
     }
 
+    /// A PostgreSQL 15 cluster whose postgresql.conf also has `extra`
+    /// (lines of settings), in effect from its first start.
+    pub fn with_conf(extra: &str) -> Cluster {
+        let dir = shared_tempdir();
+        let repo = Pitr::local(dir.path().join("repo"));
+        Self::build_with(dir, repo, PG_BIN, extra)
+    }
+
     /// A cluster of another major, from the npm binaries that
     /// scripts/pg-majors.sh installs (the README's test command runs it).
     pub fn of_major(major: u32) -> Cluster {
@@ -235,6 +285,10 @@ impl Cluster {
     }
 
     fn build(dir: tempfile::TempDir, pitr: Pitr, bin: &str) -> Cluster {
+        Self::build_with(dir, pitr, bin, "")
+    }
+
+    fn build_with(dir: tempfile::TempDir, pitr: Pitr, bin: &str, extra: &str) -> Cluster {
         let mb = 1;
         let pgdata = dir.path().join("data");
         let mut c = as_postgres(format!("{bin}/initdb"));
@@ -256,6 +310,7 @@ impl Cluster {
         let path = pgdata.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str(&conf);
+        text.push_str(extra);
         std::fs::write(&path, text).unwrap();
         let cluster = Cluster {
             bin: bin.to_string(),

@@ -4,6 +4,7 @@
 
 mod faults;
 mod harness;
+mod recovery_faults;
 mod s3;
 mod store_conformance;
 mod trust;
