@@ -474,8 +474,13 @@ pub fn remove_created(pgdata: &Path, created: &Path) {
     }
     let mut dir = Some(pgdata);
     while let Some(d) = dir {
-        if let Err(e) = std::fs::remove_dir(d) {
-            if e.kind() != std::io::ErrorKind::NotFound {
+        match std::fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Data was written (or someone put something there): it stays,
+            // marked failed.
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => return,
+            Err(e) => {
                 tracing::warn!(error = %e, dir = %d.display(), "could not remove a directory this restore created");
                 return;
             }

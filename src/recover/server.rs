@@ -403,9 +403,11 @@ pub async fn check_identity(
     postmaster: i32,
     port: u16,
     limit: Duration,
-) -> Result<i32, RecoverError> {
+) -> Result<Option<i32>, RecoverError> {
     let wrong = |detail: String| RecoverError::WrongServer { port, detail };
-    let row = within(
+    // No answer is no evidence either way (our own server may be shutting
+    // down at its target): the caller looks again.
+    let Ok(row) = within(
         limit,
         c.query_one(
             "select pg_backend_pid(), current_setting('server_version_num')::int",
@@ -413,14 +415,18 @@ pub async fn check_identity(
         ),
     )
     .await
-    .map_err(|e| wrong(format!("cannot ask it: {e}")))?;
+    else {
+        return Ok(None);
+    };
     let backend: i32 = row.try_get(0).map_err(|e| wrong(e.to_string()))?;
     let num: i32 = row.try_get(1).map_err(|e| wrong(e.to_string()))?;
     match process::parent_pid(backend) {
-        Ok(parent) if parent == postmaster => Ok(num),
+        Ok(parent) if parent == postmaster => Ok(Some(num)),
         Ok(parent) => Err(wrong(format!(
             "its backend {backend} is a child of process {parent}, not of postmaster {postmaster}"
         ))),
+        // Our postmaster gone meanwhile: its backends went with it.
+        Err(_) if !Path::new(&format!("/proc/{postmaster}")).exists() => Ok(None),
         Err(e) => Err(wrong(format!(
             "its backend {backend} is not a process here ({e})"
         ))),
@@ -546,9 +552,12 @@ pub async fn watch(
                     tokio::spawn(async move {
                         let _ = conn.await;
                     });
-                    let num = check_identity(&c, running.pid, spec.port, round_trip).await?;
-                    client = Some((c, num));
-                    connected_secs.get_or_insert(start.elapsed().as_secs_f64());
+                    if let Some(num) =
+                        check_identity(&c, running.pid, spec.port, round_trip).await?
+                    {
+                        client = Some((c, num));
+                        connected_secs.get_or_insert(start.elapsed().as_secs_f64());
+                    }
                 }
                 Ok(Err(e)) => {
                     // An authentication refusal will not go away (by its
@@ -768,8 +777,12 @@ pub async fn wait_ready(
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                check_identity(&c, running.pid, port, ROUND_TRIP).await?;
-                return Ok(());
+                if check_identity(&c, running.pid, port, ROUND_TRIP)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
             }
         }
         if started.elapsed().as_secs() > 120 {
