@@ -592,15 +592,8 @@ mod tests {
         }
     }
 
-    /// Finding 8 of issue 10: one garbage or corrupt catalog object does
-    /// not fail the load; it is reported, and the rest is there.
-    #[tokio::test]
-    async fn damaged_catalog_objects_are_reported_not_fatal() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::with_store(
-            RepoLocation::Local(dir.path().to_path_buf()),
-            Arc::new(FsStore::new(dir.path())),
-        );
+    /// Writes the `pitr.json` of the PostgreSQL 15 fixture cluster.
+    async fn initialize(repo: &Repo) {
         let control = crate::pg::control::ControlFile::decode(include_bytes!(
             "../../testdata/pg15/pg_control"
         ))
@@ -616,6 +609,18 @@ mod tests {
         repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
             .await
             .unwrap();
+    }
+
+    /// Finding 8 of issue 10: one garbage or corrupt catalog object does
+    /// not fail the load; it is reported, and the rest is there.
+    #[tokio::test]
+    async fn damaged_catalog_objects_are_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::with_store(
+            RepoLocation::Local(dir.path().to_path_buf()),
+            Arc::new(FsStore::new(dir.path())),
+        );
+        initialize(&repo).await;
         let good = record(1, 5);
         let WalFileName::Segment(seg) = WalFileName::parse(&good.name).unwrap() else {
             panic!()
@@ -674,21 +679,7 @@ mod tests {
             RepoLocation::Local(dir.path().to_path_buf()),
             recording.clone(),
         );
-        let control = crate::pg::control::ControlFile::decode(include_bytes!(
-            "../../testdata/pg15/pg_control"
-        ))
-        .unwrap();
-        let config = RepoConfig {
-            system_id: control.system_identifier,
-            pg_major: crate::pg::control::PgMajor::new(15).unwrap(),
-            wal_segment_size: control.wal_segment_size,
-            fingerprint: control.fingerprint,
-            created_at: chrono::Utc::now(),
-            created_by: "test".into(),
-        };
-        repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
-            .await
-            .unwrap();
+        initialize(&repo).await;
         let put = |r: WalSegmentRecord| {
             let repo = repo.clone();
             async move {

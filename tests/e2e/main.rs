@@ -395,16 +395,42 @@ fn a_killed_backup_is_never_listed() {
     let (code, err) = c.pitr.fails(&["plan", "--to", "2099-01-01 00:00:00+00"]);
     assert_eq!(code, 4);
     assert!(err.contains("no finished backup"), "{err}");
+    let killed: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(killed.len(), 1);
+    // Ids are start times to the second: a backup in the same second as
+    // the killed one could reuse its (swept) id; make them differ.
+    wait_for("the next second", Duration::from_secs(5), || {
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string() > killed[0]
+    });
     // The server's backup state was released with the session; a backup
-    // now (as the postgres OS user, like a cron job would) succeeds.
+    // now (as the postgres OS user, like a cron job would) succeeds, and
+    // removes what the killed one left, its process being provably gone
+    // (issue 10, finding 11).
     let mut cmd = as_postgres(pitr_exe());
     cmd.args(["backup", "--json", "--pgdata", c.pgdata_str(), "--repo"])
         .arg(&c.pitr.repo);
     let b: serde_json::Value = serde_json::from_str(&run_ok(cmd)).unwrap();
-    assert!(b["id"].is_string());
+    let id = b["id"].as_str().unwrap();
     assert_eq!(
         c.pitr.json(&["info"])["backups"].as_array().unwrap().len(),
         1
+    );
+    let left: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [id.to_string()],
+        "the killed backup's objects are still there"
+    );
+    let claims = c.pitr.repo.join("claims");
+    assert_eq!(
+        std::fs::read_dir(&claims).map(|d| d.count()).unwrap_or(0),
+        0
     );
 }
 
