@@ -316,7 +316,9 @@ async fn push_segment(
         }
         Ok::<(), PushError>(())
     };
+    fault_point("before-data");
     tokio::try_join!(data, xacts)?;
+    fault_point("after-data");
     // The record is the commit marker: created once, never replaced. The
     // WAL index entry follows it (the catalog never lists a segment whose
     // record and data are not durable); the push is acknowledged only
@@ -335,7 +337,9 @@ async fn push_segment(
             if stored.content_hash() != record.content_hash() {
                 return already_archived(repo, seg, &stored, &raw).await;
             }
+            fault_point("after-record");
             put_index_entry(repo, seg, &record).await?;
+            fault_point("after-index");
             Ok(PushOutcome {
                 name,
                 status: PushStatus::Stored,
@@ -349,6 +353,16 @@ async fn push_segment(
             already_archived(repo, seg, &existing, &raw).await
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Fault injection for the kill -9 tests (docs/reliability.md): with
+/// `PITR_FAULT_STOP_AT=<phase>` in its environment, wal-push stops itself
+/// (SIGSTOP) at that phase, so a test can kill it exactly there. Unset,
+/// this does nothing.
+fn fault_point(phase: &str) {
+    if std::env::var_os("PITR_FAULT_STOP_AT").is_some_and(|p| p == phase) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 }
 

@@ -14,7 +14,7 @@ use crate::harness::*;
 
 /// The objects one segment has in a local repository: (data, record,
 /// index entry).
-fn phase(repo: &Path, seg: &str) -> (bool, bool, bool) {
+fn phase_of(repo: &Path, seg: &str) -> (bool, bool, bool) {
     let tli = &seg[..8];
     let data = std::fs::read_dir(repo.join("wal").join(tli))
         .map(|d| {
@@ -31,10 +31,14 @@ fn phase(repo: &Path, seg: &str) -> (bool, bool, bool) {
     (data, record, index)
 }
 
-/// kill -9 of `pitr wal-push` at spread-out moments of its run, 40 times.
-/// After each kill: the index never lists a segment without its record;
-/// a record, when there is one, serves exactly the pushed bytes; and
-/// Postgres' retry (the same push again) succeeds and serves them too.
+/// kill -9 of `pitr wal-push` at each phase of its run, exactly: before
+/// any write, after the data, after the record, after the index entry
+/// (the process stops itself there, `PITR_FAULT_STOP_AT`, and is killed
+/// once stopped), 5 times each; then 20 more at spread-out moments of an
+/// undisturbed run. After each kill: the index never lists a segment
+/// without its record; a record, when there is one, serves exactly the
+/// pushed bytes; and Postgres' retry (the same push again) succeeds and
+/// serves them too.
 #[test]
 fn kill_9_at_every_phase_of_wal_push_loses_nothing() {
     let c = Cluster::new();
@@ -51,35 +55,65 @@ fn kill_9_at_every_phase_of_wal_push_loses_nothing() {
         p.ok(&["init", "--pgdata", c.pgdata_str()]);
         p
     };
-    // How long an undisturbed push takes here: the kills spread over it.
+    // How long an undisturbed push takes here: the timed kills spread over it.
     let probe = fresh_repo(1000);
     let t0 = Instant::now();
     probe.ok(&["wal-push", file.to_str().unwrap()]);
     let full = t0.elapsed();
 
-    let trials = 40;
-    let mut phases = std::collections::BTreeMap::new();
+    let phases = ["before-data", "after-data", "after-record", "after-index"];
+    let mut landed = std::collections::BTreeMap::new();
+    let stopped = phases.len() * 5;
+    let trials = stopped + 20;
     for n in 0..trials {
         let repo = fresh_repo(n);
-        let mut child = repo
-            .cmd(&["wal-push", file.to_str().unwrap()])
-            .spawn()
-            .unwrap();
-        // The fault's timing is the point here, not a wait for a condition.
-        std::thread::sleep(full.mul_f64(n as f64 / trials as f64 * 0.9));
+        let mut cmd = repo.cmd(&["wal-push", file.to_str().unwrap()]);
+        let phase = phases.get(n / 5).copied();
+        if let Some(p) = phase {
+            cmd.env("PITR_FAULT_STOP_AT", p);
+        }
+        let mut child = cmd.spawn().unwrap();
+        match phase {
+            Some(p) => {
+                let pid = child.id();
+                wait_for(
+                    &format!("wal-push to stop {p}"),
+                    Duration::from_secs(30),
+                    || {
+                        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                            .ok()
+                            .and_then(|s| {
+                                s.rsplit_once(')')
+                                    .map(|(_, r)| r.trim_start().starts_with('T'))
+                            })
+                            .unwrap_or(false)
+                    },
+                );
+            }
+            // The fault's timing is the point here, not a wait for a condition.
+            None => std::thread::sleep(full.mul_f64((n - stopped) as f64 / 20.0)),
+        }
         let _ = child.kill();
         let status = child.wait().unwrap();
-        let (data, record, index) = phase(&repo.repo, &seg);
-        *phases
-            .entry(match (status.success(), data, record, index) {
-                (true, ..) => "finished before the kill",
-                (false, false, false, false) => "killed before any write",
-                (false, true, false, false) => "killed after the data",
-                (false, true, true, false) => "killed after the record",
-                (false, true, true, true) => "killed after the index entry",
-                _ => "impossible order",
-            })
-            .or_insert(0) += 1;
+        let (data, record, index) = phase_of(&repo.repo, &seg);
+        let state = match (status.success(), data, record, index) {
+            (true, ..) => "finished before the kill",
+            (false, false, false, false) => "killed before any write",
+            (false, true, false, false) => "killed after the data",
+            (false, true, true, false) => "killed after the record",
+            (false, true, true, true) => "killed after the index entry",
+            _ => "impossible order",
+        };
+        *landed.entry(state).or_insert(0) += 1;
+        if let Some(p) = phase {
+            let want = match p {
+                "before-data" => "killed before any write",
+                "after-data" => "killed after the data",
+                "after-record" => "killed after the record",
+                _ => "killed after the index entry",
+            };
+            assert_eq!(state, want, "trial {n}, stopped {p}");
+        }
         assert!(
             !index || record,
             "trial {n}: the index lists a segment with no record"
@@ -117,12 +151,8 @@ fn kill_9_at_every_phase_of_wal_push_loses_nothing() {
         );
         std::fs::remove_dir_all(&repo.repo).unwrap();
     }
-    eprintln!("wal-push kill -9 phases over {trials} trials: {phases:?}");
-    assert!(!phases.contains_key("impossible order"), "{phases:?}");
-    assert!(
-        phases.len() >= 3,
-        "the kills landed in too few phases: {phases:?}"
-    );
+    eprintln!("wal-push kill -9 over {trials} trials: {landed:?}");
+    assert!(!landed.contains_key("impossible order"), "{landed:?}");
 }
 
 /// The repository's disk fills up while the database writes: archiving
