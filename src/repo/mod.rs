@@ -60,8 +60,6 @@ pub enum RepoError {
     NotInitialized(String),
     #[error("unsupported repository address {0:?}: use a local path, file:///path or s3://BUCKET/PREFIX")]
     UnsupportedScheme(String),
-    #[error("timeline history {name}: {reason}")]
-    History { name: String, reason: String },
 }
 
 impl RepoError {
