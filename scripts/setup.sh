@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pitr's demo and tests need on a fresh Debian machine, as
-# root: PostgreSQL 15 (server and tools), zstd (fixture scripts), and a C
-# compiler for zstd-sys. Idempotent: installs only what is missing.
+# root: PostgreSQL 15 (server and tools), zstd (fixture scripts), a C
+# compiler for zstd-sys, python3 (the demo), CA certificates; for the
+# tests also npm, a German locale and the S3 servers. Idempotent: installs
+# only what is missing.
 set -euo pipefail
 
 need=()
@@ -10,6 +12,8 @@ need=()
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+# The demo asks Python for a free port and reads JSON with it.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 # cargo, npm and pip fetch over TLS.
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 
