@@ -337,7 +337,9 @@ fn a_damaged_segment_under_a_latest_restore_fails_and_names_it() {
 
 /// The S3 server is down when a restore starts: a clear storage error,
 /// nothing startable left behind, and the same restore works once the
-/// server is back.
+/// server is back. Then it stops in the middle of a restore, while the
+/// server replays: all the rows, or a failure that names what could not
+/// be fetched; never a promoted copy with rows missing.
 #[test]
 fn a_stopped_s3_server_fails_a_restore_clearly() {
     let mut server = crate::s3::S3Server::start(crate::s3::Kind::S3sFs);
@@ -360,6 +362,61 @@ fn a_stopped_s3_server_fails_a_restore_clearly() {
         new.to_str().unwrap(),
     ]));
     assert_eq!(r.psql("select count(*) from t").trim(), "200");
+    drop(r);
+
+    // Stopped mid-restore: once the data directory is written and the
+    // server is replaying. Whatever WAL was fetched by then, the outcome
+    // is all the rows or a failure that says why, never fewer rows.
+    for i in 1..10 {
+        c.psql(&format!(
+            "insert into t select g from generate_series({}, {}) g",
+            i * 200 + 1,
+            (i + 1) * 200
+        ));
+        c.switch_and_archive();
+    }
+    let new = c.dir.path().join("mid-restore");
+    let mut child = c
+        .pitr
+        .cmd(&[
+            "restore",
+            "--json",
+            "--latest",
+            "--pgdata",
+            new.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the restored server to start",
+        Duration::from_secs(120),
+        || new.join("postmaster.pid").exists() || child.try_wait().ok().flatten().is_some(),
+    );
+    server.pause();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let r = Restored::from_json(serde_json::from_slice(&out.stdout).unwrap());
+        assert_eq!(
+            r.psql("select count(*) from t").trim(),
+            "2000",
+            "success with rows missing"
+        );
+        eprintln!("S3 stopped mid-restore: every segment was fetched before the stop");
+    } else {
+        assert!(!new.join("global/pg_control").exists(), "{err}");
+        assert!(
+            err.contains("restore into") && (err.contains("0000000") || err.contains("s3://down")),
+            "the failure does not say what could not be fetched: {err}"
+        );
+        eprintln!(
+            "S3 stopped mid-restore: failed as it must: {}",
+            err.lines().next().unwrap_or("")
+        );
+    }
+    server.resume();
 }
 
 /// kill -9 of `pitr backup` at spread-out moments, 6 times, under pgbench
