@@ -70,6 +70,18 @@ pub fn segment_data_object(repo: &Path, seg: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
+/// The xid an `insert … returning txid_current()` printed (its last line).
+pub fn returned_xid(psql_output: &str) -> u32 {
+    psql_output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

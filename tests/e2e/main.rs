@@ -720,16 +720,9 @@ fn insert_row_xid(c: &Cluster, i: i32) -> u32 {
 }
 
 fn insert_xid_via(psql: impl Fn(&str) -> String, i: i32) -> u32 {
-    let out = psql(&format!(
+    returned_xid(&psql(&format!(
         "select pg_sleep(0.2); insert into t(id) values ({i}) returning txid_current()"
-    ));
-    out.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    )))
 }
 
 fn rows_of(r: &Restored) -> String {

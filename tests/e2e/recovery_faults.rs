@@ -19,16 +19,9 @@ fn create_table(c: &Cluster) {
 
 /// Inserts row `i` in its own transaction; returns its xid.
 fn insert(c: &Cluster, i: i32) -> u32 {
-    let out = c.psql(&format!(
+    returned_xid(&c.psql(&format!(
         "insert into t(id) values ({i}) returning txid_current()"
-    ));
-    out.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    )))
 }
 
 fn rows(socket_dir: &Path, port: u16) -> String {
