@@ -136,3 +136,66 @@ impl Store for FaultStore {
         self.inner.delete_prefix(prefix).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::repo::store::MemoryStore;
+
+    fn key(s: &str) -> ObjectKey {
+        ObjectKey::new(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn matching_writes_fail_as_a_full_disk_and_write_nothing() {
+        let inner = Arc::new(MemoryStore::new());
+        let s = FaultStore::new(inner.clone());
+        s.fail_writes(Some(Box::new(|k: &ObjectKey| {
+            k.as_str().starts_with("wal/")
+        })));
+        let wal = key("wal/00000001/a");
+        for err in [
+            s.put(&wal, b"x", PutMode::Create).await.unwrap_err(),
+            s.put_deferred(&wal, b"x".to_vec()).await.unwrap_err(),
+            s.put_reader(
+                &wal,
+                Box::new(std::io::Cursor::new(b"x".to_vec())),
+                PutMode::Create,
+            )
+            .await
+            .unwrap_err(),
+        ] {
+            assert!(err.retryable(), "{err}");
+            assert!(err.to_string().contains("no space left"), "{err}");
+        }
+        assert!(inner.head(&wal).await.unwrap().is_none());
+        // Keys the rule does not match are written as usual.
+        s.put(&key("catalog/x"), b"y", PutMode::Create)
+            .await
+            .unwrap();
+        assert_eq!(inner.get(&key("catalog/x")).await.unwrap(), b"y");
+        // Healed: the same write now lands.
+        s.fail_writes(None);
+        s.put(&wal, b"x", PutMode::Create).await.unwrap();
+        assert_eq!(inner.get(&wal).await.unwrap(), b"x");
+    }
+
+    #[tokio::test]
+    async fn matching_reads_fail_and_deletes_count_as_writes() {
+        let inner = Arc::new(MemoryStore::new());
+        let s = FaultStore::new(inner.clone());
+        let k = key("backups/1/files/0.zst");
+        s.put(&k, b"data", PutMode::Create).await.unwrap();
+        s.fail_reads(Some(Box::new(|k: &ObjectKey| k.as_str().ends_with(".zst"))));
+        assert!(s.get(&k).await.is_err());
+        assert!(s.open_read(&k).await.is_err());
+        assert!(s.head(&k).await.is_err());
+        s.fail_reads(None);
+        assert_eq!(s.get(&k).await.unwrap(), b"data");
+        s.fail_writes(Some(Box::new(|_: &ObjectKey| true)));
+        assert!(s.delete(&k).await.is_err());
+        assert_eq!(inner.get(&k).await.unwrap(), b"data");
+    }
+}

@@ -572,6 +572,14 @@ mod tests {
         assert_eq!(names, vec!["3.0.zst".to_string()]);
     }
 
+    #[tokio::test]
+    async fn fs_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path().join("repo"));
+        s.create_root().unwrap();
+        crate::repo::store::conformance::suite(std::sync::Arc::new(s)).await;
+    }
+
     #[test]
     fn keys_are_checked() {
         for bad in ["", "/a", "a//b", "a/../b", "a/./b", ".tmp", "a/.x"] {

@@ -1,11 +1,14 @@
 //! The object store under a repository: a small trait with one backend per
-//! kind of storage (`fs`, `s3`; `fault` wraps either to inject faults in
-//! tests). Keys are typed, relative,
+//! kind of storage (`fs`, `s3`; `memory` for tests; `fault` wraps any of
+//! them to inject faults in tests), and the one conformance suite they all
+//! pass (`conformance`). Keys are typed, relative,
 //! `/`-separated paths. Every write is atomic and durable when it returns;
 //! `PutMode::Create` never replaces an existing object.
 
+pub mod conformance;
 pub mod fault;
 pub mod fs;
+pub mod memory;
 pub mod s3;
 
 use std::fmt;
@@ -13,7 +16,9 @@ use std::fmt;
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
+pub use fault::FaultStore;
 pub use fs::FsStore;
+pub use memory::MemoryStore;
 pub use s3::{S3Settings, S3Store};
 
 /// A validated object key: relative, `/`-separated, no `.`/`..` parts,
