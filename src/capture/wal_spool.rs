@@ -21,10 +21,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use tokio::task::JoinSet;
 
 use crate::pg::{SegNo, SegmentName, WalFileName};
@@ -83,7 +83,7 @@ impl Spool {
         loop {
             match std::fs::rename(&src, dest) {
                 Ok(()) => return Ok(true),
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) => {
                     // Another filesystem: copy, then drop the spooled one.
                     let raw = std::fs::read(&src)?;
                     let part = dest.with_extension("pitr-spool-tmp");
@@ -110,26 +110,21 @@ impl Spool {
             .write(true)
             .open(self.dir.join(LOCK))
         {
-            Ok(f) => {
-                // SAFETY: flock on a descriptor we own; released on close.
-                let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-                rc != 0
-            }
+            // Taken and at once released (on drop) when nobody holds it.
+            Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err(),
             Err(_) => false,
         }
     }
 
     /// Takes the lock for a prefetcher's lifetime; None if one runs.
-    fn lock(&self) -> io::Result<Option<std::fs::File>> {
+    fn lock(&self) -> io::Result<Option<Flock<std::fs::File>>> {
         std::fs::create_dir_all(&self.dir)?;
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.dir.join(LOCK))?;
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok((rc == 0).then_some(f))
+        Ok(Flock::lock(f, FlockArg::LockExclusiveNonblock).ok())
     }
 
     /// Segment files now in the spool (complete ones only).

@@ -240,7 +240,9 @@ fn a_full_disk_acknowledges_nothing_and_loses_nothing() {
         Some(last.as_str()),
         "{info:#}"
     );
-    let new = c.dir.path().join("after-full");
+    // On the default socket directory: the one restore here that does
+    // not pass --socket-dir.
+    let new = c.path_of("after-full");
     let r = Restored::from_json(c.pitr.json(&[
         "restore",
         "--latest",
@@ -305,13 +307,9 @@ fn a_damaged_segment_under_a_latest_restore_fails_and_names_it() {
             "truncated" => std::fs::write(&data, &original[..original.len() / 3]).unwrap(),
             _ => std::fs::remove_file(&record).unwrap(),
         }
-        let new = c
-            .dir
-            .path()
-            .join(format!("damaged-{}", kind.replace(' ', "-")));
-        let (code, err) = c
-            .pitr
-            .fails(&["restore", "--latest", "--pgdata", new.to_str().unwrap()]);
+        let name = format!("damaged-{}", kind.replace(' ', "-"));
+        let new = c.path_of(&name);
+        let (code, err) = c.restore_fails("restore", &name, &["--latest"]);
         assert_ne!(code, 0);
         assert!(
             err.contains(victim.as_str()),
@@ -325,13 +323,7 @@ fn a_damaged_segment_under_a_latest_restore_fails_and_names_it() {
         std::fs::write(&record, &record_bytes).unwrap();
     }
     // Healed: the same restore succeeds with every row.
-    let new = c.dir.path().join("healed");
-    let r = Restored::from_json(c.pitr.json(&[
-        "restore",
-        "--latest",
-        "--pgdata",
-        new.to_str().unwrap(),
-    ]));
+    let r = c.restore_to("restore", "healed", &["--latest"]);
     assert_eq!(r.psql("select count(*) from t").trim(), "400");
 }
 
@@ -346,21 +338,13 @@ fn a_stopped_s3_server_fails_a_restore_clearly() {
     let c = Cluster::on_s3(&server, "down");
     archived_after_backup(&c, 2);
     server.pause();
-    let new = c.dir.path().join("while-down");
-    let (code, err) = c
-        .pitr
-        .fails(&["restore", "--latest", "--pgdata", new.to_str().unwrap()]);
+    let new = c.path_of("while-down");
+    let (code, err) = c.restore_fails("restore", "while-down", &["--latest"]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("s3://down"), "{err}");
     assert!(!new.join("global/pg_control").exists());
     server.resume();
-    let new = c.dir.path().join("after-up");
-    let r = Restored::from_json(c.pitr.json(&[
-        "restore",
-        "--latest",
-        "--pgdata",
-        new.to_str().unwrap(),
-    ]));
+    let r = c.restore_to("restore", "after-up", &["--latest"]);
     assert_eq!(r.psql("select count(*) from t").trim(), "200");
     drop(r);
 
@@ -375,16 +359,14 @@ fn a_stopped_s3_server_fails_a_restore_clearly() {
         ));
         c.switch_and_archive();
     }
-    let new = c.dir.path().join("mid-restore");
+    let new = c.path_of("mid-restore");
     let mut child = c
         .pitr
-        .cmd(&[
+        .cmd(&strs(&c.restore_args(
             "restore",
-            "--json",
-            "--latest",
-            "--pgdata",
-            new.to_str().unwrap(),
-        ])
+            "mid-restore",
+            &["--json", "--latest"],
+        )))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -478,10 +460,11 @@ fn kill_9_during_backup_and_restore_lists_and_reports_nothing_wrong() {
     c.psql("insert into big select g, 'after' from generate_series(200001, 200100) g");
     c.switch_and_archive();
     for n in 0..3u32 {
-        let new = c.dir.path().join(format!("killed-restore-{n}"));
+        let name = format!("killed-restore-{n}");
+        let new = c.path_of(&name);
         let mut child = c
             .pitr
-            .cmd(&["restore", "--latest", "--pgdata", new.to_str().unwrap()])
+            .cmd(&strs(&c.restore_args("restore", &name, &["--latest"])))
             .spawn()
             .unwrap();
         wait_for(
@@ -496,20 +479,12 @@ fn kill_9_during_backup_and_restore_lists_and_reports_nothing_wrong() {
             // It got as far as starting the server: that server is ours to stop.
             stop_server(&new);
         }
-        let (code, err) = c
-            .pitr
-            .fails(&["restore", "--latest", "--pgdata", new.to_str().unwrap()]);
+        let (code, err) = c.restore_fails("restore", &name, &["--latest"]);
         assert_eq!(
             code, 2,
             "a second restore into a killed one's directory: {err}"
         );
     }
-    let new = c.dir.path().join("restored");
-    let r = Restored::from_json(c.pitr.json(&[
-        "restore",
-        "--latest",
-        "--pgdata",
-        new.to_str().unwrap(),
-    ]));
+    let r = c.restore_to("restore", "restored", &["--latest"]);
     assert_eq!(r.psql("select count(*) from big").trim(), "200100");
 }

@@ -397,6 +397,56 @@ impl Cluster {
     pub fn backup(&self) -> serde_json::Value {
         self.pitr.json(&["backup", "--pgdata", self.pgdata_str()])
     }
+
+    /// The scenarios' table: `t(id, ts)`, one row per insert, stamped
+    /// with the clock at the insert (`rows` reads its ids back).
+    pub fn create_table(&self) {
+        self.psql(
+            "create table t(id int primary key, ts timestamptz not null default clock_timestamp())",
+        );
+    }
+
+    /// `<cluster dir>/<name>`: where a scenario restores to.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `<verb> <args…> --pgdata <cluster dir>/<name> --socket-dir <the
+    /// cluster's>`: how every scenario restores beside the cluster.
+    pub fn restore_args(&self, verb: &str, name: &str, args: &[&str]) -> Vec<String> {
+        let mut all = vec![verb.to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend([
+            "--pgdata".to_string(),
+            self.path_of(name).display().to_string(),
+            "--socket-dir".to_string(),
+            self.socket_dir().display().to_string(),
+        ]);
+        all
+    }
+
+    /// `pitr <verb> --json` into `<cluster dir>/<name>` (see `restore_args`),
+    /// which must succeed: the command's report.
+    pub fn restore_report(&self, verb: &str, name: &str, args: &[&str]) -> serde_json::Value {
+        let all = self.restore_args(verb, name, args);
+        self.pitr.json(&strs(&all))
+    }
+
+    /// The same: the restored server, running (stopped on drop).
+    pub fn restore_to(&self, verb: &str, name: &str, args: &[&str]) -> Restored {
+        Restored::from_json(self.restore_report(verb, name, args))
+    }
+
+    /// The same, expecting failure: (exit code, stderr).
+    pub fn restore_fails(&self, verb: &str, name: &str, args: &[&str]) -> (i32, String) {
+        let all = self.restore_args(verb, name, args);
+        self.pitr.fails(&strs(&all))
+    }
+}
+
+/// Borrows owned arguments for `Pitr`'s `&[&str]` methods.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 impl Drop for Cluster {
@@ -467,6 +517,23 @@ impl Restored {
     pub fn psql(&self, sql: &str) -> String {
         psql(&self.socket_dir, self.port, sql)
     }
+
+    /// The ids in table `t`, in order, comma-separated (see `rows`).
+    pub fn rows(&self) -> String {
+        rows(&self.socket_dir, self.port)
+    }
+}
+
+/// The ids in table `t` of the server at (`socket_dir`, `port`), in
+/// order, comma-separated: what the scenarios compare a restore by.
+pub fn rows(socket_dir: &Path, port: u16) -> String {
+    psql(
+        socket_dir,
+        port,
+        "select coalesce(string_agg(id::text, ',' order by id), '') from t",
+    )
+    .trim()
+    .to_string()
 }
 
 impl Drop for Restored {

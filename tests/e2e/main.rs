@@ -56,7 +56,7 @@ fn rollback_on_s3_restores_exactly_the_rows_before_it() {
 }
 
 fn rollback_scenario(c: Cluster) {
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     let b1 = c.backup();
     insert_rows(&c, 1, 6);
     let b2 = c.backup();
@@ -82,17 +82,8 @@ fn rollback_scenario(c: Cluster) {
     assert!(p2["alternatives"].as_array().unwrap().len() == 1);
 
     // rollback (promote) to t1.
-    let new1 = c.dir.path().join("rollback1");
-    let out = c.pitr.json(&[
-        "rollback",
-        "--to",
-        &t1,
-        "--pgdata",
-        new1.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ]);
-    let r1 = Restored::from_json(out);
+    let r1 = c.restore_to("rollback", "rollback1", &["--to", &t1]);
+    let new1 = c.path_of("rollback1");
     assert_eq!(r1.out["backup_id"], b1["id"]);
     assert_eq!(r1.out["timeline"], 2);
     let got = r1.psql("select string_agg(id::text, ',' order by id) from t");
@@ -127,22 +118,12 @@ fn rollback_scenario(c: Cluster) {
     drop(r1);
 
     // restore with an explicit port to t2, from the second backup.
-    let new2 = c.dir.path().join("restore2");
     let port = free_port().to_string();
-    let out = c.pitr.json(&[
+    let r2 = c.restore_to(
         "restore",
-        "--to",
-        &t2,
-        "--pgdata",
-        new2.to_str().unwrap(),
-        "--port",
-        &port,
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-        "--action",
-        "promote",
-    ]);
-    let r2 = Restored::from_json(out);
+        "restore2",
+        &["--to", &t2, "--port", &port, "--action", "promote"],
+    );
     // Restores record what they measured; plans use it from then on.
     let p = c.pitr.json(&["plan", "--to", &t2]);
     let source = p["cost_model"]["source"].as_str().unwrap();
@@ -158,7 +139,7 @@ fn rollback_scenario(c: Cluster) {
 #[test]
 fn plan_errors_name_the_limit() {
     let c = Cluster::new();
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     let before_backup = c.psql("select now()").trim().to_string();
     let b = c.backup();
     insert_rows(&c, 1, 3);
@@ -437,23 +418,15 @@ fn a_killed_backup_is_never_listed() {
 #[test]
 fn a_failed_restore_says_why_and_leaves_no_usable_directory() {
     let c = Cluster::new();
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     // The backup carries a setting the restored server cannot start with.
     c.psql("alter system set shared_preload_libraries = 'pitr_no_such_library'");
     c.backup();
     insert_rows(&c, 1, 2);
     let t = midpoint(&c, 1, 2);
     c.switch_and_archive();
-    let new = c.dir.path().join("failed");
-    let (code, err) = c.pitr.fails(&[
-        "restore",
-        "--to",
-        &t,
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ]);
+    let new = c.path_of("failed");
+    let (code, err) = c.restore_fails("restore", "failed", &["--to", &t]);
     assert_eq!(code, 7, "{err}");
     assert!(err.contains("FATAL"), "{err}");
     assert!(err.contains("pitr_no_such_library"), "{err}");
@@ -531,19 +504,28 @@ fn repository_and_init_errors_are_clear() {
 #[test]
 fn restore_can_pause_or_shut_down_at_the_target() {
     let c = Cluster::new();
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     let b = c.backup();
-    // The backup's .backup history file was archived too.
-    let hist = std::fs::read_dir(c.pitr.repo.join("backup-history"))
-        .unwrap()
-        .count();
-    assert_eq!(hist, 1);
+    // The backup's .backup history file is archived too. pg_backup_stop
+    // waits only for the stop segment, which the archiver may take before
+    // the .backup file (its name sorts after a segment of the same number).
+    let hist = || {
+        std::fs::read_dir(c.pitr.repo.join("backup-history"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "the .backup history file archived",
+        Duration::from_secs(60),
+        || hist() > 0,
+    );
+    assert_eq!(hist(), 1);
     insert_rows(&c, 1, 4);
     let t = midpoint(&c, 2, 3);
     c.switch_and_archive();
 
     // pause: read-only, still in recovery, exactly the rows before t.
-    let out = restore_json(&c, "paused", &["--to", &t, "--action", "pause"]);
+    let out = c.restore_report("restore", "paused", &["--to", &t, "--action", "pause"]);
     let r = Restored::from_json(out);
     assert_eq!(r.out["action"], "pause");
     assert_eq!(r.out["backup_id"], b["id"]);
@@ -563,7 +545,7 @@ fn restore_can_pause_or_shut_down_at_the_target() {
 
     // shutdown: the server stops at the target; pitr reports success.
     let stopped = c.dir.path().join("stopped");
-    let out = restore_json(&c, "stopped", &["--to", &t, "--action", "shutdown"]);
+    let out = c.restore_report("restore", "stopped", &["--to", &t, "--action", "shutdown"]);
     assert_eq!(out["action"], "shutdown");
     assert!(!stopped.join("postmaster.pid").exists());
     let log = std::fs::read_to_string(stopped.join("pitr-recovery.log")).unwrap();
@@ -576,7 +558,7 @@ fn restore_can_pause_or_shut_down_at_the_target() {
 fn s3_outage_during_archiving_loses_no_segment() {
     let mut server = s3::S3Server::start(s3::Kind::S3sFs);
     let c = Cluster::on_s3(&server, "outage");
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     c.backup();
     insert_rows(&c, 1, 2);
     c.switch_and_archive();
@@ -613,17 +595,7 @@ fn s3_outage_during_archiving_loses_no_segment() {
     // And a restore to a time inside the outage has exactly its rows.
     let want = ids_until(&c, &t);
     assert_eq!(want, "1,2,3,4,5");
-    let new = c.dir.path().join("after-outage");
-    let out = c.pitr.json(&[
-        "rollback",
-        "--to",
-        &t,
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ]);
-    let r = Restored::from_json(out);
+    let r = c.restore_to("rollback", "after-outage", &["--to", &t]);
     assert_eq!(
         r.psql("select string_agg(id::text, ',' order by id) from t")
             .trim(),
@@ -725,38 +697,17 @@ fn insert_xid_via(psql: impl Fn(&str) -> String, i: i32) -> u32 {
     )))
 }
 
-fn rows_of(r: &Restored) -> String {
-    r.psql("select coalesce(string_agg(id::text, ',' order by id), '') from t")
-        .trim()
-        .to_string()
-}
-
 /// Restores to the target given by `target_args` and returns the rows.
 fn restore_rows(c: &Cluster, name: &str, target_args: &[&str]) -> (String, serde_json::Value) {
-    let r = Restored::from_json(restore_json(c, name, target_args));
-    let rows = rows_of(&r);
+    let r = c.restore_to("restore", name, target_args);
+    let rows = r.rows();
     (rows, r.out.clone())
-}
-
-/// `pitr restore --json` into `<cluster dir>/<name>`, on the cluster's socket
-/// directory, with `args` (target, action, …).
-fn restore_json(c: &Cluster, name: &str, args: &[&str]) -> serde_json::Value {
-    let new = c.dir.path().join(name);
-    let mut all = vec![
-        "restore",
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    c.pitr.json(&all)
 }
 
 #[test]
 fn every_target_kind_and_timeline_choice_restores_the_right_rows() {
     let c = Cluster::new();
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     c.backup();
     insert_row_xid(&c, 1);
     let x2 = insert_row_xid(&c, 2);
@@ -813,29 +764,20 @@ fn every_target_kind_and_timeline_choice_restores_the_right_rows() {
 
     // Branch: roll back to t45 and make the copy a primary that archives
     // into the same repository (timeline 2).
-    let new = c.dir.path().join("tl2");
-    let r = Restored::from_json(c.pitr.json(&[
-        "rollback",
-        "--to",
-        &t45,
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ]));
+    let r = c.restore_to("rollback", "tl2", &["--to", &t45]);
     assert_eq!(r.out["timeline"], 2);
     r.psql("alter system set archive_mode = on");
     let mut restart = as_postgres(format!("{PG_BIN}/pg_ctl"));
     restart
         .args(["restart", "-w", "-m", "fast", "-D"])
-        .arg(&new)
+        .arg(&r.pgdata)
         .arg("-l")
-        .arg(new.join("restarted.log"));
+        .arg(r.pgdata.join("restarted.log"));
     run_ok(restart);
     // The history file was written while archiving was off: push it.
     c.pitr.ok(&[
         "wal-push",
-        new.join("pg_wal/00000002.history").to_str().unwrap(),
+        r.pgdata.join("pg_wal/00000002.history").to_str().unwrap(),
     ]);
     let tl2 = Cluster2 { r: &r };
     tl2.insert(100);
@@ -938,7 +880,7 @@ impl Cluster2<'_> {
 #[test]
 fn restores_run_on_another_major_and_cross_major_is_refused() {
     let c = Cluster::of_major(17);
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     let b = c.backup();
     insert_rows(&c, 1, 4);
     let t = midpoint(&c, 2, 3);
@@ -948,32 +890,15 @@ fn restores_run_on_another_major_and_cross_major_is_refused() {
     let p = c.pitr.json(&["plan", "--to", &t]);
     let install = p["install"].as_str().unwrap();
     assert!(install.contains("/opt/pitr-pg/17/"), "{p:#}");
-    let new = c.dir.path().join("on17");
-    let r = Restored::from_json(c.pitr.json(&[
-        "rollback",
-        "--to",
-        &t,
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ]));
+    let r = c.restore_to("rollback", "on17", &["--to", &t]);
     assert_eq!(r.out["backup_id"], b["id"]);
-    assert_eq!(rows_of(&r), "1,2");
+    assert_eq!(r.rows(), "1,2");
     assert!(r.psql("show server_version_num").trim().starts_with("17"));
     drop(r);
 
     // A 17 backup onto a 15 install: refused before anything is fetched.
-    let cross = c.dir.path().join("cross");
-    let (code, err) = c.pitr.fails(&[
-        "restore",
-        "--to",
-        &t,
-        "--pgdata",
-        cross.to_str().unwrap(),
-        "--pg-bin",
-        PG_BIN,
-    ]);
+    let cross = c.path_of("cross");
+    let (code, err) = c.restore_fails("restore", "cross", &["--to", &t, "--pg-bin", PG_BIN]);
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("major 17 backup, install is 15"), "{err}");
     assert!(err.contains("nothing was fetched"), "{err}");
@@ -1012,30 +937,19 @@ fn restores_run_on_another_major_and_cross_major_is_refused() {
 #[test]
 fn rollback_upgrade_to_a_newer_major_keeps_the_rows() {
     let c = Cluster::new();
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     c.backup();
     insert_rows(&c, 1, 4);
     let t = midpoint(&c, 2, 3);
     c.switch_and_archive();
-    let new = c.dir.path().join("on17");
     let bin17 = major_bin(17);
-    let out = c.pitr.json(&[
-        "rollback",
-        "--to",
-        &t,
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-        "--upgrade-to",
-        &bin17,
-    ]);
+    let out = c.restore_report("rollback", "on17", &["--to", &t, "--upgrade-to", &bin17]);
     let r = Restored::from_json(out.clone());
     assert!(
         out["server_version"].as_str().unwrap().starts_with("17"),
         "{out:#}"
     );
-    assert_eq!(rows_of(&r), "1,2");
+    assert_eq!(r.rows(), "1,2");
     assert!(r.psql("show server_version_num").trim().starts_with("17"));
     // The physical copy on 15 was removed once the data moved.
     let physical = out["restored_from"]["data_directory"].as_str().unwrap();
@@ -1045,15 +959,7 @@ fn rollback_upgrade_to_a_newer_major_keeps_the_rows() {
     );
 
     // Not newer: refused before anything is restored.
-    let (code, err) = c.pitr.fails(&[
-        "rollback",
-        "--to",
-        &t,
-        "--pgdata",
-        c.dir.path().join("same").to_str().unwrap(),
-        "--upgrade-to",
-        PG_BIN,
-    ]);
+    let (code, err) = c.restore_fails("rollback", "same", &["--to", &t, "--upgrade-to", PG_BIN]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not newer"), "{err}");
 }
@@ -1091,7 +997,7 @@ fn a_big_relation_is_stored_in_chunks_and_restored_exactly() {
     chunks.sort();
     assert!(chunks.len() >= 3, "expected chunk objects, got {chunks:?}");
 
-    let r = Restored::from_json(restore_json(&c, "whole", &["--immediate"]));
+    let r = c.restore_to("restore", "whole", &["--immediate"]);
     assert!(r.out["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
     assert_eq!(r.psql(digest), want);
     // Recovery fetched through the prefetch spool, removed once it was over.
@@ -1110,15 +1016,8 @@ fn a_big_relation_is_stored_in_chunks_and_restored_exactly() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&victim, bytes).unwrap();
-    let new = c.dir.path().join("corrupt");
-    let (code, err) = c.pitr.fails(&[
-        "restore",
-        "--immediate",
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ]);
+    let new = c.path_of("corrupt");
+    let (code, err) = c.restore_fails("restore", "corrupt", &["--immediate"]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("(chunk "), "{err}");
     assert!(!new.join("global/pg_control").exists());
@@ -1213,15 +1112,15 @@ fn wal_fetch_prefetches_into_a_bounded_spool() {
 fn a_restore_watched_by_an_unprivileged_role_still_promotes() {
     let c = Cluster::new();
     c.psql("create role watcher login");
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
+    c.create_table();
     c.backup();
     insert_rows(&c, 1, 4);
     let t = midpoint(&c, 2, 3);
     c.switch_and_archive();
-    let out = restore_json(&c, "watched", &["--to", &t, "--db-user", "watcher"]);
+    let out = c.restore_report("restore", "watched", &["--to", &t, "--db-user", "watcher"]);
     let r = Restored::from_json(out);
     assert_eq!(r.psql("select pg_is_in_recovery()").trim(), "f");
-    assert_eq!(rows_of(&r), "1,2");
+    assert_eq!(r.rows(), "1,2");
     let log = std::fs::read_to_string(r.pgdata.join("pitr-recovery.log")).unwrap();
     assert!(log.contains("received promote request"), "{log}");
     assert!(!r.pgdata.join("promote").exists());

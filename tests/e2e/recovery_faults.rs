@@ -13,10 +13,6 @@ use crate::harness::*;
 /// No restore in these tests may take longer: a hang fails the test.
 const LIMIT: Duration = Duration::from_secs(240);
 
-fn create_table(c: &Cluster) {
-    c.psql("create table t(id int primary key, ts timestamptz not null default clock_timestamp())");
-}
-
 /// Inserts row `i` in its own transaction; returns its xid.
 fn insert(c: &Cluster, i: i32) -> u32 {
     returned_xid(&c.psql(&format!(
@@ -24,30 +20,12 @@ fn insert(c: &Cluster, i: i32) -> u32 {
     )))
 }
 
-fn rows(socket_dir: &Path, port: u16) -> String {
-    psql(
-        socket_dir,
-        port,
-        "select coalesce(string_agg(id::text, ',' order by id), '') from t",
-    )
-    .trim()
-    .to_string()
-}
-
 /// `pitr restore --json` into `<cluster dir>/<name>`, failing the test
 /// if it does not finish within `LIMIT` or fails.
 fn restore(c: &Cluster, name: &str, args: &[&str]) -> serde_json::Value {
-    let new = c.dir.path().join(name);
-    let mut all = vec![
-        "restore",
-        "--json",
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let out = run_within(c.pitr.cmd(&all), LIMIT);
+    let mut all = c.restore_args("restore", name, args);
+    all.push("--json".into());
+    let out = run_within(c.pitr.cmd(&strs(&all)), LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -69,7 +47,7 @@ fn server_log(pgdata: &Path) -> String {
 #[test]
 fn a_server_logging_in_german_is_restored_to_every_target_and_action() {
     let c = Cluster::with_conf("lc_messages = 'de_DE.UTF-8'\n");
-    create_table(&c);
+    c.create_table();
     c.backup();
     insert(&c, 1);
     let x2 = insert(&c, 2);
@@ -98,7 +76,7 @@ fn a_server_logging_in_german_is_restored_to_every_target_and_action() {
         ("name", vec!["--name", "vor_drei"], "1,2"),
     ] {
         let r = Restored::from_json(restore(&c, name, &args));
-        assert_eq!(rows_of(&r), want, "{name}");
+        assert_eq!(r.rows(), want, "{name}");
         assert_eq!(r.psql("select pg_is_in_recovery()").trim(), "f", "{name}");
         assert!(r.out["recovery_end_lsn"].is_string(), "{}", r.out);
         let log = server_log(&r.pgdata);
@@ -114,7 +92,7 @@ fn a_server_logging_in_german_is_restored_to_every_target_and_action() {
         &["--name", "vor_drei", "--action", "pause"],
     ));
     assert_eq!(r.out["action"], "pause");
-    assert_eq!(rows_of(&r), "1,2");
+    assert_eq!(r.rows(), "1,2");
     assert_eq!(
         r.psql("select pg_get_wal_replay_pause_state()").trim(),
         "paused"
@@ -161,10 +139,6 @@ fn a_server_logging_in_german_is_restored_to_every_target_and_action() {
     assert_eq!(got, "1,2,3,4");
 }
 
-fn rows_of(r: &Restored) -> String {
-    rows(&r.socket_dir, r.port)
-}
-
 /// Finding: a segment the catalog lists but the store cannot serve looked
 /// like the end of the archive: `--latest` promoted early and reported
 /// success. The restore must fail and name the segment.
@@ -177,7 +151,7 @@ fn rows_of(r: &Restored) -> String {
 #[test]
 fn a_latest_restore_missing_a_mid_archive_segment_fails_and_names_it() {
     let c = Cluster::new();
-    create_table(&c);
+    c.create_table();
     c.backup();
     let mut segments = Vec::new();
     for i in 1..=4 {
@@ -200,18 +174,9 @@ fn a_latest_restore_missing_a_mid_archive_segment_fails_and_names_it() {
         "its record stays"
     );
 
-    let new = c.dir.path().join("latest");
-    let out = run_within(
-        c.pitr.cmd(&[
-            "restore",
-            "--latest",
-            "--pgdata",
-            new.to_str().unwrap(),
-            "--socket-dir",
-            c.socket_dir().to_str().unwrap(),
-        ]),
-        LIMIT,
-    );
+    let new = c.path_of("latest");
+    let all = c.restore_args("restore", "latest", &["--latest"]);
+    let out = run_within(c.pitr.cmd(&strs(&all)), LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert!(err.contains(lost.as_str()), "{err}");
@@ -227,7 +192,7 @@ fn a_latest_restore_missing_a_mid_archive_segment_fails_and_names_it() {
 #[test]
 fn a_port_held_by_a_socket_only_server_is_refused_before_anything_is_created() {
     let c = Cluster::new();
-    create_table(&c);
+    c.create_table();
     c.backup();
     insert(&c, 1);
     c.switch_and_archive();
@@ -299,7 +264,7 @@ fn a_server_that_is_not_ours_is_recognised_after_connecting() {
 #[test]
 fn a_refused_restore_leaves_no_directory_it_created() {
     let c = Cluster::new();
-    create_table(&c);
+    c.create_table();
     let b = c.backup();
     insert(&c, 1);
     c.switch_and_archive();
@@ -375,23 +340,18 @@ fn gone(pid: i32) -> bool {
 #[test]
 fn a_recovery_that_stops_moving_fails_at_its_deadline_and_the_server_is_killed() {
     let c = Cluster::new();
-    create_table(&c);
+    c.create_table();
     c.backup();
     // Enough WAL that replay takes a while.
     c.psql("insert into t(id) select g from generate_series(10, 150000) g");
     c.switch_and_archive();
-    let new = c.dir.path().join("stalled");
-    let mut cmd = c.pitr.cmd(&[
+    let new = c.path_of("stalled");
+    let all = c.restore_args(
         "restore",
-        "--json",
-        "--latest",
-        "--stall-timeout",
-        "3",
-        "--pgdata",
-        new.to_str().unwrap(),
-        "--socket-dir",
-        c.socket_dir().to_str().unwrap(),
-    ]);
+        "stalled",
+        &["--json", "--latest", "--stall-timeout", "3"],
+    );
+    let mut cmd = c.pitr.cmd(&strs(&all));
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut restore = cmd.spawn().unwrap();
@@ -462,7 +422,7 @@ fn a_recovery_that_stops_moving_fails_at_its_deadline_and_the_server_is_killed()
 fn pause_shutdown_and_latest_are_watched_on_13_and_18() {
     for major in [13, 18] {
         let c = Cluster::of_major(major);
-        create_table(&c);
+        c.create_table();
         c.backup();
         insert(&c, 1);
         c.psql("select pg_create_restore_point('rp')");
@@ -470,14 +430,14 @@ fn pause_shutdown_and_latest_are_watched_on_13_and_18() {
         c.switch_and_archive();
         let paused = restore(&c, "paused", &["--name", "rp", "--action", "pause"]);
         let r = Restored::from_json(paused);
-        assert_eq!(rows_of(&r), "1", "{major}");
+        assert_eq!(r.rows(), "1", "{major}");
         assert_eq!(r.psql("select pg_is_in_recovery()").trim(), "t");
         drop(r);
         let out = restore(&c, "stopped", &["--name", "rp", "--action", "shutdown"]);
         assert_eq!(out["action"], "shutdown", "{major}");
         assert!(!c.dir.path().join("stopped/postmaster.pid").exists());
         let r = Restored::from_json(restore(&c, "latest", &["--latest"]));
-        assert_eq!(rows_of(&r), "1,2", "{major}");
+        assert_eq!(r.rows(), "1,2", "{major}");
         assert_eq!(r.psql("select pg_is_in_recovery()").trim(), "f");
     }
 }
