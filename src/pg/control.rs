@@ -17,6 +17,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::bytes::ByteOrder;
+use super::bytes::Reader;
 use super::lsn::{Lsn, PosError, TimelineId, WalSegmentSize};
 
 /// `sizeof(ControlFileData)` on LP64 in every supported major.
@@ -230,23 +232,6 @@ impl fmt::Display for DbState {
 
 // ---------------------------------------------------------------------------
 // Fingerprint
-
-/// Byte order of the machine that wrote pg_control.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ByteOrder {
-    Little,
-    Big,
-}
-
-impl fmt::Display for ByteOrder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ByteOrder::Little => "little-endian",
-            ByteOrder::Big => "big-endian",
-        })
-    }
-}
 
 /// The build constants recorded in pg_control. A data directory only starts
 /// under a server whose own values match (ReadControlFile), so comparing a
@@ -519,67 +504,40 @@ fn major_hint(pg_control_version: u32, catalog_version_no: u32) -> Option<PgMajo
     PgMajor::new(m).ok()
 }
 
-/// Bounds-checked reads in the file's byte order.
+/// The shared byte reader with decoding's errors: a short read (which the
+/// length check before makes impossible) is `TooShort`, never a panic.
 #[derive(Clone, Copy)]
-struct Reader<'a> {
-    buf: &'a [u8],
-    order: ByteOrder,
+struct Fields<'a> {
+    r: Reader<'a>,
+    len: usize,
 }
 
-impl<'a> Reader<'a> {
-    fn array<const N: usize>(&self, off: usize) -> Result<[u8; N], ControlError> {
-        let too_short = || ControlError::TooShort {
-            len: self.buf.len(),
-            need: off.saturating_add(N),
-        };
-        let end = off.checked_add(N).ok_or_else(too_short)?;
-        let slice = self.buf.get(off..end).ok_or_else(too_short)?;
-        <[u8; N]>::try_from(slice).map_err(|_| too_short())
+impl Fields<'_> {
+    fn need<T>(&self, v: Option<T>, off: usize, width: usize) -> Result<T, ControlError> {
+        v.ok_or(ControlError::TooShort {
+            len: self.len,
+            need: off.saturating_add(width),
+        })
     }
 
     fn u32(&self, off: usize) -> Result<u32, ControlError> {
-        let b = self.array::<4>(off)?;
-        Ok(match self.order {
-            ByteOrder::Little => u32::from_le_bytes(b),
-            ByteOrder::Big => u32::from_be_bytes(b),
-        })
+        self.need(self.r.u32(off), off, 4)
     }
 
     fn i32(&self, off: usize) -> Result<i32, ControlError> {
-        let b = self.array::<4>(off)?;
-        Ok(match self.order {
-            ByteOrder::Little => i32::from_le_bytes(b),
-            ByteOrder::Big => i32::from_be_bytes(b),
-        })
+        self.need(self.r.i32(off), off, 4)
     }
 
     fn u64(&self, off: usize) -> Result<u64, ControlError> {
-        let b = self.array::<8>(off)?;
-        Ok(match self.order {
-            ByteOrder::Little => u64::from_le_bytes(b),
-            ByteOrder::Big => u64::from_be_bytes(b),
-        })
-    }
-
-    fn i64(&self, off: usize) -> Result<i64, ControlError> {
-        let b = self.array::<8>(off)?;
-        Ok(match self.order {
-            ByteOrder::Little => i64::from_le_bytes(b),
-            ByteOrder::Big => i64::from_be_bytes(b),
-        })
+        self.need(self.r.u64(off), off, 8)
     }
 
     fn f64(&self, off: usize) -> Result<f64, ControlError> {
-        let b = self.array::<8>(off)?;
-        Ok(match self.order {
-            ByteOrder::Little => f64::from_le_bytes(b),
-            ByteOrder::Big => f64::from_be_bytes(b),
-        })
+        self.need(self.r.f64(off), off, 8)
     }
 
-    /// A C `bool`: one byte, anything but zero is true.
     fn bool(&self, off: usize) -> Result<bool, ControlError> {
-        Ok(self.array::<1>(off)?[0] != 0)
+        self.need(self.r.bool(off), off, 1)
     }
 
     fn lsn(&self, off: usize) -> Result<Lsn, ControlError> {
@@ -588,7 +546,7 @@ impl<'a> Reader<'a> {
 
     /// A `pg_time_t`: Unix seconds (not the µs-since-2000 TimestampTz).
     fn time(&self, off: usize, field: &'static str) -> Result<DateTime<Utc>, ControlError> {
-        let secs = self.i64(off)?;
+        let secs = self.need(self.r.i64(off), off, 8)?;
         DateTime::<Utc>::from_timestamp(secs, 0).ok_or(ControlError::BadTime { field, secs })
     }
 
@@ -648,7 +606,10 @@ impl ControlFile {
             found: version,
             swapped: version.swap_bytes(),
         })?;
-        let r = Reader { buf: bytes, order };
+        let r = Fields {
+            r: Reader::new(bytes, order),
+            len: bytes.len(),
+        };
 
         let covered = bytes.get(..layout.crc).ok_or(ControlError::TooShort {
             len: bytes.len(),
@@ -713,9 +674,9 @@ impl ControlFile {
 /// Byte order from `pg_control_version`: the value read little-endian, or
 /// else byte-swapped, must be a version whose layout we know.
 fn detect_order(bytes: &[u8]) -> Result<(ByteOrder, u32), ControlError> {
-    let le = Reader {
-        buf: bytes,
-        order: ByteOrder::Little,
+    let le = Fields {
+        r: Reader::new(bytes, ByteOrder::Little),
+        len: bytes.len(),
     }
     .u32(OFF_PG_CONTROL_VERSION)?;
     let be = le.swap_bytes();

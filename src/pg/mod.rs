@@ -8,6 +8,7 @@ pub mod walname;
 pub use lsn::{Lsn, PosError, SegNo, TimelineId, WalSegmentSize};
 pub use walname::{SegmentName, WalFileName, WalNameError};
 pub mod backup_label;
+pub(crate) mod bytes;
 pub mod control;
 pub mod history;
 pub mod wal;
