@@ -12,14 +12,17 @@
 //! never panics: every read is bounds-checked.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use super::bytes::ByteOrder;
+// The types of `ControlFile`'s fields, where callers have long found them;
+// `crate::pg::{PgMajor, SystemId}` is the same.
 use super::bytes::Reader;
 use super::lsn::{Lsn, PosError, TimelineId, WalSegmentSize};
+pub use super::major::PgMajor;
+pub use super::system_id::SystemId;
 
 /// `sizeof(ControlFileData)` on LP64 in every supported major.
 pub const CONTROL_DATA_SIZE: usize = 296;
@@ -30,7 +33,7 @@ pub const CONTROL_FILE_SIZE: usize = 8192;
 /// The value `floatFormat` must hold (FLOATFORMAT_VALUE in pg_control.h).
 const FLOAT_FORMAT_VALUE: f64 = 1_234_567.0;
 
-/// Errors decoding pg_control or naming a major version.
+/// Errors decoding pg_control.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ControlError {
     #[error("pg_control is {len} bytes, need at least {need}: the file is truncated; copy global/pg_control again")]
@@ -64,124 +67,6 @@ pub enum ControlError {
         #[source]
         source: PosError,
     },
-    #[error(
-        "invalid PostgreSQL major version {0:?}: expected a number from 10 to 99 like \"15\" \
-         (check the data directory's PG_VERSION file; 9.x and older are not supported)"
-    )]
-    BadMajor(String),
-    #[error("invalid system identifier {0:?}: expected the decimal number pg_controldata prints")]
-    BadSystemId(String),
-}
-
-// ---------------------------------------------------------------------------
-// SystemId
-
-/// The cluster's `system_identifier`: initdb's random 64-bit ID, shared by a
-/// primary, its standbys and every backup of it. Serialized as a decimal
-/// string because it exceeds the integers JSON readers keep exact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SystemId(u64);
-
-impl SystemId {
-    pub const fn new(v: u64) -> SystemId {
-        SystemId(v)
-    }
-
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for SystemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl FromStr for SystemId {
-    type Err = ControlError;
-    fn from_str(s: &str) -> Result<SystemId, ControlError> {
-        let t = s.trim();
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ControlError::BadSystemId(s.to_string()));
-        }
-        t.parse()
-            .map(SystemId)
-            .map_err(|_| ControlError::BadSystemId(s.to_string()))
-    }
-}
-
-impl Serialize for SystemId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for SystemId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SystemId, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// PgMajor
-
-/// A PostgreSQL major version (10 and later number majors with one integer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "u32", into = "u32")]
-pub struct PgMajor(u32);
-
-impl PgMajor {
-    pub fn new(v: u32) -> Result<PgMajor, ControlError> {
-        if (10..=99).contains(&v) {
-            Ok(PgMajor(v))
-        } else {
-            Err(ControlError::BadMajor(v.to_string()))
-        }
-    }
-
-    pub const fn get(self) -> u32 {
-        self.0
-    }
-
-    /// Parses the contents of a data directory's `PG_VERSION` file ("15\n").
-    /// This, not pg_control, is the authoritative major of a data directory.
-    pub fn from_pg_version_file(text: &str) -> Result<PgMajor, ControlError> {
-        text.parse()
-    }
-}
-
-impl TryFrom<u32> for PgMajor {
-    type Error = ControlError;
-    fn try_from(v: u32) -> Result<PgMajor, ControlError> {
-        PgMajor::new(v)
-    }
-}
-
-impl From<PgMajor> for u32 {
-    fn from(m: PgMajor) -> u32 {
-        m.0
-    }
-}
-
-impl fmt::Display for PgMajor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl FromStr for PgMajor {
-    type Err = ControlError;
-    fn from_str(s: &str) -> Result<PgMajor, ControlError> {
-        let t = s.trim();
-        let bad = || ControlError::BadMajor(s.to_string());
-        if t.is_empty() || t.len() > 2 || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let v: u32 = t.parse().map_err(|_| bad())?;
-        PgMajor::new(v).map_err(|_| bad())
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -646,7 +531,7 @@ impl ControlFile {
         };
 
         Ok(ControlFile {
-            system_identifier: SystemId(r.u64(OFF_SYSTEM_IDENTIFIER)?),
+            system_identifier: SystemId::new(r.u64(OFF_SYSTEM_IDENTIFIER)?),
             state: DbState::from_raw(r.i32(OFF_STATE)?)?,
             time: r.time(OFF_TIME, "time")?,
             checkpoint: r.lsn(OFF_CHECKPOINT)?,
@@ -701,6 +586,7 @@ fn detect_order(bytes: &[u8]) -> Result<(ByteOrder, u32), ControlError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::str::FromStr;
 
     const PG15: &[u8] = include_bytes!("../../testdata/pg15/pg_control");
     const PG15_TXT: &str = include_str!("../../testdata/pg15/pg_control.controldata.txt");
@@ -1090,31 +976,7 @@ mod tests {
     }
 
     #[test]
-    fn newtypes_round_trip_text_and_json() {
-        let id: SystemId = "7712115568550397704".parse().unwrap();
-        assert_eq!(id.get(), 7_712_115_568_550_397_704);
-        assert_eq!(
-            serde_json::to_string(&id).unwrap(),
-            "\"7712115568550397704\""
-        );
-        let back: SystemId = serde_json::from_str("\"7712115568550397704\"").unwrap();
-        assert_eq!(back, id);
-        assert!(serde_json::from_str::<SystemId>("7712115568550397704").is_err());
-        for bad in ["", "-1", "0x10", "18446744073709551616", "1 2"] {
-            assert!(bad.parse::<SystemId>().is_err(), "{bad:?}");
-        }
-
-        let m = PgMajor::new(15).unwrap();
-        assert_eq!(m.to_string(), "15");
-        assert_eq!(serde_json::to_string(&m).unwrap(), "15");
-        assert_eq!(serde_json::from_str::<PgMajor>("17").unwrap().get(), 17);
-        assert!(serde_json::from_str::<PgMajor>("9").is_err());
-        assert!(PgMajor::new(100).is_err());
-        assert_eq!(PgMajor::from_pg_version_file("18\n").unwrap().get(), 18);
-        for bad in ["9.6\n", "", "\n", "fifteen", "015", "100", "1 5"] {
-            assert!(PgMajor::from_pg_version_file(bad).is_err(), "{bad:?}");
-        }
-
+    fn states_byte_orders_and_control_files_round_trip_json() {
         assert_eq!(
             serde_json::to_string(&DbState::ShutdownedInRecovery).unwrap(),
             "\"shutdowned_in_recovery\""

@@ -3,9 +3,13 @@
 //! Pure and synchronous: no tokio, no processes, no storage.
 
 pub mod lsn;
+pub mod major;
+pub mod system_id;
 pub mod walname;
 
 pub use lsn::{Lsn, PosError, SegNo, TimelineId, WalSegmentSize};
+pub use major::{MajorError, PgMajor};
+pub use system_id::{SystemId, SystemIdError};
 pub use walname::{SegmentName, WalFileName, WalNameError};
 pub mod backup_label;
 pub(crate) mod bytes;
