@@ -14,5 +14,6 @@ pub use walname::{SegmentName, WalFileName, WalNameError};
 pub mod backup_label;
 pub(crate) mod bytes;
 pub mod control;
+pub mod fingerprint;
 pub mod history;
 pub mod wal;
