@@ -22,8 +22,9 @@ use crate::catalog::{
     WalSegmentRecord,
 };
 use crate::pg::backup_label::BackupLabel;
-use crate::pg::control::{ControlFile, PgMajor};
+use crate::pg::control::{ControlError, ControlFile};
 use crate::pg::{Lsn, SegmentName};
+use crate::pg::{MajorError, PgMajor};
 use crate::repo::store::{PutMode, StoreError};
 use crate::repo::{
     codec, layout, Repo, RepoError, KIND_BACKUP, KIND_CLAIM, KIND_MANIFEST, KIND_WAL,
@@ -38,8 +39,20 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {reason}")]
-    Control { path: String, reason: String },
+    /// pg_control cannot be decoded (the source says why and what to do).
+    #[error("{path}")]
+    Control {
+        path: String,
+        #[source]
+        source: ControlError,
+    },
+    /// PG_VERSION does not name a major (the source says what it holds).
+    #[error("{path}")]
+    PgVersion {
+        path: String,
+        #[source]
+        source: MajorError,
+    },
     #[error("{pgdata} belongs to database system {found}, but this repository holds system {expected}: use the repository made for this cluster (pitr init)")]
     OtherCluster {
         pgdata: String,
@@ -274,9 +287,9 @@ pub fn read_control(pgdata: &Path) -> Result<ControlFile, BackupError> {
         path: path.display().to_string(),
         source,
     })?;
-    ControlFile::decode(&bytes).map_err(|e| BackupError::Control {
+    ControlFile::decode(&bytes).map_err(|source| BackupError::Control {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -286,9 +299,9 @@ pub fn read_major(pgdata: &Path) -> Result<PgMajor, BackupError> {
         path: path.display().to_string(),
         source,
     })?;
-    PgMajor::from_pg_version_file(&text).map_err(|e| BackupError::Control {
+    PgMajor::from_pg_version_file(&text).map_err(|source| BackupError::PgVersion {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -931,6 +944,50 @@ mod tests {
             );
         }
         assert!(!restored.join("base/1/200").exists());
+    }
+
+    /// What `pitr` prints is the error and its sources joined by ": ";
+    /// the typed sources keep the text the string reason used to hold.
+    #[test]
+    fn control_and_pg_version_errors_carry_their_typed_source() {
+        use std::error::Error;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir(p.join("global")).unwrap();
+        std::fs::write(p.join("global/pg_control"), [0u8; 100]).unwrap();
+        std::fs::write(p.join("PG_VERSION"), "9.6\n").unwrap();
+
+        let e = read_control(p).unwrap_err();
+        let path = p.join("global/pg_control").display().to_string();
+        assert!(
+            matches!(
+                &e,
+                BackupError::Control {
+                    source: ControlError::TooShort {
+                        len: 100,
+                        need: 296
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), path);
+        let source = e.source().unwrap().to_string();
+        assert!(
+            source.starts_with("pg_control is 100 bytes, need at least 296"),
+            "{source}"
+        );
+
+        let e = read_major(p).unwrap_err();
+        assert!(matches!(&e, BackupError::PgVersion { .. }), "{e:?}");
+        assert_eq!(e.to_string(), p.join("PG_VERSION").display().to_string());
+        assert_eq!(
+            e.source().unwrap().to_string(),
+            PgMajor::from_pg_version_file("9.6\n")
+                .unwrap_err()
+                .to_string()
+        );
     }
 
     #[test]
