@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates testdata/pgNN/ for every major 13–18: pg_control files made by
 # that major's own initdb and server, with an oracle (facts.txt) read from the
-# running server through SQL, so src/pg/control.rs is checked against every
+# running server through SQL, so src/pg/control/ is checked against every
 # major and not just 15.
 #
 # Run as root (initdb and the servers run as the postgres OS user via

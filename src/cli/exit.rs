@@ -131,7 +131,9 @@ impl From<BackupError> for Failure {
                 Code::Postgres
             }
             BackupError::StopSegmentNotArchived { .. } => Code::Postgres,
-            BackupError::Read { .. } | BackupError::Control { .. } => Code::Usage,
+            BackupError::Read { .. }
+            | BackupError::Control { .. }
+            | BackupError::PgVersion { .. } => Code::Usage,
             BackupError::Copy { .. } => Code::Internal,
             BackupError::NoFreeId(_) => Code::Conflict,
             BackupError::Repo(r) => repo_code(r),

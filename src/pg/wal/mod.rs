@@ -3,7 +3,6 @@
 //! checkpoints, the switch) plus where valid WAL begins and ends in it.
 //! Version-neutral results from per-major decoding (PG 12–18 page magics).
 
-mod bytes;
 mod error;
 mod page;
 mod record;

@@ -10,8 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::bytes::{u16_at, u32_at, u64_at};
 use super::error::WalScanError;
+use crate::pg::bytes::{u16_at, u32_at, u64_at};
 use crate::pg::lsn::{Lsn, TimelineId, WalSegmentSize};
 
 /// SizeOfXLogShortPHD: MAXALIGN(20).

@@ -9,8 +9,8 @@
 
 use std::ops::Range;
 
-use super::bytes::{u16_at, u32_at, u64_at, u8_at};
 use super::page::WalFormat;
+use crate::pg::bytes::{u16_at, u32_at, u64_at, u8_at};
 
 /// SizeOfXLogRecord.
 pub(crate) const RECORD_HEADER_SIZE: usize = 24;

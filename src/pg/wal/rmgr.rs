@@ -12,9 +12,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::bytes::{i32_at, i64_at, u32_at, u64_at};
 use super::page::WalFormat;
 use super::time::{pg_time_to_utc, timestamptz_to_utc};
+use crate::pg::bytes::{i32_at, i64_at, u32_at, u64_at};
 use crate::pg::lsn::{Lsn, TimelineId};
 
 pub(crate) const RM_XLOG_ID: u8 = 0;

@@ -16,13 +16,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::bytes::{maxalign, u32_at};
 use super::error::WalScanError;
 use super::page::{LongPageHeader, PageHeader, WalFormat};
 use super::record::{crc_ok, main_data, RecordHeader, MAX_RECORD_LEN, RECORD_HEADER_SIZE};
 use super::rmgr::{
     interpret, is_switch, CheckpointRec, Interesting, RecordInfo, RestorePoint, XactEnd,
 };
+use crate::pg::bytes::{maxalign, u32_at};
 use crate::pg::lsn::{Lsn, WalSegmentSize};
 
 /// What one segment holds.

@@ -1,0 +1,125 @@
+//! Backup ids and their claims: an id no other run can take
+//! (`claims/<id>.json`, created once), and the sweep that clears what
+//! killed runs left behind once their process is provably gone.
+
+use chrono::Utc;
+
+use super::BackupError;
+use crate::capture::owner::Owner;
+use crate::catalog::BackupClaim;
+use crate::repo::store::{PutMode, StoreError};
+use crate::repo::{layout, Repo, RepoError, KIND_CLAIM};
+
+/// Takes an id no other run can take (`claims/<id>.json`, created once):
+/// `base`, else `base-<pid>`, else `base-<pid>-<k>`. An id whose record or
+/// objects already exist (a backup from before claims) is skipped too.
+pub(super) async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupError> {
+    let pid = std::process::id();
+    let owner = Owner::current();
+    let candidates = std::iter::once(base.to_string())
+        .chain(std::iter::once(format!("{base}-{pid}")))
+        .chain((1..=20).map(|k| format!("{base}-{pid}-{k}")));
+    for id in candidates {
+        if repo
+            .store()
+            .head(&layout::backup_record(&id)?)
+            .await?
+            .is_some()
+            || !repo
+                .store()
+                .list(&layout::backup_dir(&id)?)
+                .await?
+                .is_empty()
+        {
+            continue;
+        }
+        let claim = BackupClaim {
+            id: id.clone(),
+            started_at: Utc::now(),
+            boot_id: owner
+                .as_ref()
+                .map(|o| o.boot_id.clone())
+                .unwrap_or_default(),
+            hostname: owner
+                .as_ref()
+                .map(|o| o.hostname.clone())
+                .unwrap_or_default(),
+            pid,
+            pid_start: owner.as_ref().map(|o| o.pid_start).unwrap_or_default(),
+        };
+        match repo
+            .put_meta(
+                &layout::backup_claim(&id)?,
+                KIND_CLAIM,
+                &claim,
+                PutMode::Create,
+            )
+            .await
+        {
+            Ok(()) => return Ok(id),
+            Err(RepoError::Store(StoreError::AlreadyExists(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(BackupError::NoFreeId(base.to_string()))
+}
+
+/// Clears what killed runs left behind: the store's abandoned temporary
+/// files, and for every backup claim without a
+/// listed backup whose process is provably gone (see `owner`), its objects
+/// and then its claim. Claims of listed backups (a run that died between
+/// its record and removing its claim) are simply removed. Best effort.
+pub(super) async fn sweep_abandoned(repo: &Repo) {
+    match repo.store().sweep_abandoned().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed abandoned temporary files"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep abandoned temporary files"),
+    }
+    let claims = match repo.store().list(layout::CLAIMS_DIR).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list backup claims");
+            return;
+        }
+    };
+    for meta in claims {
+        let claim: BackupClaim = match repo.get_meta(&meta.key, KIND_CLAIM).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, key = %meta.key, "unreadable backup claim left alone");
+                continue;
+            }
+        };
+        let swept = async {
+            let listed = repo
+                .store()
+                .head(&layout::backup_record(&claim.id)?)
+                .await?
+                .is_some();
+            let owner = Owner {
+                boot_id: claim.boot_id.clone(),
+                hostname: claim.hostname.clone(),
+                pid: claim.pid,
+                pid_start: claim.pid_start,
+            };
+            if !listed {
+                if !owner.provably_gone() {
+                    return Ok::<bool, BackupError>(false);
+                }
+                repo.store()
+                    .delete_prefix(&layout::backup_dir(&claim.id)?)
+                    .await?;
+            }
+            repo.store().delete(&meta.key).await?;
+            Ok(!listed)
+        }
+        .await;
+        match swept {
+            Ok(true) => tracing::info!(id = claim.id, "removed an abandoned backup"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, id = claim.id, "could not remove an abandoned backup")
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The SQL session that brackets a backup: the non-exclusive low-level API
+//! on one connection held for the whole copy — `pg_backup_start` ..
+//! `pg_backup_stop` from PostgreSQL 15, `pg_start_backup(.., exclusive =>
+//! false)` .. `pg_stop_backup(false, false)` before.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use super::BackupError;
+use crate::pg::backup_label::BackupLabel;
+use crate::pg::{Lsn, SegmentName, WalFileName};
+
+fn sql(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> BackupError {
+    move |source| BackupError::Sql { what, source }
+}
+
+/// A connected server, and which backup functions it has.
+pub(super) struct Session<'a> {
+    client: &'a Client,
+    version_num: i32,
+}
+
+/// What `pg_backup_stop` returned, checked.
+pub(super) struct Stopped {
+    pub(super) stop_lsn: Lsn,
+    /// The `backup_label` contents, as returned.
+    pub(super) labelfile: String,
+    pub(super) label: BackupLabel,
+    pub(super) spcmap: Option<String>,
+    /// `pg_walfile_name(stop lsn)`, as returned.
+    pub(super) stop_segment: String,
+    pub(super) stop_seg: SegmentName,
+    pub(super) stop_time: DateTime<Utc>,
+}
+
+impl<'a> Session<'a> {
+    /// Asks the server its version (which functions to call) and its clock
+    /// (the backup's start time, which names it).
+    pub(super) async fn open(
+        client: &'a Client,
+    ) -> Result<(Session<'a>, DateTime<Utc>), BackupError> {
+        let version_num: i32 = client
+            .query_one("select current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(sql("server_version_num"))?
+            .get(0);
+        let start_time: DateTime<Utc> = client
+            .query_one("select clock_timestamp()", &[])
+            .await
+            .map_err(sql("clock_timestamp()"))?
+            .get(0);
+        Ok((
+            Session {
+                client,
+                version_num,
+            },
+            start_time,
+        ))
+    }
+
+    /// Starts the backup; returns its start LSN.
+    pub(super) async fn start(&self, label: &str, fast: bool) -> Result<Lsn, BackupError> {
+        let start_sql = if self.version_num >= 150000 {
+            "select pg_backup_start($1, $2)::text"
+        } else {
+            "select pg_start_backup($1, $2, false)::text"
+        };
+        let start_lsn: String = self
+            .client
+            .query_one(start_sql, &[&label, &fast])
+            .await
+            .map_err(sql("pg_backup_start"))?
+            .get(0);
+        start_lsn
+            .parse()
+            .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))
+    }
+
+    /// Ends a backup that failed, ignoring what it returns.
+    pub(super) async fn abort(&self) -> Result<(), tokio_postgres::Error> {
+        let q = if self.version_num >= 150000 {
+            "select pg_backup_stop(false)"
+        } else {
+            "select pg_stop_backup(false, false)"
+        };
+        self.client.query(q, &[]).await.map(|_| ())
+    }
+
+    /// Stops the backup and checks what the server returned: the stop LSN,
+    /// a `backup_label` that parses and a stop file that is a segment.
+    pub(super) async fn stop(&self) -> Result<Stopped, BackupError> {
+        // wait_for_archive => false: the server still switches to a new
+        // segment, but its own wait polls once a second; pitr watches its own
+        // repository for the stop segment instead (wait_archived), which is
+        // both the stronger check and ~1 s faster.
+        let stop_sql = if self.version_num >= 150000 {
+            "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_backup_stop(false)"
+        } else {
+            "select lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp() from pg_stop_backup(false, false)"
+        };
+        let row = self
+            .client
+            .query_one(stop_sql, &[])
+            .await
+            .map_err(sql("pg_backup_stop"))?;
+        let stop_lsn: String = row.get(0);
+        let stop_lsn: Lsn = stop_lsn
+            .parse()
+            .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))?;
+        let labelfile: String = row.get(1);
+        let spcmap: Option<String> = row.get(2);
+        let stop_segment: String = row.get(3);
+        let stop_time: DateTime<Utc> = row.get(4);
+        let label =
+            BackupLabel::parse(&labelfile).map_err(|e| BackupError::Label(e.to_string()))?;
+        let stop_name =
+            WalFileName::parse(&stop_segment).map_err(|e| BackupError::Label(e.to_string()))?;
+        let stop_seg: SegmentName = match stop_name {
+            WalFileName::Segment(s) => s,
+            other => return Err(BackupError::Label(format!("unexpected stop file {other}"))),
+        };
+        Ok(Stopped {
+            stop_lsn,
+            labelfile,
+            label,
+            spcmap,
+            stop_segment,
+            stop_seg,
+            stop_time,
+        })
+    }
+}
