@@ -10,57 +10,29 @@
 //! acknowledged, and Postgres tries again.)
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
-pub struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and owned; nothing aliases it mutably.
-unsafe impl Send for Mapped {}
-unsafe impl Sync for Mapped {}
+/// A read-only private mapping of a whole file (memmap2 unmaps on drop).
+pub struct Mapped(memmap2::Mmap);
 
 impl Mapped {
     /// Maps the whole file; None for an empty one (nothing to map).
     pub fn open(path: &Path) -> io::Result<Option<Mapped>> {
         let file = std::fs::File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
-        if len == 0 {
+        if file.metadata()?.len() == 0 {
             return Ok(None);
         }
-        // SAFETY: a fresh read-only private mapping of a file we opened;
-        // MAP_POPULATE maps its pages now (one call instead of a fault per
-        // page). The descriptor may close after mmap returns.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Some(Mapped { ptr, len }))
+        // SAFETY: mapping a file is unsafe because another process may
+        // change or truncate it while mapped; see the module comment for
+        // why the files mapped here are left alone. populate() is
+        // MAP_POPULATE: the pages are mapped now, one call instead of a
+        // fault per page. The descriptor may close once the map exists.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        Ok(Some(Mapped(map)))
     }
 
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: ptr..ptr+len is mapped readable for our lifetime.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what mmap returned, once.
-        unsafe {
-            libc::munmap(self.ptr, self.len);
-        }
+        &self.0
     }
 }
 

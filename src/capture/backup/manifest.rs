@@ -1,7 +1,7 @@
 //! Manifest assembly: one manifest entry per walked directory and file from
 //! the pieces its copy produced (a file that vanished mid-copy is left
 //! out), then the manifest and the record that lists the backup, written in
-//! that order: `backup.json` is the commit.
+//! that order: the record, `catalog/backups/<id>.json`, is the commit.
 
 use chrono::{DateTime, Utc};
 

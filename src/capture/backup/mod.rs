@@ -3,8 +3,8 @@
 //! `pg_start_backup(.., exclusive => false)` pair before 15) while the data
 //! directory is copied file by file, compressed and checksummed into
 //! `backups/<id>/files/`. `pg_control` is copied last. The manifest, with
-//! the returned `backup_label` and `tablespace_map`, follows; the
-//! `backup.json` record comes last of all and only once the stop segment is
+//! the returned `backup_label` and `tablespace_map`, follows; the record
+//! `catalog/backups/<id>.json` comes last of all, and only once the stop segment is
 //! archived in this repository, so a backup that was killed or failed is
 //! never listed. A failed backup removes what it wrote.
 //!

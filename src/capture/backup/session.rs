@@ -43,12 +43,14 @@ impl<'a> Session<'a> {
             .query_one("select current_setting('server_version_num')::int", &[])
             .await
             .map_err(sql("server_version_num"))?
-            .get(0);
+            .try_get(0)
+            .map_err(sql("server_version_num"))?;
         let start_time: DateTime<Utc> = client
             .query_one("select clock_timestamp()", &[])
             .await
             .map_err(sql("clock_timestamp()"))?
-            .get(0);
+            .try_get(0)
+            .map_err(sql("clock_timestamp()"))?;
         Ok((
             Session {
                 client,
@@ -70,7 +72,8 @@ impl<'a> Session<'a> {
             .query_one(start_sql, &[&label, &fast])
             .await
             .map_err(sql("pg_backup_start"))?
-            .get(0);
+            .try_get(0)
+            .map_err(sql("pg_backup_start"))?;
         start_lsn
             .parse()
             .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))
@@ -103,14 +106,15 @@ impl<'a> Session<'a> {
             .query_one(stop_sql, &[])
             .await
             .map_err(sql("pg_backup_stop"))?;
-        let stop_lsn: String = row.get(0);
+        // try_get: a column of another type is an error, not a panic.
+        let stop_lsn: String = row.try_get(0).map_err(sql("pg_backup_stop"))?;
         let stop_lsn: Lsn = stop_lsn
             .parse()
             .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))?;
-        let labelfile: String = row.get(1);
-        let spcmap: Option<String> = row.get(2);
-        let stop_segment: String = row.get(3);
-        let stop_time: DateTime<Utc> = row.get(4);
+        let labelfile: String = row.try_get(1).map_err(sql("pg_backup_stop"))?;
+        let spcmap: Option<String> = row.try_get(2).map_err(sql("pg_backup_stop"))?;
+        let stop_segment: String = row.try_get(3).map_err(sql("pg_backup_stop"))?;
+        let stop_time: DateTime<Utc> = row.try_get(4).map_err(sql("pg_backup_stop"))?;
         let label =
             BackupLabel::parse(&labelfile).map_err(|e| BackupError::Label(e.to_string()))?;
         let stop_name =
