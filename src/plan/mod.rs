@@ -9,7 +9,11 @@ pub mod graph;
 pub mod target;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testkit;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
