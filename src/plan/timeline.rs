@@ -354,3 +354,216 @@ pub(super) fn choose(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{at, lsn, seg_name, tli, Kit};
+
+    /// Timeline 1 in segments 1..=6; timeline 2 branched off it inside
+    /// segment 4 and archived in 4..=8.
+    fn forked() -> Kit {
+        Kit::new()
+            .segments(1, 1..=6)
+            .branch(2, 1, lsn(4, 0x8000))
+            .segments(2, 4..=8)
+    }
+
+    fn seg(s: u64) -> SegNo {
+        SegNo::new(s)
+    }
+
+    #[test]
+    fn the_switch_segment_is_read_from_the_child() {
+        let c = forked().build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert_eq!(line.tli_for(seg(3)), tli(1));
+        assert_eq!(line.tli_for(seg(4)), tli(2));
+        assert_eq!(line.tli_for(seg(7)), tli(2));
+        assert_eq!(line.segment(seg(3)).unwrap().name, seg_name(1, 3));
+        assert_eq!(line.segment(seg(4)).unwrap().name, seg_name(2, 4));
+        // Timeline 1 reads its own file of segment 4.
+        let one = Timeline::new(&c, tli(1)).unwrap();
+        assert_eq!(one.segment(seg(4)).unwrap().name, seg_name(1, 4));
+    }
+
+    #[test]
+    fn no_fallback_to_the_parents_file_past_the_switch() {
+        // Timeline 2's copy of segment 5 is missing; timeline 1's file
+        // of segment 5 is another history, not a substitute.
+        let c = forked().without(2, 5).build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert!(line.segment(seg(5)).is_none());
+        assert_eq!(line.expected_name(seg(5)), seg_name(2, 5));
+        assert_eq!(line.walk(seg(1), |_, _| false), Walk::Gap(seg(5)));
+    }
+
+    #[test]
+    fn a_timeline_without_history_is_refused() {
+        let c = forked().build();
+        assert!(matches!(
+            Timeline::new(&c, tli(3)),
+            Err(PlanError::NoHistory(t)) if t == tli(3)
+        ));
+    }
+
+    #[test]
+    fn backups_on_the_history() {
+        let c = forked()
+            .backup("before-switch", 1, 2, 1)
+            .backup("tl1-after-switch", 1, 5, 1)
+            .backup("tl2", 2, 6, 1)
+            .build();
+        let ids = |t: u32| -> Vec<String> {
+            let line = Timeline::new(&c, tli(t)).unwrap();
+            let on = line.backups().unwrap();
+            on.all.iter().map(|(_, b)| b.id.clone()).collect()
+        };
+        assert_eq!(ids(2), ["before-switch", "tl2"]);
+        assert_eq!(ids(1), ["before-switch", "tl1-after-switch"]);
+
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        let on = line.backups().unwrap();
+        assert_eq!(on.earliest.id, "before-switch");
+        assert_eq!(on.starts(), [seg(2), seg(6)]);
+        assert_eq!(on.first_start(), seg(2));
+        assert_eq!(on.newest_where(|_| true).unwrap().id, "tl2");
+        assert_eq!(
+            on.newest_where(|b| b.stop_time < at(1000)).unwrap().id,
+            "before-switch"
+        );
+        assert!(on.newest_where(|_| false).is_none());
+    }
+
+    #[test]
+    fn no_backups_on_the_history() {
+        let c = forked().backup("tl1-after-switch", 1, 5, 1).build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert!(line.backups().is_none());
+    }
+
+    #[test]
+    fn walks_end_found_gap_or_end() {
+        let c = Kit::new().segments(1, 1..=6).without(1, 3).build();
+        let line = Timeline::new(&c, tli(1)).unwrap();
+        let r = line.walk(seg(4), |s, _| s == seg(5));
+        assert!(matches!(r, Walk::Found(s, rec) if s == seg(5) && rec.name == seg_name(1, 5)));
+        assert_eq!(line.walk(seg(1), |_, _| false), Walk::Gap(seg(3)));
+        assert_eq!(line.walk(seg(4), |_, _| false), Walk::End(Some(seg(6))));
+        assert_eq!(line.walk(seg(9), |_, _| false), Walk::End(None));
+        // The archive ends exactly where the walk starts.
+        let c = Kit::new().segments(1, 1..=2).build();
+        let line = Timeline::new(&c, tli(1)).unwrap();
+        assert_eq!(line.walk(seg(3), |_, _| false), Walk::End(None));
+    }
+
+    #[test]
+    fn walk_any_tries_the_newest_start_first() {
+        let c = Kit::new().segments(1, 1..=6).without(1, 3).build();
+        let line = Timeline::new(&c, tli(1)).unwrap();
+        // A gap before the newer start does not matter to it.
+        let r = line.walk_any(&[seg(1), seg(4)], |s, _| s == seg(5));
+        assert!(matches!(r, Walk::Found(s, _) if s == seg(5)));
+        // Only the older start reaches a target before the newer one.
+        let r = line.walk_any(&[seg(4), seg(1)], |s, _| s == seg(2));
+        assert!(matches!(r, Walk::Found(s, _) if s == seg(2)));
+        // Nobody finds it: the newest start's answer.
+        assert_eq!(
+            line.walk_any(&[seg(1), seg(4)], |_, _| false),
+            Walk::End(Some(seg(6)))
+        );
+        assert_eq!(line.walk_any(&[], |_, _| true), Walk::End(None));
+    }
+
+    #[test]
+    fn latest_time_and_timelines_between() {
+        let c = forked().build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert_eq!(
+            line.latest_time(seg(1), seg(5)),
+            Some((at(1050), seg_name(2, 5)))
+        );
+        assert_eq!(line.latest_time(seg(9), seg(12)), None);
+        assert_eq!(line.timelines_between(seg(1), seg(8)), [tli(1), tli(2)]);
+        assert_eq!(line.timelines_between(seg(5), seg(8)), [tli(2)]);
+        assert_eq!(line.last_on_history(), Some(seg(8)));
+        let one = Timeline::new(&c, tli(1)).unwrap();
+        assert_eq!(one.last_on_history(), Some(seg(6)));
+    }
+
+    #[test]
+    fn known_timelines_newest_first() {
+        let c = forked().segments(3, 9..=9).build();
+        assert_eq!(known_timelines(&c), [tli(3), tli(2), tli(1)]);
+        assert_eq!(known_timelines(&Kit::new().build()), [tli(1)]);
+    }
+
+    fn chosen(
+        c: &Catalog,
+        target: RecoveryTarget,
+        timeline: TimelineChoice,
+    ) -> Result<TimelineId, PlanError> {
+        let spec = TargetSpec {
+            target,
+            inclusive: true,
+            timeline,
+        };
+        choose(c, &spec).map(|(t, _)| t)
+    }
+
+    #[test]
+    fn choosing_the_timeline() {
+        let c = forked()
+            .restore_point(1, 2, "shared", 21)
+            .restore_point(1, 5, "tl1_only", 51)
+            .backup("b1", 1, 1, 1)
+            .build();
+        let latest = TimelineChoice::Latest;
+        assert_eq!(chosen(&c, RecoveryTarget::Latest, latest), Ok(tli(2)));
+        assert_eq!(chosen(&c, RecoveryTarget::Time(at(1)), latest), Ok(tli(2)));
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Name("shared".into()), latest),
+            Ok(tli(2))
+        );
+        // Only timeline 1's history passes through it.
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Name("tl1_only".into()), latest),
+            Ok(tli(1))
+        );
+        assert_eq!(chosen(&c, RecoveryTarget::Xid(1005), latest), Ok(tli(1)));
+        assert_eq!(chosen(&c, RecoveryTarget::Xid(2005), latest), Ok(tli(2)));
+        assert!(matches!(
+            chosen(&c, RecoveryTarget::Name("nope".into()), latest),
+            Err(PlanError::NotFound { .. })
+        ));
+        assert!(matches!(
+            chosen(&c, RecoveryTarget::Xid(7), latest),
+            Err(PlanError::NotFound { .. })
+        ));
+        // Asked for: kept, if its history is known.
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Latest, TimelineChoice::Id(tli(1))),
+            Ok(tli(1))
+        );
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Latest, TimelineChoice::Id(tli(5))),
+            Err(PlanError::NoHistory(tli(5)))
+        );
+        // Current: the newest backup's timeline.
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Latest, TimelineChoice::Current),
+            Ok(tli(1))
+        );
+    }
+
+    #[test]
+    fn a_restore_point_in_the_switch_segment_before_the_switch() {
+        // Segment 4 holds timeline 1's WAL up to 0/48008000 in both files;
+        // a point written there before the switch is on both histories.
+        let c = forked().restore_point(1, 4, "early", 41).build();
+        let spec = TargetSpec::new(RecoveryTarget::Name("early".into()));
+        let (t, why) = choose(&c, &spec).unwrap();
+        assert_eq!(t, tli(2));
+        assert!(why.starts_with("latest: timeline 2, which holds"), "{why}");
+    }
+}
