@@ -28,3 +28,24 @@ pub(in crate::plan) fn locate(line: &Timeline<'_>, chosen: &BackupRecord) -> Loc
         start_by: StartBy::Any,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{at, lsn, seg_name, tli, Kit};
+
+    #[test]
+    fn stops_at_the_backups_consistency_point() {
+        let c = Kit::new()
+            .segments(1, 1..=6)
+            .backup_at("b", 1, 2, 17, 1)
+            .build();
+        let line = Timeline::new(&c, tli(1)).unwrap();
+        let l = locate(&line, &c.backups[0]);
+        assert_eq!(l.segno, crate::pg::SegNo::new(2));
+        assert_eq!(l.stop.segment, seg_name(1, 2));
+        assert_eq!(l.stop.lsn, Some(lsn(2, 0x100)));
+        assert_eq!(l.stop.time, Some(at(17)));
+        assert_eq!(l.start_by, StartBy::Any);
+    }
+}

@@ -66,3 +66,79 @@ pub(in crate::plan) fn locate(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::locate::on_line;
+    use crate::plan::testkit::{lsn, seg_name, Kit, SEG};
+
+    fn kit() -> Kit {
+        Kit::new().segments(1, 1..=6).backup("b1", 1, 1, 1)
+    }
+
+    fn at_lsn(c: &crate::catalog::Catalog, l: Lsn, inclusive: bool) -> Result<Located, PlanError> {
+        on_line(c, 1, |line, backups| locate(l, inclusive, line, backups))
+    }
+
+    #[test]
+    fn stops_in_the_segment_holding_the_lsn() {
+        let c = kit().build();
+        let l = at_lsn(&c, lsn(3, 0x5000), true).unwrap();
+        assert_eq!(l.segno, SegNo::new(3));
+        assert_eq!(l.stop.segment, seg_name(1, 3));
+        assert_eq!(l.stop.lsn, Some(lsn(3, 0x5000)));
+        assert_eq!(l.start_by, StartBy::ConsistentBy(lsn(3, 0x5000)));
+        assert!(
+            l.stop.description.contains("(replaying it)"),
+            "{}",
+            l.stop.description
+        );
+        let l = at_lsn(&c, lsn(3, 0x5000), false).unwrap();
+        assert!(
+            l.stop.description.contains("(before it)"),
+            "{}",
+            l.stop.description
+        );
+    }
+
+    #[test]
+    fn past_the_last_record_of_a_segment_the_next_one_is_needed() {
+        // Segment 3's last record ends 8 bytes before segment 4.
+        let c = kit().build();
+        let l = at_lsn(&c, Lsn::new(4 * SEG - 8), true).unwrap();
+        assert_eq!(l.segno, SegNo::new(4));
+        assert_eq!(l.stop.segment, seg_name(1, 4));
+        // ... which does not exist after the last archived segment.
+        assert_eq!(
+            at_lsn(&c, Lsn::new(7 * SEG - 8), true).unwrap_err(),
+            PlanError::AfterEnd {
+                target: "LSN 0/6FFFFF8".into(),
+                timeline: crate::plan::testkit::tli(1),
+                end: Some(Lsn::new(7 * SEG - 8)),
+            }
+        );
+    }
+
+    #[test]
+    fn past_the_archive() {
+        let c = kit().build();
+        assert!(matches!(
+            at_lsn(&c, lsn(20, 0), true),
+            Err(PlanError::AfterEnd { end: Some(e), .. }) if e == Lsn::new(7 * SEG - 8)
+        ));
+    }
+
+    #[test]
+    fn a_gap_before_the_lsn() {
+        let c = kit().without(1, 3).build();
+        assert_eq!(
+            at_lsn(&c, lsn(5, 0), true).unwrap_err(),
+            PlanError::MissingSegment {
+                segment: seg_name(1, 3),
+                backup_id: "b1".into(),
+                last_restorable: None,
+            }
+        );
+    }
+}

@@ -62,6 +62,18 @@ fn gap(line: &Timeline<'_>, backups: &LineBackups<'_>, g: SegNo) -> PlanError {
     }
 }
 
+/// Runs `f` over timeline `t`'s view of `c` and the backups on it.
+#[cfg(test)]
+fn on_line<R>(
+    c: &crate::catalog::Catalog,
+    t: u32,
+    f: impl FnOnce(&Timeline<'_>, &LineBackups<'_>) -> R,
+) -> R {
+    let line = Timeline::new(c, crate::plan::testkit::tli(t)).unwrap();
+    let backups = line.backups().expect("a backup on the line");
+    f(&line, &backups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

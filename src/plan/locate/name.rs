@@ -48,3 +48,52 @@ pub(in crate::plan) fn locate(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::SegNo;
+    use crate::plan::locate::on_line;
+    use crate::plan::testkit::{at, lsn, seg_name, Kit};
+
+    fn kit() -> Kit {
+        Kit::new()
+            .segments(1, 1..=6)
+            .restore_point(1, 3, "rp", 33)
+            .backup("b1", 1, 1, 1)
+    }
+
+    fn named(c: &crate::catalog::Catalog, n: &str) -> Result<Located, PlanError> {
+        on_line(c, 1, |line, backups| locate(n, line, backups))
+    }
+
+    #[test]
+    fn stops_right_after_the_restore_point() {
+        let c = kit().build();
+        let l = named(&c, "rp").unwrap();
+        assert_eq!(l.segno, SegNo::new(3));
+        assert_eq!(l.stop.segment, seg_name(1, 3));
+        assert_eq!(l.stop.lsn, Some(lsn(3, 0x2000)));
+        assert_eq!(l.stop.time, Some(at(33)));
+        // A backup consistent after the point would replay past it.
+        assert_eq!(l.start_by, StartBy::ConsistentBy(lsn(3, 0x2000)));
+    }
+
+    #[test]
+    fn an_unknown_name() {
+        let c = kit().build();
+        assert!(matches!(
+            named(&c, "RP"),
+            Err(PlanError::NotFound { target, .. }) if target == "restore point \"RP\""
+        ));
+    }
+
+    #[test]
+    fn a_gap_before_it() {
+        let c = kit().without(1, 2).build();
+        assert!(matches!(
+            named(&c, "rp"),
+            Err(PlanError::MissingSegment { segment, .. }) if segment == seg_name(1, 2)
+        ));
+    }
+}

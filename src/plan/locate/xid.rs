@@ -45,3 +45,60 @@ pub(in crate::plan) fn locate(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::locate::on_line;
+    use crate::plan::testkit::{seg_name, tli, Kit};
+
+    fn kit() -> Kit {
+        Kit::new().segments(1, 1..=6).backup("b1", 1, 1, 1)
+    }
+
+    fn of(c: &crate::catalog::Catalog, x: u32, inclusive: bool) -> Result<Located, PlanError> {
+        on_line(c, 1, |line, backups| locate(x, inclusive, line, backups))
+    }
+
+    #[test]
+    fn stops_in_the_first_segment_whose_xids_hold_it() {
+        let c = kit()
+            .edit(1, 5, |r| {
+                if let Some(s) = r.summary.as_mut() {
+                    s.min_xid = Some(900);
+                }
+            })
+            .build();
+        let l = of(&c, 1004, true).unwrap();
+        assert_eq!(l.segno, SegNo::new(4));
+        assert_eq!(l.stop.segment, seg_name(1, 4));
+        assert_eq!(l.stop.xid, Some(1004));
+        assert_eq!(l.start_by, StartBy::Any);
+        assert!(l.stop.description.ends_with("right after it"));
+        assert!(of(&c, 1004, false)
+            .unwrap()
+            .stop
+            .description
+            .ends_with("right before it"));
+        // The range is a bound: 950 may end in segment 5.
+        assert_eq!(of(&c, 950, true).unwrap().segno, SegNo::new(5));
+    }
+
+    #[test]
+    fn an_xid_that_never_ended() {
+        let c = kit().build();
+        assert!(matches!(
+            of(&c, 7, true),
+            Err(PlanError::NotFound { timeline, searched: None, .. }) if timeline == tli(1)
+        ));
+    }
+
+    #[test]
+    fn a_gap_before_it() {
+        let c = kit().without(1, 2).build();
+        assert!(matches!(
+            of(&c, 1004, true),
+            Err(PlanError::MissingSegment { segment, .. }) if segment == seg_name(1, 2)
+        ));
+    }
+}
