@@ -198,3 +198,182 @@ pub(super) fn self_contained<'a>(
         alternatives,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::plan::locate::StartBy;
+    use crate::plan::testkit::{lsn, seg_name, tli, Kit};
+    use crate::plan::StopPoint;
+
+    /// A stop in segment `s` of timeline 1.
+    fn stop_in(s: u64, start_by: StartBy) -> Located {
+        Located {
+            segno: SegNo::new(s),
+            stop: StopPoint {
+                segment: seg_name(1, s),
+                description: String::new(),
+                lsn: None,
+                time: None,
+                xid: None,
+            },
+            start_by,
+        }
+    }
+
+    fn route_to(
+        c: &Catalog,
+        s: u64,
+        start_by: StartBy,
+    ) -> Result<(String, Vec<String>), PlanError> {
+        let line = Timeline::new(c, tli(1)).unwrap();
+        let backups = line.backups().unwrap();
+        let r = cheapest(
+            &line,
+            &backups,
+            &RecoveryTarget::Latest,
+            &stop_in(s, start_by),
+            &CostModel::default(),
+        )?;
+        Ok((r.chosen.id.clone(), r.alternatives))
+    }
+
+    fn ids(alternatives: &[String]) -> Vec<&str> {
+        alternatives
+            .iter()
+            .filter_map(|a| a.strip_prefix("backup ")?.split(' ').next())
+            .collect()
+    }
+
+    #[test]
+    fn the_cheaper_of_restoring_more_or_replaying_more() {
+        // 19 segments of replay cost about 5.3 s: less than restoring
+        // 4000 MiB (21 s), more than restoring 4 MiB.
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .backup("far", 1, 1, 1)
+            .backup("near", 1, 18, 1000)
+            .build();
+        let (chosen, alt) = route_to(&c, 20, StartBy::Any).unwrap();
+        assert_eq!(chosen, "far");
+        assert_eq!(ids(&alt), ["near"]);
+
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .backup("far", 1, 1, 1000)
+            .backup("near", 1, 18, 1000)
+            .build();
+        assert_eq!(route_to(&c, 20, StartBy::Any).unwrap().0, "near");
+    }
+
+    #[test]
+    fn never_across_a_gap() {
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .without(1, 5)
+            .backup("cheap-but-cut-off", 1, 1, 1)
+            .backup("dear", 1, 10, 1000)
+            .build();
+        assert_eq!(route_to(&c, 20, StartBy::Any).unwrap().0, "dear");
+    }
+
+    #[test]
+    fn every_route_crosses_a_gap() {
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .without(1, 15)
+            .backup("b1", 1, 1, 1)
+            .backup("b2", 1, 10, 1)
+            .build();
+        assert_eq!(
+            route_to(&c, 20, StartBy::Any).unwrap_err(),
+            PlanError::MissingSegment {
+                segment: seg_name(1, 15),
+                backup_id: "b2".into(),
+                last_restorable: Some(crate::plan::testkit::at(140)),
+            }
+        );
+    }
+
+    #[test]
+    fn only_backups_that_can_reach_the_stop() {
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .backup("b1", 1, 1, 1000)
+            .backup("b2", 1, 10, 1)
+            .build();
+        // b2 is consistent after the stop segment, or after the LSN.
+        assert_eq!(route_to(&c, 8, StartBy::Any).unwrap().0, "b1");
+        assert_eq!(
+            route_to(&c, 20, StartBy::ConsistentBy(lsn(10, 0x80)))
+                .unwrap()
+                .0,
+            "b1"
+        );
+        assert_eq!(
+            route_to(&c, 20, StartBy::ConsistentBy(lsn(1, 0x80))).unwrap_err(),
+            PlanError::NoBackupBefore {
+                target: RecoveryTarget::Latest.to_string(),
+                timeline: tli(1),
+                earliest_lsn: lsn(1, 0x100),
+                backup_id: "b1".into(),
+            }
+        );
+    }
+
+    fn immediate(c: &Catalog) -> Result<(String, Vec<String>), PlanError> {
+        let line = Timeline::new(c, tli(1)).unwrap();
+        let backups = line.backups().unwrap();
+        let r = self_contained(&line, &backups, &CostModel::default())?;
+        Ok((r.chosen.id.clone(), r.alternatives))
+    }
+
+    #[test]
+    fn immediate_needs_only_the_backups_own_wal() {
+        // A gap between the backups matters to neither.
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .without(1, 5)
+            .backup("big", 1, 1, 1000)
+            .backup("small", 1, 10, 1)
+            .build();
+        let (chosen, alt) = immediate(&c).unwrap();
+        assert_eq!(chosen, "small");
+        assert_eq!(ids(&alt), ["big"]);
+        // The cheapest whose own segment is archived.
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .without(1, 10)
+            .backup("big", 1, 1, 1000)
+            .backup("small", 1, 10, 1)
+            .build();
+        assert_eq!(immediate(&c).unwrap().0, "big");
+        // On a tie, the first in the catalog.
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .backup("first", 1, 3, 5)
+            .backup("second", 1, 4, 5)
+            .build();
+        assert_eq!(immediate(&c).unwrap().0, "first");
+    }
+
+    #[test]
+    fn immediate_with_no_complete_backup() {
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .without(1, 1)
+            .without(1, 10)
+            .backup("b1", 1, 1, 1)
+            .backup("b2", 1, 10, 1)
+            .build();
+        assert_eq!(
+            immediate(&c).unwrap_err(),
+            PlanError::MissingSegment {
+                segment: seg_name(1, 1),
+                backup_id: "b1".into(),
+                last_restorable: None,
+            }
+        );
+    }
+}
