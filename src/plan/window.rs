@@ -91,3 +91,95 @@ fn window_of(catalog: &Catalog, tli: TimelineId) -> Result<Window, PlanError> {
     }
     Ok(window)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{at, lsn, seg_name, tli, Kit, SEG};
+
+    fn forked() -> Kit {
+        Kit::new()
+            .segments(1, 1..=6)
+            .branch(2, 1, lsn(4, 0x8000))
+            .segments(2, 4..=9)
+    }
+
+    #[test]
+    fn from_the_earliest_backup_to_the_end_of_continuous_wal() {
+        let c = forked().backup("b1", 1, 1, 1).backup("b2", 2, 5, 1).build();
+        let w = restorable_window(&c).unwrap();
+        assert_eq!(
+            w,
+            Window {
+                timeline: tli(2),
+                earliest: Some(at(6)),
+                earliest_lsn: Some(lsn(1, 0x100)),
+                earliest_backup: Some("b1".into()),
+                latest: Some(at(1090)),
+                latest_lsn: Some(Lsn::new(10 * SEG - 8)),
+                latest_segment: Some(seg_name(2, 9)),
+                gaps: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_gap_is_listed_and_ends_the_latest() {
+        // A gap after the newest backup ends what can be reached; one
+        // before it is listed but does not.
+        let c = forked()
+            .without(2, 7)
+            .without(1, 2)
+            .backup("b1", 1, 1, 1)
+            .backup("b2", 2, 5, 1)
+            .build();
+        let w = restorable_window(&c).unwrap();
+        assert_eq!(w.gaps, [seg_name(1, 2), seg_name(2, 7)]);
+        assert_eq!(w.latest, Some(at(1060)));
+        assert_eq!(w.latest_segment, Some(seg_name(2, 6)));
+        assert_eq!(w.latest_lsn, Some(Lsn::new(7 * SEG - 8)));
+    }
+
+    #[test]
+    fn each_timeline_sees_its_own_history() {
+        let c = forked().backup("b1", 1, 1, 1).build();
+        let ws = restorable_windows(&c);
+        assert_eq!(
+            ws.iter().map(|w| w.timeline).collect::<Vec<_>>(),
+            [tli(2), tli(1)]
+        );
+        // Timeline 1 ends at its own segment 6, not at timeline 2's 9.
+        assert_eq!(ws[1].latest_segment, Some(seg_name(1, 6)));
+        assert!(ws[1].gaps.is_empty(), "{:?}", ws[1].gaps);
+        assert_eq!(ws[0].latest_segment, Some(seg_name(2, 9)));
+    }
+
+    #[test]
+    fn a_timeline_without_history_is_left_out() {
+        let c = forked().segments(3, 10..=11).backup("b1", 1, 1, 1).build();
+        let ws = restorable_windows(&c);
+        assert_eq!(
+            ws.iter().map(|w| w.timeline).collect::<Vec<_>>(),
+            [tli(2), tli(1)]
+        );
+        assert_eq!(restorable_window(&c), Err(PlanError::NoHistory(tli(3))));
+    }
+
+    #[test]
+    fn no_backup_no_window() {
+        let w = restorable_window(&forked().build()).unwrap();
+        assert_eq!(w.earliest, None);
+        assert_eq!(w.latest, None);
+        assert!(w.gaps.is_empty());
+    }
+
+    #[test]
+    fn at_most_a_hundred_gaps() {
+        let mut k = Kit::new().segments(1, 1..=1).segments(1, 300..=300);
+        k = k.backup("b1", 1, 1, 1);
+        let w = restorable_window(&k.build()).unwrap();
+        assert_eq!(w.gaps.len(), MAX_GAPS);
+        assert_eq!(w.gaps[0], seg_name(1, 2));
+        assert_eq!(w.latest, Some(at(10)));
+    }
+}
