@@ -52,3 +52,44 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
         cost,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{lsn, tli, Kit};
+    use crate::plan::TimelineChoice;
+
+    #[test]
+    fn no_backup_at_all() {
+        let c = Kit::new().segments(1, 1..=3).build();
+        let spec = TargetSpec::new(RecoveryTarget::Latest);
+        assert_eq!(
+            plan(&c, &spec, &CostModel::default()).unwrap_err(),
+            PlanError::NoBackups
+        );
+    }
+
+    #[test]
+    fn no_backup_on_the_chosen_history() {
+        // The only backup was taken on timeline 1 after timeline 2 left it.
+        let c = Kit::new()
+            .segments(1, 1..=6)
+            .branch(2, 1, lsn(3, 0))
+            .segments(2, 3..=6)
+            .backup("b1", 1, 5, 1)
+            .build();
+        let spec = TargetSpec::new(RecoveryTarget::Latest);
+        assert!(matches!(
+            plan(&c, &spec, &CostModel::default()),
+            Err(PlanError::NotFound { target, timeline, .. })
+                if target == "a backup" && timeline == tli(2)
+        ));
+        // Along timeline 1 it is there.
+        let spec = TargetSpec {
+            timeline: TimelineChoice::Id(tli(1)),
+            ..spec
+        };
+        let p = plan(&c, &spec, &CostModel::default()).unwrap();
+        assert_eq!((p.backup.id.as_str(), p.timeline), ("b1", tli(1)));
+    }
+}
