@@ -1,23 +1,43 @@
 //! The planner: from a catalog and a recovery target to a `Plan` (which
 //! backup, which WAL, where recovery stops, what it costs) or a typed error
 //! that says exactly why the target cannot be reached. Pure: no I/O.
+//!
+//! One concern a file, in the order `plan` runs them (`planner`):
+//! `timeline` (which timeline recovery follows; its history: switch
+//! points, backups on it, walks along its segments), `locate/` (one
+//! locator per target kind: where recovery stops), `route` (the graph and
+//! the cheapest backup), `steps` (steps and totals), `evidence` (why the
+//! target is reachable, in words). Beside them: `window` (what `info`
+//! shows as restorable), `target` (targets as users write them), `cost`,
+//! `compat` (backup vs install) and `explain` (rendering).
 
 pub mod compat;
 pub mod cost;
+mod evidence;
 pub mod explain;
-pub mod graph;
+mod locate;
+mod planner;
+mod route;
+mod steps;
 pub mod target;
+mod timeline;
+mod window;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testkit;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::pg::{Lsn, TimelineId};
 
-pub use graph::{plan, restorable_window, restorable_windows, Window};
+pub use planner::plan;
 pub use target::{parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice};
+pub use window::{restorable_window, restorable_windows, Window};
 
 /// A route to a target, proven from the catalog before anything is fetched.
 #[derive(Clone, Debug, Serialize)]

@@ -7,26 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 
 use super::cost::CostModel;
+use super::testkit::{self, base, size, SEG};
 use super::{plan, PlanError, RecoveryTarget, TargetSpec};
-use crate::catalog::{BackupRecord, Catalog, RepoConfig, WalSegmentRecord, WalSummary};
-use crate::pg::control::{ControlFile, PgMajor};
+use crate::catalog::{BackupRecord, Catalog, WalSegmentRecord};
 use crate::pg::history::TimelineHistory;
-use crate::pg::wal::{XactEnd, XactKind};
-use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
-
-const SEG: u64 = 16 << 20;
-
-fn size() -> WalSegmentSize {
-    WalSegmentSize::new(SEG).unwrap()
-}
-
-fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
-}
+use crate::pg::{Lsn, SegNo, SegmentName, TimelineId};
 
 /// Latest commit time of segment `s` on timeline `tli`: later segments
 /// commit later, timeline 2 after everything on timeline 1.
@@ -78,41 +67,8 @@ fn world() -> impl Strategy<Value = World> {
 }
 
 fn record(tli: u32, s: u64) -> WalSegmentRecord {
-    let t = TimelineId::new(tli).unwrap();
-    let segno = SegNo::new(s);
-    let time = seg_time(tli, s);
-    let xact = XactEnd {
-        lsn: Lsn::new(s * SEG + 0x1000),
-        end_lsn: Lsn::new(s * SEG + 0x1040),
-        kind: XactKind::Commit,
-        xid: 1000 + s as u32,
-        time,
-    };
-    WalSegmentRecord {
-        name: SegmentName::new(t, segno, size()).to_string(),
-        timeline: t,
-        segno,
-        raw_bytes: SEG,
-        stored_bytes: SEG / 8,
-        sha256: String::new(),
-        blake3: String::new(),
-        pushed_at: time,
-        summary: Some(WalSummary {
-            first_record: Some(Lsn::new(s * SEG + 0x28)),
-            end_lsn: Some(Lsn::new((s + 1) * SEG - 8)),
-            records: 10,
-            xact_count: 1,
-            min_xact_time: Some(time),
-            max_xact: Some(xact),
-            restore_points: Vec::new(),
-            switch_lsn: None,
-            tail_incomplete: false,
-            min_xid: Some(1000 + s as u32),
-            max_xid: Some(1000 + s as u32),
-        }),
-        scan_error: None,
-        data_tag: None,
-    }
+    let secs = (seg_time(tli, s) - base()).num_seconds();
+    testkit::record(tli, s, 1000 + s as u32, secs)
 }
 
 /// The switch point of timeline 2: inside segment k.
@@ -121,15 +77,7 @@ fn switchpoint(k: u64) -> Lsn {
 }
 
 fn build(w: &World) -> Catalog {
-    let control = ControlFile::decode(include_bytes!("../../testdata/pg15/pg_control")).unwrap();
-    let config = RepoConfig {
-        system_id: control.system_identifier,
-        pg_major: PgMajor::new(15).unwrap(),
-        wal_segment_size: size(),
-        fingerprint: control.fingerprint.clone(),
-        created_at: base(),
-        created_by: "proptest".into(),
-    };
+    let config = testkit::config();
     let mut wal = BTreeMap::new();
     for s in 0..w.n1 {
         if !w.missing1[s as usize] {

@@ -1,0 +1,134 @@
+//! The evidence: the lines of plain text a plan carries to say why the
+//! target is reachable (the backup is consistent before it, the WAL from
+//! there to the stop is archived without a gap, where recovery stops, and
+//! which timeline it follows), and how other usable backups are named.
+
+use crate::catalog::BackupRecord;
+use crate::pg::TimelineId;
+
+/// What the evidence speaks of: the chosen backup and the WAL replayed
+/// after it.
+pub(super) struct Proof<'a> {
+    pub chosen: &'a BackupRecord,
+    /// The first segment replayed and the stop segment.
+    pub from_segment: &'a str,
+    pub to_segment: &'a str,
+    /// Archived segments between them (both included).
+    pub segments: u64,
+    /// How many of them carry a SHA-256 instead of a BLAKE3 hash
+    /// (records pushed before pitr used BLAKE3: catalog/hash.rs).
+    pub sha256_segments: u64,
+    /// The timelines whose files are replayed, in order.
+    pub timelines: &'a [TimelineId],
+    /// `StopPoint::description`.
+    pub stop: &'a str,
+    pub timeline_reason: &'a str,
+}
+
+/// The evidence lines, in the order `plan` prints them.
+pub(super) fn lines(p: &Proof<'_>) -> Vec<String> {
+    let timelines = p
+        .timelines
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" → ");
+    vec![
+        format!(
+            "backup {} is consistent at {} (finished {}), before the target",
+            p.chosen.id, p.chosen.stop_lsn, p.chosen.stop_time
+        ),
+        format!(
+            "WAL is continuous from {} to {} ({} segments, timeline {timelines}), {}",
+            p.from_segment,
+            p.to_segment,
+            p.segments,
+            hashes(p.segments, p.sha256_segments)
+        ),
+        p.stop.to_string(),
+        format!("recovery follows {}", p.timeline_reason),
+    ]
+}
+
+/// What the archive's hashes prove: `wal-push` records a hash of each
+/// segment's bytes as Postgres wrote them (BLAKE3; SHA-256 in records
+/// from before), and `wal-fetch` checks it while decompressing.
+fn hashes(segments: u64, sha256: u64) -> String {
+    let checked = "of the bytes Postgres wrote, checked again when restore_command fetches it";
+    match sha256 {
+        0 => format!("every segment archived with a BLAKE3 hash {checked}"),
+        n if n >= segments => format!(
+            "every segment archived with a SHA-256 hash {checked} (archived by a pitr from before BLAKE3)"
+        ),
+        n => format!(
+            "every segment archived with a BLAKE3 hash {checked} ({n} of them with a SHA-256 hash: archived by a pitr from before BLAKE3)"
+        ),
+    }
+}
+
+/// How a backup that could also reach the target is listed.
+pub(super) fn alternative(b: &BackupRecord) -> String {
+    format!("backup {} (finished {})", b.id, b.stop_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{tli, Kit};
+
+    fn proof_lines(segments: u64, sha256: u64, timelines: &[TimelineId]) -> Vec<String> {
+        let c = Kit::new().backup_at("b1", 1, 1, 6, 1).build();
+        lines(&Proof {
+            chosen: &c.backups[0],
+            from_segment: "A",
+            to_segment: "B",
+            segments,
+            sha256_segments: sha256,
+            timelines,
+            stop: "stops at B",
+            timeline_reason: "latest: timeline 2",
+        })
+    }
+
+    #[test]
+    fn the_lines_in_order() {
+        let l = proof_lines(6, 0, &[tli(1), tli(2)]);
+        assert_eq!(
+            l,
+            [
+                "backup b1 is consistent at 0/1000100 (finished 2026-11-25 12:00:06 UTC), before the target",
+                "WAL is continuous from A to B (6 segments, timeline 1 → 2), every segment archived with a BLAKE3 hash of the bytes Postgres wrote, checked again when restore_command fetches it",
+                "stops at B",
+                "recovery follows latest: timeline 2",
+            ]
+        );
+    }
+
+    #[test]
+    fn older_sha256_records_are_named() {
+        let l = proof_lines(6, 2, &[tli(1)]);
+        assert!(
+            l[1].ends_with(
+                "(2 of them with a SHA-256 hash: archived by a pitr from before BLAKE3)"
+            ),
+            "{}",
+            l[1]
+        );
+        let l = proof_lines(6, 6, &[tli(1)]);
+        assert!(
+            l[1].contains("every segment archived with a SHA-256 hash"),
+            "{}",
+            l[1]
+        );
+        assert!(!l[1].contains("BLAKE3 hash"), "{}", l[1]);
+    }
+
+    #[test]
+    fn alternatives_name_the_backup_and_when_it_finished() {
+        let c = Kit::new().backup_at("b9", 1, 1, 6, 1).build();
+        assert_eq!(
+            alternative(&c.backups[0]),
+            "backup b9 (finished 2026-11-25 12:00:06 UTC)"
+        );
+    }
+}

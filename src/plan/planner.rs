@@ -1,0 +1,95 @@
+//! `plan`: from a target to a Plan, in the planner's order: choose the
+//! timeline, view its history, locate the stop, find the cheapest route
+//! to it, assemble the steps and evidence. Each stage lives in its own
+//! module; this one only sequences them.
+
+use super::cost::CostModel;
+use super::timeline::{self, Timeline};
+use super::{locate, route, steps, Plan, PlanError, RecoveryTarget, TargetSpec};
+use crate::catalog::Catalog;
+
+/// Plans recovery to `spec` over `catalog`.
+pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Plan, PlanError> {
+    if catalog.backups.is_empty() {
+        return Err(PlanError::NoBackups);
+    }
+    let (tli, timeline_reason) = timeline::choose(catalog, spec)?;
+    let line = Timeline::new(catalog, tli)?;
+    let Some(backups) = line.backups() else {
+        return Err(PlanError::NotFound {
+            target: "a backup".into(),
+            timeline: tli,
+            searched: None,
+            hint: "no backup lies on this timeline's history: take one with `pitr backup`".into(),
+        });
+    };
+    let located = match &spec.target {
+        RecoveryTarget::Time(t) => locate::time::locate(*t, &line, &backups)?,
+        RecoveryTarget::Lsn(l) => locate::lsn::locate(*l, spec.inclusive, &line, &backups)?,
+        RecoveryTarget::Xid(x) => locate::xid::locate(*x, spec.inclusive, &line, &backups)?,
+        RecoveryTarget::Name(n) => locate::name::locate(n, &line, &backups)?,
+        RecoveryTarget::Latest => locate::latest::locate(&line, &backups)?,
+        RecoveryTarget::Immediate => {
+            let route = route::self_contained(&line, &backups, cost)?;
+            let located = locate::immediate::locate(&line, route.chosen);
+            return Ok(steps::assemble(
+                spec,
+                &line,
+                timeline_reason,
+                route,
+                located,
+                cost,
+            ));
+        }
+    };
+    let route = route::cheapest(&line, &backups, &spec.target, &located, cost)?;
+    Ok(steps::assemble(
+        spec,
+        &line,
+        timeline_reason,
+        route,
+        located,
+        cost,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{lsn, tli, Kit};
+    use crate::plan::TimelineChoice;
+
+    #[test]
+    fn no_backup_at_all() {
+        let c = Kit::new().segments(1, 1..=3).build();
+        let spec = TargetSpec::new(RecoveryTarget::Latest);
+        assert_eq!(
+            plan(&c, &spec, &CostModel::default()).unwrap_err(),
+            PlanError::NoBackups
+        );
+    }
+
+    #[test]
+    fn no_backup_on_the_chosen_history() {
+        // The only backup was taken on timeline 1 after timeline 2 left it.
+        let c = Kit::new()
+            .segments(1, 1..=6)
+            .branch(2, 1, lsn(3, 0))
+            .segments(2, 3..=6)
+            .backup("b1", 1, 5, 1)
+            .build();
+        let spec = TargetSpec::new(RecoveryTarget::Latest);
+        assert!(matches!(
+            plan(&c, &spec, &CostModel::default()),
+            Err(PlanError::NotFound { target, timeline, .. })
+                if target == "a backup" && timeline == tli(2)
+        ));
+        // Along timeline 1 it is there.
+        let spec = TargetSpec {
+            timeline: TimelineChoice::Id(tli(1)),
+            ..spec
+        };
+        let p = plan(&c, &spec, &CostModel::default()).unwrap();
+        assert_eq!((p.backup.id.as_str(), p.timeline), ("b1", tli(1)));
+    }
+}

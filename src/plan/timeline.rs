@@ -1,0 +1,569 @@
+//! The timeline view: which timeline recovery follows (`choose`), and that
+//! timeline's history as recovery reads it (`Timeline`): which timeline's
+//! file holds each segment (the switch points), which backups lie on the
+//! history, and walks along its archived segments that stop at a target,
+//! a gap or the end of the archive. Everything the locators, the route
+//! and the windows know about timelines comes from here.
+
+use chrono::{DateTime, Utc};
+
+use super::{PlanError, RecoveryTarget, TargetSpec, TimelineChoice};
+use crate::catalog::{BackupRecord, Catalog, WalSegmentRecord};
+use crate::pg::history::HistorySpan;
+use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
+
+/// One timeline's history over the catalog: the segments recovery along
+/// it reads, and the backups it can start from.
+pub(super) struct Timeline<'a> {
+    catalog: &'a Catalog,
+    /// The timeline recovery follows (the history's own).
+    pub tli: TimelineId,
+    pub size: WalSegmentSize,
+    /// Newest first.
+    stretches: Vec<HistorySpan>,
+    /// The highest archived segment number on any timeline.
+    last_archived: Option<SegNo>,
+}
+
+impl<'a> Timeline<'a> {
+    pub fn new(catalog: &'a Catalog, tli: TimelineId) -> Result<Timeline<'a>, PlanError> {
+        let history = catalog.history_of(tli).ok_or(PlanError::NoHistory(tli))?;
+        let mut stretches = history.ancestors();
+        stretches.reverse();
+        Ok(Timeline {
+            catalog,
+            tli,
+            size: catalog.config.wal_segment_size,
+            stretches,
+            last_archived: catalog.wal.keys().map(|(_, s)| *s).max(),
+        })
+    }
+
+    pub fn catalog(&self) -> &'a Catalog {
+        self.catalog
+    }
+
+    /// The timeline whose file holds segment `segno` on this history: the
+    /// stretch it falls in. The segment where a child branches off comes
+    /// from the child (its copy holds the parent's WAL up to the switch
+    /// point and the child's after it). Postgres' XLogFileReadAnyTLI would
+    /// fall back to an older timeline's file when the newer one is missing,
+    /// but past the switch point that file is another history: a gap here.
+    pub fn tli_for(&self, segno: SegNo) -> TimelineId {
+        self.stretches
+            .iter()
+            .find(|s| s.begin.segno(self.size) <= segno)
+            .map(|s| s.tli)
+            .unwrap_or(TimelineId::FIRST)
+    }
+
+    /// The archived file recovery will read for `segno`.
+    pub fn segment(&self, segno: SegNo) -> Option<&'a WalSegmentRecord> {
+        self.catalog.wal.get(&(self.tli_for(segno), segno))
+    }
+
+    /// The name recovery would ask for (for messages about a gap).
+    pub fn expected_name(&self, segno: SegNo) -> String {
+        SegmentName::new(self.tli_for(segno), segno, self.size).to_string()
+    }
+
+    /// A backup is on this history if it was taken on one of its
+    /// timelines before that timeline branched off.
+    pub fn holds_backup(&self, b: &BackupRecord) -> bool {
+        self.stretches.iter().any(|s| {
+            s.tli == b.timeline
+                && b.start_lsn >= s.begin
+                && s.end.is_none_or(|end| b.stop_lsn <= end)
+        })
+    }
+
+    /// The backups on this history, with their index in the catalog, in
+    /// catalog order; `None` when there are none.
+    pub fn backups(&self) -> Option<LineBackups<'a>> {
+        let all: Vec<(usize, &'a BackupRecord)> = self
+            .catalog
+            .backups
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| self.holds_backup(b))
+            .collect();
+        let earliest = all
+            .iter()
+            .min_by_key(|(_, b)| b.stop_lsn)
+            .map(|(_, b)| *b)?;
+        Some(LineBackups {
+            all,
+            earliest,
+            size: self.size,
+        })
+    }
+
+    /// The highest segment archived under the name this history reads it
+    /// by (a segment only a sibling timeline holds does not count).
+    pub fn last_on_history(&self) -> Option<SegNo> {
+        self.catalog
+            .wal
+            .keys()
+            .filter(|(t, s)| self.tli_for(*s) == *t)
+            .map(|(_, s)| *s)
+            .max()
+    }
+
+    /// The timelines whose files hold the archived segments `from..=to`,
+    /// in order, each once per stretch.
+    pub fn timelines_between(&self, from: SegNo, to: SegNo) -> Vec<TimelineId> {
+        let mut out: Vec<TimelineId> = Vec::new();
+        let mut s = from;
+        while s <= to {
+            if let Some(rec) = self.segment(s) {
+                if out.last() != Some(&rec.timeline) {
+                    out.push(rec.timeline);
+                }
+            }
+            s = s.next();
+        }
+        out
+    }
+
+    /// Walks archived segments from `first` in order until `hit` holds.
+    pub fn walk(&self, first: SegNo, hit: impl Fn(SegNo, &WalSegmentRecord) -> bool) -> Walk<'a> {
+        let last_archived = self.last_archived.unwrap_or(first);
+        let mut s = first;
+        let mut last_seen = None;
+        while s <= last_archived {
+            let Some(rec) = self.segment(s) else {
+                let beyond = last_archived > s;
+                return if beyond {
+                    Walk::Gap(s)
+                } else {
+                    Walk::End(last_seen)
+                };
+            };
+            if hit(s, rec) {
+                return Walk::Found(s, rec);
+            }
+            last_seen = Some(s);
+            s = s.next();
+        }
+        Walk::End(last_seen)
+    }
+
+    /// `walk` from each start, newest first: the first that finds the
+    /// target wins (an older backup may reach what a newer one cannot,
+    /// and a gap before a newer backup does not matter to it); otherwise
+    /// the newest start's answer.
+    pub fn walk_any(
+        &self,
+        starts: &[SegNo],
+        hit: impl Fn(SegNo, &WalSegmentRecord) -> bool,
+    ) -> Walk<'a> {
+        let mut starts = starts.to_vec();
+        starts.sort();
+        starts.dedup();
+        let mut first_answer = None;
+        for start in starts.into_iter().rev() {
+            match self.walk(start, &hit) {
+                found @ Walk::Found(..) => return found,
+                other => {
+                    first_answer.get_or_insert(other);
+                }
+            }
+        }
+        first_answer.unwrap_or(Walk::End(None))
+    }
+
+    /// Latest transaction-end time in segments `from..=to`, and the name
+    /// of the segment that holds it.
+    pub fn latest_time(&self, from: SegNo, to: SegNo) -> Option<(DateTime<Utc>, String)> {
+        let mut best: Option<(DateTime<Utc>, String)> = None;
+        let mut s = from;
+        while s <= to {
+            if let Some(rec) = self.segment(s) {
+                if let Some(m) = rec.summary.as_ref().and_then(|x| x.max_xact_time()) {
+                    if best.as_ref().is_none_or(|(b, _)| m > *b) {
+                        best = Some((m, rec.name.clone()));
+                    }
+                }
+            }
+            s = s.next();
+        }
+        best
+    }
+}
+
+/// How a walk along the timeline ended.
+#[derive(Debug, PartialEq)]
+pub(super) enum Walk<'a> {
+    /// The predicate held in this segment.
+    Found(SegNo, &'a WalSegmentRecord),
+    /// Segment missing before the predicate held (a later one exists).
+    Gap(SegNo),
+    /// The archive ended first (after this segment, if any was seen).
+    End(Option<SegNo>),
+}
+
+/// The backups on one timeline's history (never empty).
+pub(super) struct LineBackups<'a> {
+    /// With their index in the catalog, in catalog order.
+    pub all: Vec<(usize, &'a BackupRecord)>,
+    /// The one consistent first (lowest stop LSN).
+    pub earliest: &'a BackupRecord,
+    size: WalSegmentSize,
+}
+
+impl<'a> LineBackups<'a> {
+    /// The segment each backup starts replaying from.
+    pub fn starts(&self) -> Vec<SegNo> {
+        self.all
+            .iter()
+            .map(|(_, b)| b.start_lsn.segno(self.size))
+            .collect()
+    }
+
+    /// The first segment any of them replays.
+    pub fn first_start(&self) -> SegNo {
+        self.starts().into_iter().min().unwrap_or(SegNo::new(0))
+    }
+
+    /// The newest (highest stop LSN) backup for which `ok` holds.
+    pub fn newest_where(&self, ok: impl Fn(&BackupRecord) -> bool) -> Option<&'a BackupRecord> {
+        self.all
+            .iter()
+            .filter(|(_, b)| ok(b))
+            .max_by_key(|(_, b)| b.stop_lsn)
+            .map(|(_, b)| *b)
+    }
+}
+
+/// Every timeline the repository knows, newest first.
+pub(super) fn known_timelines(catalog: &Catalog) -> Vec<TimelineId> {
+    let mut all: Vec<TimelineId> = catalog
+        .histories
+        .keys()
+        .copied()
+        .chain(catalog.wal.keys().map(|(t, _)| *t))
+        .chain(std::iter::once(TimelineId::FIRST))
+        .collect();
+    all.sort();
+    all.dedup();
+    all.reverse();
+    all
+}
+
+/// Where a named restore point or a transaction end lies: (file's
+/// timeline, a position inside it).
+fn locations(catalog: &Catalog, target: &RecoveryTarget) -> Vec<(TimelineId, Lsn)> {
+    let size = catalog.config.wal_segment_size;
+    let mut out = Vec::new();
+    for ((tli, segno), rec) in &catalog.wal {
+        let Some(sum) = &rec.summary else { continue };
+        match target {
+            RecoveryTarget::Name(n) => {
+                out.extend(
+                    sum.restore_points
+                        .iter()
+                        .filter(|r| &r.name == n)
+                        .map(|r| (*tli, r.lsn)),
+                );
+            }
+            RecoveryTarget::Xid(x) if sum.may_hold_xid(*x) => {
+                // Where this segment's transaction ends lie: the newest
+                // one's record. (A timeline's first segment starts with a
+                // copy of its parent's WAL; its newest commit is the child's.)
+                let at = sum.max_xact.as_ref().map(|m| m.lsn);
+                out.push((
+                    *tli,
+                    at.or(sum.first_record)
+                        .unwrap_or_else(|| segno.start_lsn(size)),
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Picks the timeline recovery follows, and says why. With the default
+/// (latest), a restore point or transaction that the newest timeline's
+/// history does not pass through leads to the newest timeline that does.
+pub(super) fn choose(
+    catalog: &Catalog,
+    spec: &TargetSpec,
+) -> Result<(TimelineId, String), PlanError> {
+    let latest = catalog.latest_timeline();
+    match spec.timeline {
+        TimelineChoice::Id(t) => {
+            if catalog.history_of(t).is_none() {
+                return Err(PlanError::NoHistory(t));
+            }
+            Ok((t, format!("timeline {t} as asked (--timeline {t})")))
+        }
+        TimelineChoice::Current => {
+            let newest = catalog.backups.iter().max_by_key(|b| b.stop_lsn);
+            let t = newest.map(|b| b.timeline).unwrap_or(TimelineId::FIRST);
+            Ok((t, format!("current: timeline {t}, the newest backup's")))
+        }
+        TimelineChoice::Latest => {
+            if !matches!(
+                spec.target,
+                RecoveryTarget::Name(_) | RecoveryTarget::Xid(_)
+            ) {
+                return Ok((latest, format!("latest: timeline {latest}, the newest in the repository (Postgres' default)")));
+            }
+            let locs = locations(catalog, &spec.target);
+            if locs.is_empty() {
+                return Err(PlanError::NotFound {
+                    target: spec.target.to_string(),
+                    timeline: latest,
+                    searched: Some("every archived timeline".into()),
+                    hint: match spec.target {
+                        RecoveryTarget::Name(_) => "check the name (pg_create_restore_point), or archive the WAL that holds it (SELECT pg_switch_wal())".into(),
+                        _ => "the transaction has not ended in archived WAL yet (SELECT pg_switch_wal() on the source), or the xid is wrong".into(),
+                    },
+                });
+            }
+            // Timelines whose history reaches the target where it was written.
+            let holds = |t: TimelineId| {
+                catalog.history_of(t).is_some_and(|h| {
+                    locs.iter()
+                        .any(|(file_tli, lsn)| h.tli_of_point(*lsn) == *file_tli)
+                })
+            };
+            if holds(latest) {
+                return Ok((
+                    latest,
+                    format!("latest: timeline {latest}, which holds {}", spec.target),
+                ));
+            }
+            let found = known_timelines(catalog).into_iter().find(|t| holds(*t));
+            match found {
+                Some(t) => Ok((
+                    t,
+                    format!(
+                        "timeline {t}: {} exists only off the newest timeline {latest}, whose history branched away before it (Postgres' default would replay timeline {latest} and never reach it)",
+                        spec.target
+                    ),
+                )),
+                None => Err(PlanError::NotFound {
+                    target: spec.target.to_string(),
+                    timeline: latest,
+                    searched: Some("every archived timeline".into()),
+                    hint: "no timeline's history reaches it".into(),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{at, lsn, seg_name, tli, Kit};
+
+    /// Timeline 1 in segments 1..=6; timeline 2 branched off it inside
+    /// segment 4 and archived in 4..=8.
+    fn forked() -> Kit {
+        Kit::new()
+            .segments(1, 1..=6)
+            .branch(2, 1, lsn(4, 0x8000))
+            .segments(2, 4..=8)
+    }
+
+    fn seg(s: u64) -> SegNo {
+        SegNo::new(s)
+    }
+
+    #[test]
+    fn the_switch_segment_is_read_from_the_child() {
+        let c = forked().build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert_eq!(line.tli_for(seg(3)), tli(1));
+        assert_eq!(line.tli_for(seg(4)), tli(2));
+        assert_eq!(line.tli_for(seg(7)), tli(2));
+        assert_eq!(line.segment(seg(3)).unwrap().name, seg_name(1, 3));
+        assert_eq!(line.segment(seg(4)).unwrap().name, seg_name(2, 4));
+        // Timeline 1 reads its own file of segment 4.
+        let one = Timeline::new(&c, tli(1)).unwrap();
+        assert_eq!(one.segment(seg(4)).unwrap().name, seg_name(1, 4));
+    }
+
+    #[test]
+    fn no_fallback_to_the_parents_file_past_the_switch() {
+        // Timeline 2's copy of segment 5 is missing; timeline 1's file
+        // of segment 5 is another history, not a substitute.
+        let c = forked().without(2, 5).build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert!(line.segment(seg(5)).is_none());
+        assert_eq!(line.expected_name(seg(5)), seg_name(2, 5));
+        assert_eq!(line.walk(seg(1), |_, _| false), Walk::Gap(seg(5)));
+    }
+
+    #[test]
+    fn a_timeline_without_history_is_refused() {
+        let c = forked().build();
+        assert!(matches!(
+            Timeline::new(&c, tli(3)),
+            Err(PlanError::NoHistory(t)) if t == tli(3)
+        ));
+    }
+
+    #[test]
+    fn backups_on_the_history() {
+        let c = forked()
+            .backup("before-switch", 1, 2, 1)
+            .backup("tl1-after-switch", 1, 5, 1)
+            .backup("tl2", 2, 6, 1)
+            .build();
+        let ids = |t: u32| -> Vec<String> {
+            let line = Timeline::new(&c, tli(t)).unwrap();
+            let on = line.backups().unwrap();
+            on.all.iter().map(|(_, b)| b.id.clone()).collect()
+        };
+        assert_eq!(ids(2), ["before-switch", "tl2"]);
+        assert_eq!(ids(1), ["before-switch", "tl1-after-switch"]);
+
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        let on = line.backups().unwrap();
+        assert_eq!(on.earliest.id, "before-switch");
+        assert_eq!(on.starts(), [seg(2), seg(6)]);
+        assert_eq!(on.first_start(), seg(2));
+        assert_eq!(on.newest_where(|_| true).unwrap().id, "tl2");
+        assert_eq!(
+            on.newest_where(|b| b.stop_time < at(1000)).unwrap().id,
+            "before-switch"
+        );
+        assert!(on.newest_where(|_| false).is_none());
+    }
+
+    #[test]
+    fn no_backups_on_the_history() {
+        let c = forked().backup("tl1-after-switch", 1, 5, 1).build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert!(line.backups().is_none());
+    }
+
+    #[test]
+    fn walks_end_found_gap_or_end() {
+        let c = Kit::new().segments(1, 1..=6).without(1, 3).build();
+        let line = Timeline::new(&c, tli(1)).unwrap();
+        let r = line.walk(seg(4), |s, _| s == seg(5));
+        assert!(matches!(r, Walk::Found(s, rec) if s == seg(5) && rec.name == seg_name(1, 5)));
+        assert_eq!(line.walk(seg(1), |_, _| false), Walk::Gap(seg(3)));
+        assert_eq!(line.walk(seg(4), |_, _| false), Walk::End(Some(seg(6))));
+        assert_eq!(line.walk(seg(9), |_, _| false), Walk::End(None));
+        // The archive ends exactly where the walk starts.
+        let c = Kit::new().segments(1, 1..=2).build();
+        let line = Timeline::new(&c, tli(1)).unwrap();
+        assert_eq!(line.walk(seg(3), |_, _| false), Walk::End(None));
+    }
+
+    #[test]
+    fn walk_any_tries_the_newest_start_first() {
+        let c = Kit::new().segments(1, 1..=6).without(1, 3).build();
+        let line = Timeline::new(&c, tli(1)).unwrap();
+        // A gap before the newer start does not matter to it.
+        let r = line.walk_any(&[seg(1), seg(4)], |s, _| s == seg(5));
+        assert!(matches!(r, Walk::Found(s, _) if s == seg(5)));
+        // Only the older start reaches a target before the newer one.
+        let r = line.walk_any(&[seg(4), seg(1)], |s, _| s == seg(2));
+        assert!(matches!(r, Walk::Found(s, _) if s == seg(2)));
+        // Nobody finds it: the newest start's answer.
+        assert_eq!(
+            line.walk_any(&[seg(1), seg(4)], |_, _| false),
+            Walk::End(Some(seg(6)))
+        );
+        assert_eq!(line.walk_any(&[], |_, _| true), Walk::End(None));
+    }
+
+    #[test]
+    fn latest_time_and_timelines_between() {
+        let c = forked().build();
+        let line = Timeline::new(&c, tli(2)).unwrap();
+        assert_eq!(
+            line.latest_time(seg(1), seg(5)),
+            Some((at(1050), seg_name(2, 5)))
+        );
+        assert_eq!(line.latest_time(seg(9), seg(12)), None);
+        assert_eq!(line.timelines_between(seg(1), seg(8)), [tli(1), tli(2)]);
+        assert_eq!(line.timelines_between(seg(5), seg(8)), [tli(2)]);
+        assert_eq!(line.last_on_history(), Some(seg(8)));
+        let one = Timeline::new(&c, tli(1)).unwrap();
+        assert_eq!(one.last_on_history(), Some(seg(6)));
+    }
+
+    #[test]
+    fn known_timelines_newest_first() {
+        let c = forked().segments(3, 9..=9).build();
+        assert_eq!(known_timelines(&c), [tli(3), tli(2), tli(1)]);
+        assert_eq!(known_timelines(&Kit::new().build()), [tli(1)]);
+    }
+
+    fn chosen(
+        c: &Catalog,
+        target: RecoveryTarget,
+        timeline: TimelineChoice,
+    ) -> Result<TimelineId, PlanError> {
+        let spec = TargetSpec {
+            target,
+            inclusive: true,
+            timeline,
+        };
+        choose(c, &spec).map(|(t, _)| t)
+    }
+
+    #[test]
+    fn choosing_the_timeline() {
+        let c = forked()
+            .restore_point(1, 2, "shared", 21)
+            .restore_point(1, 5, "tl1_only", 51)
+            .backup("b1", 1, 1, 1)
+            .build();
+        let latest = TimelineChoice::Latest;
+        assert_eq!(chosen(&c, RecoveryTarget::Latest, latest), Ok(tli(2)));
+        assert_eq!(chosen(&c, RecoveryTarget::Time(at(1)), latest), Ok(tli(2)));
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Name("shared".into()), latest),
+            Ok(tli(2))
+        );
+        // Only timeline 1's history passes through it.
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Name("tl1_only".into()), latest),
+            Ok(tli(1))
+        );
+        assert_eq!(chosen(&c, RecoveryTarget::Xid(1005), latest), Ok(tli(1)));
+        assert_eq!(chosen(&c, RecoveryTarget::Xid(2005), latest), Ok(tli(2)));
+        assert!(matches!(
+            chosen(&c, RecoveryTarget::Name("nope".into()), latest),
+            Err(PlanError::NotFound { .. })
+        ));
+        assert!(matches!(
+            chosen(&c, RecoveryTarget::Xid(7), latest),
+            Err(PlanError::NotFound { .. })
+        ));
+        // Asked for: kept, if its history is known.
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Latest, TimelineChoice::Id(tli(1))),
+            Ok(tli(1))
+        );
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Latest, TimelineChoice::Id(tli(5))),
+            Err(PlanError::NoHistory(tli(5)))
+        );
+        // Current: the newest backup's timeline.
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Latest, TimelineChoice::Current),
+            Ok(tli(1))
+        );
+    }
+
+    #[test]
+    fn a_restore_point_in_the_switch_segment_before_the_switch() {
+        // Segment 4 holds timeline 1's WAL up to 0/48008000 in both files;
+        // a point written there before the switch is on both histories.
+        let c = forked().restore_point(1, 4, "early", 41).build();
+        let spec = TargetSpec::new(RecoveryTarget::Name("early".into()));
+        let (t, why) = choose(&c, &spec).unwrap();
+        assert_eq!(t, tli(2));
+        assert!(why.starts_with("latest: timeline 2, which holds"), "{why}");
+    }
+}

@@ -1,0 +1,185 @@
+//! The restorable windows that `pitr info` shows: per timeline, from the
+//! end of the earliest backup on its history to the last transaction end
+//! and last record in WAL continuous from the newest backup, and every
+//! missing segment in between.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::timeline::{known_timelines, Timeline};
+use super::PlanError;
+use crate::catalog::{BackupRecord, Catalog};
+use crate::pg::{Lsn, TimelineId};
+
+/// What can be restored along one timeline's history: from the end of
+/// the earliest backup on it (time and LSN) to the last transaction end
+/// (time targets must be before it) and the last record (LSN targets) in
+/// WAL continuous from the newest backup; and every missing segment from
+/// the earliest backup's start to the last archived segment.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Window {
+    pub timeline: TimelineId,
+    pub earliest: Option<DateTime<Utc>>,
+    pub earliest_lsn: Option<Lsn>,
+    pub earliest_backup: Option<String>,
+    pub latest: Option<DateTime<Utc>>,
+    pub latest_lsn: Option<Lsn>,
+    pub latest_segment: Option<String>,
+    /// Missing segments (at most `MAX_GAPS` listed).
+    pub gaps: Vec<String>,
+}
+
+/// How many missing segments a window lists.
+const MAX_GAPS: usize = 100;
+
+/// The window of the newest timeline.
+pub fn restorable_window(catalog: &Catalog) -> Result<Window, PlanError> {
+    window_of(catalog, catalog.latest_timeline())
+}
+
+/// One window per timeline with a history (or timeline 1), newest first;
+/// timelines whose ancestry is unknown are left out.
+pub fn restorable_windows(catalog: &Catalog) -> Vec<Window> {
+    known_timelines(catalog)
+        .into_iter()
+        .filter_map(|t| window_of(catalog, t).ok())
+        .collect()
+}
+
+fn window_of(catalog: &Catalog, tli: TimelineId) -> Result<Window, PlanError> {
+    let line = Timeline::new(catalog, tli)?;
+    let on_line: Vec<&BackupRecord> = catalog
+        .backups
+        .iter()
+        .filter(|b| line.holds_backup(b))
+        .collect();
+    let earliest = on_line.iter().min_by_key(|b| b.stop_lsn);
+    let mut window = Window {
+        timeline: tli,
+        earliest: earliest.map(|b| b.stop_time),
+        earliest_lsn: earliest.map(|b| b.stop_lsn),
+        earliest_backup: earliest.map(|b| b.id.clone()),
+        latest: None,
+        latest_lsn: None,
+        latest_segment: None,
+        gaps: Vec::new(),
+    };
+    if let (Some(e), Some(last)) = (earliest, line.last_on_history()) {
+        let mut s = e.start_lsn.segno(line.size);
+        while s <= last && window.gaps.len() < MAX_GAPS {
+            if line.segment(s).is_none() {
+                window.gaps.push(line.expected_name(s));
+            }
+            s = s.next();
+        }
+    }
+    let Some(newest) = on_line.iter().max_by_key(|b| b.stop_lsn) else {
+        return Ok(window);
+    };
+    let mut s = newest.start_lsn.segno(line.size);
+    while let Some(rec) = line.segment(s) {
+        if let Some(sum) = &rec.summary {
+            if let Some(m) = sum.max_xact_time() {
+                if window.latest.is_none_or(|l| m > l) {
+                    window.latest = Some(m);
+                    window.latest_segment = Some(rec.name.clone());
+                }
+            }
+            window.latest_lsn = sum.end_lsn.or(window.latest_lsn);
+        }
+        s = s.next();
+    }
+    Ok(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{at, lsn, seg_name, tli, Kit, SEG};
+
+    fn forked() -> Kit {
+        Kit::new()
+            .segments(1, 1..=6)
+            .branch(2, 1, lsn(4, 0x8000))
+            .segments(2, 4..=9)
+    }
+
+    #[test]
+    fn from_the_earliest_backup_to_the_end_of_continuous_wal() {
+        let c = forked().backup("b1", 1, 1, 1).backup("b2", 2, 5, 1).build();
+        let w = restorable_window(&c).unwrap();
+        assert_eq!(
+            w,
+            Window {
+                timeline: tli(2),
+                earliest: Some(at(6)),
+                earliest_lsn: Some(lsn(1, 0x100)),
+                earliest_backup: Some("b1".into()),
+                latest: Some(at(1090)),
+                latest_lsn: Some(Lsn::new(10 * SEG - 8)),
+                latest_segment: Some(seg_name(2, 9)),
+                gaps: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_gap_is_listed_and_ends_the_latest() {
+        // A gap after the newest backup ends what can be reached; one
+        // before it is listed but does not.
+        let c = forked()
+            .without(2, 7)
+            .without(1, 2)
+            .backup("b1", 1, 1, 1)
+            .backup("b2", 2, 5, 1)
+            .build();
+        let w = restorable_window(&c).unwrap();
+        assert_eq!(w.gaps, [seg_name(1, 2), seg_name(2, 7)]);
+        assert_eq!(w.latest, Some(at(1060)));
+        assert_eq!(w.latest_segment, Some(seg_name(2, 6)));
+        assert_eq!(w.latest_lsn, Some(Lsn::new(7 * SEG - 8)));
+    }
+
+    #[test]
+    fn each_timeline_sees_its_own_history() {
+        let c = forked().backup("b1", 1, 1, 1).build();
+        let ws = restorable_windows(&c);
+        assert_eq!(
+            ws.iter().map(|w| w.timeline).collect::<Vec<_>>(),
+            [tli(2), tli(1)]
+        );
+        // Timeline 1 ends at its own segment 6, not at timeline 2's 9.
+        assert_eq!(ws[1].latest_segment, Some(seg_name(1, 6)));
+        assert!(ws[1].gaps.is_empty(), "{:?}", ws[1].gaps);
+        assert_eq!(ws[0].latest_segment, Some(seg_name(2, 9)));
+    }
+
+    #[test]
+    fn a_timeline_without_history_is_left_out() {
+        let c = forked().segments(3, 10..=11).backup("b1", 1, 1, 1).build();
+        let ws = restorable_windows(&c);
+        assert_eq!(
+            ws.iter().map(|w| w.timeline).collect::<Vec<_>>(),
+            [tli(2), tli(1)]
+        );
+        assert_eq!(restorable_window(&c), Err(PlanError::NoHistory(tli(3))));
+    }
+
+    #[test]
+    fn no_backup_no_window() {
+        let w = restorable_window(&forked().build()).unwrap();
+        assert_eq!(w.earliest, None);
+        assert_eq!(w.latest, None);
+        assert!(w.gaps.is_empty());
+    }
+
+    #[test]
+    fn at_most_a_hundred_gaps() {
+        let mut k = Kit::new().segments(1, 1..=1).segments(1, 300..=300);
+        k = k.backup("b1", 1, 1, 1);
+        let w = restorable_window(&k.build()).unwrap();
+        assert_eq!(w.gaps.len(), MAX_GAPS);
+        assert_eq!(w.gaps[0], seg_name(1, 2));
+        assert_eq!(w.latest, Some(at(10)));
+    }
+}
