@@ -21,4 +21,7 @@ if grep -rnE '\b(tokio|aws_[a-z_]*|aws-sdk)\b|std::process' src/pg src/catalog s
 fi
 
 echo "== cargo test"
-cargo test --lib --bins --tests
+# Golden files (src/plan/snapshots) are compared, never rewritten: a
+# difference fails the test (INSTA_UPDATE=always cargo test rewrites them
+# on purpose; review the diff).
+INSTA_UPDATE=no cargo test --lib --bins --tests
