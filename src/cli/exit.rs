@@ -58,7 +58,16 @@ impl Failure {
     pub fn stop_recovery(self) -> Failure {
         match self.code {
             Code::NotFound => self,
-            _ => Failure {
+            Code::Ok
+            | Code::Internal
+            | Code::Usage
+            | Code::Unreachable
+            | Code::Incompatible
+            | Code::Storage
+            | Code::Recovery
+            | Code::Postgres
+            | Code::Conflict
+            | Code::StopRecovery => Failure {
                 code: Code::StopRecovery,
                 error: self.error,
             },
@@ -76,8 +85,18 @@ impl Failure {
 fn repo_code(e: &RepoError) -> Code {
     match e {
         RepoError::NotInitialized(_) | RepoError::UnsupportedScheme(_) => Code::Usage,
-        RepoError::Store(StoreError::BadKey(_)) => Code::Usage,
-        _ => Code::Storage,
+        RepoError::Store(s) => store_code(s),
+        RepoError::Meta { .. } | RepoError::Codec { .. } => Code::Storage,
+    }
+}
+
+fn store_code(e: &StoreError) -> Code {
+    match e {
+        StoreError::BadKey(_) => Code::Usage,
+        StoreError::NotFound(_)
+        | StoreError::AlreadyExists(_)
+        | StoreError::Remote { .. }
+        | StoreError::Io { .. } => Code::Storage,
     }
 }
 
@@ -142,13 +161,26 @@ impl From<BackupError> for Failure {
 
 impl From<PlanError> for Failure {
     fn from(e: PlanError) -> Self {
-        Failure::new(Code::Unreachable, e)
+        let code = match &e {
+            PlanError::NoBackups
+            | PlanError::BeforeEarliest { .. }
+            | PlanError::AfterLatest { .. }
+            | PlanError::MissingSegment { .. }
+            | PlanError::NoHistory(_)
+            | PlanError::NoBackupBefore { .. }
+            | PlanError::NotFound { .. }
+            | PlanError::AfterEnd { .. } => Code::Unreachable,
+        };
+        Failure::new(code, e)
     }
 }
 
 impl From<TimeError> for Failure {
     fn from(e: TimeError) -> Self {
-        Failure::new(Code::Usage, e)
+        let code = match &e {
+            TimeError::NoZone(_) | TimeError::Invalid(_) => Code::Usage,
+        };
+        Failure::new(code, e)
     }
 }
 
@@ -168,7 +200,14 @@ impl From<RecoverError> for Failure {
             | RecoverError::Checksum { .. }
             | RecoverError::BadManifest(_) => Code::Storage,
             RecoverError::Repo(r) => repo_code(r),
-            _ => Code::Recovery,
+            RecoverError::ServerFailed { .. }
+            | RecoverError::PastTarget { .. }
+            | RecoverError::EndedShort { .. }
+            | RecoverError::EndedElsewhere { .. }
+            | RecoverError::EndUnknown(_)
+            | RecoverError::Stalled { .. }
+            | RecoverError::WrongServer { .. }
+            | RecoverError::StopFailed { .. } => Code::Recovery,
         };
         Failure::new(code, e)
     }
@@ -176,6 +215,13 @@ impl From<RecoverError> for Failure {
 
 impl From<UserError> for Failure {
     fn from(e: UserError) -> Self {
-        Failure::new(Code::Usage, e)
+        let code = match &e {
+            UserError::NoSuchUser(_)
+            | UserError::Lookup { .. }
+            | UserError::Stat { .. }
+            | UserError::Switch { .. }
+            | UserError::RootOwned { .. } => Code::Usage,
+        };
+        Failure::new(code, e)
     }
 }
