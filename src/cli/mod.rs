@@ -152,9 +152,9 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             let os_user = user::lookup(&args.os_user)?;
             if let Some(port) = args.port {
                 let sockets = args.socket_dir.clone();
-                recover::server::check_port(
+                recover::instance::check_port(
                     port,
-                    &sockets.unwrap_or_else(recover::server::default_socket_dir),
+                    &sockets.unwrap_or_else(recover::instance::default_socket_dir),
                 )?;
             }
             let dir = &args.pgdata;

@@ -10,11 +10,17 @@
 //! happened: where replay ended is checked against the plan (`verify`).
 //! Nothing here chooses a backup.
 
+pub mod instance;
 pub mod materialize;
-pub mod server;
 pub mod settings;
 pub mod upgrade;
 pub mod verify;
+
+/// The old name of `instance`, kept only because tests/e2e/recovery_faults.rs
+/// (another branch's file) still says `recover::server::check_identity`;
+/// remove it once that test says `recover::instance`.
+#[doc(hidden)]
+pub use instance as server;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,7 +129,7 @@ pub struct RestoreOptions {
     pub start: bool,
     /// Recovery that shows no progress for this long (no replay, no WAL
     /// delivered, nothing logged) fails; each step of stopping the server
-    /// gets this long too (at most `server::STOP_STEP`).
+    /// gets this long too (at most `instance::STOP_STEP`).
     pub stall_timeout: Duration,
     /// The outermost directory of `pgdata` that this run created before
     /// calling `restore` (the CLI creates it before dropping root
@@ -182,18 +188,18 @@ pub async fn restore(
     let socket_dir = opts
         .socket_dir
         .clone()
-        .unwrap_or_else(server::default_socket_dir);
+        .unwrap_or_else(instance::default_socket_dir);
     // Before anything is created or fetched: a port no other server holds.
     let port = match opts.port {
         Some(p) => {
-            server::check_port(p, &socket_dir)?;
+            instance::check_port(p, &socket_dir)?;
             p
         }
-        None => server::free_port(&socket_dir)?,
+        None => instance::free_port(&socket_dir)?,
     };
     let created = prepare_dir(&opts.pgdata)?.or_else(|| opts.created_dir.clone());
-    let stop_step = opts.stall_timeout.min(server::STOP_STEP);
-    let mut running: Option<server::Running> = None;
+    let stop_step = opts.stall_timeout.min(instance::STOP_STEP);
+    let mut running: Option<instance::Running> = None;
     let mut wrote = false;
     let result = async {
         let manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
@@ -232,7 +238,7 @@ pub async fn restore(
             backup_id: plan.backup.id.clone(),
             major: config.pg_major.get(),
         };
-        server::write_config(&opts.pgdata, &s)?;
+        instance::write_config(&opts.pgdata, &s)?;
         if !opts.start {
             on_event(RecoverEvent::Done);
             return Ok(RestoreOutcome {
@@ -252,14 +258,14 @@ pub async fn restore(
                     "{} start -D {} -l {}",
                     bin.join("pg_ctl").display(),
                     opts.pgdata.display(),
-                    opts.pgdata.join(server::LOG_NAME).display()
+                    opts.pgdata.join(instance::LOG_NAME).display()
                 ),
             });
         }
         on_event(RecoverEvent::Starting { port });
         let replay_started = Instant::now();
-        let r = running.insert(server::start(&bin, &opts.pgdata).await?);
-        let spec = server::WatchSpec {
+        let r = running.insert(instance::start(&bin, &opts.pgdata).await?);
+        let spec = instance::WatchSpec {
             socket_dir: &socket_dir,
             port,
             db_user: &opts.db_user,
@@ -267,7 +273,7 @@ pub async fn restore(
             fast_promote: s.fast_promote(),
             stall_timeout: opts.stall_timeout,
         };
-        let watched = server::watch(r, &spec, on_event.clone()).await?;
+        let watched = instance::watch(r, &spec, on_event.clone()).await?;
         // Recovery is over: the prefetcher sees its spool gone and exits.
         if let Err(e) = crate::capture::wal_spool::remove(&spool) {
             tracing::warn!(error = %e, spool = %spool.display(), "could not remove the WAL prefetch spool");
@@ -318,7 +324,7 @@ pub async fn restore(
     .await;
     if let Err(e) = &result {
         let stopped = match running.as_mut() {
-            Some(r) => server::stop_running(r, stop_step).await,
+            Some(r) => instance::stop_running(r, stop_step).await,
             None => Ok(()),
         };
         if let Err(stop_err) = stopped {
@@ -353,7 +359,7 @@ pub fn spool_dir(pgdata: &Path) -> PathBuf {
 async fn verify(
     repo: &Repo,
     plan: &Plan,
-    watched: &server::Watched,
+    watched: &instance::Watched,
     size: crate::pg::WalSegmentSize,
 ) -> Result<(), RecoverError> {
     if let (RecoveryTarget::Time(t), Some(replayed)) = (&plan.target, watched.last_commit) {
