@@ -7,6 +7,28 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::recover::Action;
 
+/// `--action`: what the server does at the target (the library's
+/// `recover::Action`, which knows nothing of clap).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionArg {
+    /// End recovery and open for writes on a new timeline.
+    Promote,
+    /// Stay in recovery, read-only, paused at the target.
+    Pause,
+    /// Stop the server at the target.
+    Shutdown,
+}
+
+impl From<ActionArg> for Action {
+    fn from(a: ActionArg) -> Action {
+        match a {
+            ActionArg::Promote => Action::Promote,
+            ActionArg::Pause => Action::Pause,
+            ActionArg::Shutdown => Action::Shutdown,
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "pitr",
@@ -251,7 +273,7 @@ pub enum Command {
         args: RestoreArgs,
         /// What the server does at the target.
         #[arg(long, value_enum, default_value = "promote")]
-        action: Action,
+        action: ActionArg,
     },
     /// Show a data directory's or a backup's fingerprint and checkpoint facts.
     Inspect {

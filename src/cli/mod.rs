@@ -322,7 +322,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(())
             }
         }
-        Command::Restore { args, action } => restore(args, action).await,
+        Command::Restore { args, action } => restore(args, action.into()).await,
         Command::Installs { pg_bin, json } => installs(&pg_bin, json.json),
         Command::Inspect {
             pgdata,
@@ -990,7 +990,7 @@ fn print_damaged(damaged: &[crate::catalog::DamagedObject]) {
 /// is not an install.
 fn check_restore_args(command: &Command) -> Result<TargetSpec, Failure> {
     let (args, action, upgrade_to) = match command {
-        Command::Restore { args, action } => (args, *action, None),
+        Command::Restore { args, action } => (args, Action::from(*action), None),
         Command::Rollback { args, upgrade_to } => (args, Action::Promote, upgrade_to.as_deref()),
         _ => return Err(Failure::usage("not a restore command")),
     };
@@ -1093,7 +1093,11 @@ async fn plan_and_restore(
 ) -> Result<(recover::RestoreOutcome, crate::pg::control::PgMajor, String), Failure> {
     let target = check_restore_args(&Command::Restore {
         args: args.clone(),
-        action,
+        action: match action {
+            Action::Promote => args::ActionArg::Promote,
+            Action::Pause => args::ActionArg::Pause,
+            Action::Shutdown => args::ActionArg::Shutdown,
+        },
     })?;
     let repo = open_repo(&args.repo).await?;
     let catalog = repo.load_catalog().await?;
