@@ -540,10 +540,10 @@ fn select_install(
         &facts,
     ) {
         Ok(f) => Ok(f.clone()),
-        Err(msg) => Err(Failure::new(
+        Err(e) => Err(Failure::new(
             Code::Incompatible,
             anyhow::anyhow!(
-                "{msg}{}",
+                "{e}{}",
                 if others.is_empty() {
                     String::new()
                 } else {
