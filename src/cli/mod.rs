@@ -416,14 +416,7 @@ fn resolve_target(t: &TargetArgs) -> Result<TargetSpec, Failure> {
 /// The configured list of install bin directories: `PITR_PG_BIN_DIRS`,
 /// colon-separated (searched besides the usual places).
 fn configured_dirs() -> Vec<std::path::PathBuf> {
-    std::env::var("PITR_PG_BIN_DIRS")
-        .map(|v| {
-            v.split(':')
-                .filter(|p| !p.is_empty())
-                .map(std::path::PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    install::configured_dirs(std::env::var_os("PITR_PG_BIN_DIRS").as_deref())
 }
 
 /// The OS user that scratch initdb runs as: postgres when pitr is root.
@@ -507,7 +500,7 @@ fn select_install(
             f,
         );
         if !m.is_empty() {
-            let same: Vec<String> = install::discover(&[])
+            let same: Vec<String> = install::discover(&configured_dirs())
                 .into_iter()
                 .filter(|i| i.major == backup.pg_major)
                 .map(|i| i.bin_dir.display().to_string())
@@ -1113,7 +1106,7 @@ async fn plan_and_restore(
     let opts = RestoreOptions {
         pgdata: args.pgdata.clone(),
         port: args.port,
-        pg_bin: Some(std::path::PathBuf::from(&chosen.bin_dir)),
+        pg_bin: std::path::PathBuf::from(&chosen.bin_dir),
         socket_dir: args.socket_dir.clone(),
         action,
         db_user: args.db_user.clone(),

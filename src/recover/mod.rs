@@ -34,7 +34,7 @@ use crate::pg::{Lsn, TimelineId};
 use crate::plan::{Plan, RecoveryTarget};
 use crate::repo::codec::CodecError;
 use crate::repo::{Repo, RepoError};
-use crate::server::bin::BinError;
+use crate::server::install::BinError;
 
 pub use settings::Action;
 
@@ -116,7 +116,8 @@ pub enum RecoverError {
 pub struct RestoreOptions {
     pub pgdata: PathBuf,
     pub port: Option<u16>,
-    pub pg_bin: Option<PathBuf>,
+    /// The install's bin directory (`install::select` chose it).
+    pub pg_bin: PathBuf,
     pub socket_dir: Option<PathBuf>,
     pub action: Action,
     /// The database role pitr connects as to watch recovery.
@@ -184,7 +185,8 @@ pub async fn restore(
     let started = Instant::now();
     let target = plan.target.clone();
     let config = repo.config().await?;
-    let bin = crate::server::bin::find_bin_dir(opts.pg_bin.as_deref(), config.pg_major)?;
+    crate::server::install::check_bin_dir(&opts.pg_bin)?;
+    let bin = opts.pg_bin.clone();
     let socket_dir = opts
         .socket_dir
         .clone()
