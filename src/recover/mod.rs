@@ -10,8 +10,11 @@
 //! happened: where replay ended is checked against the plan (`verify`).
 //! Nothing here chooses a backup.
 
+pub mod install;
 pub mod instance;
 pub mod materialize;
+pub mod pgdata;
+pub mod run;
 pub mod settings;
 pub mod upgrade;
 pub mod verify;
