@@ -408,3 +408,56 @@ pub enum Command {
         upgrade_to: Option<PathBuf>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["pitr", "plan", "--repo", "/r"].iter().chain(args).copied())
+    }
+
+    #[test]
+    fn exactly_one_target_flag() {
+        use clap::error::ErrorKind;
+        let none = parse(&[]).unwrap_err();
+        assert_eq!(none.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(none.exit_code(), 2);
+        let two = parse(&["--name", "rp", "--xid", "5"]).unwrap_err();
+        assert_eq!(two.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(two.exit_code(), 2);
+        assert!(parse(&["--latest", "--immediate"]).is_err());
+        for one in [
+            &["--to", "2026-11-25 14:02:17+00"][..],
+            &["--by", "90m"],
+            &["--lsn", "0/3000148"],
+            &["--xid", "5"],
+            &["--name", "rp"],
+            &["--latest"],
+            &["--immediate"],
+        ] {
+            let cli = parse(one).unwrap_or_else(|e| panic!("{one:?}: {e}"));
+            let Command::Plan { target, .. } = cli.command else {
+                panic!("not plan");
+            };
+            assert!(target.spec().is_ok(), "{one:?}");
+        }
+    }
+
+    #[test]
+    fn target_spec_checks_what_clap_cannot() {
+        let spec = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Plan { target, .. } => target.spec(),
+            _ => panic!("not plan"),
+        };
+        let e = spec(&["--name", "rp", "--exclusive"]).unwrap_err();
+        assert_eq!(e.code, crate::cli::exit::Code::Usage);
+        let e = spec(&["--to", "2026-11-25 14:02"]).unwrap_err();
+        assert_eq!(e.code, crate::cli::exit::Code::Usage);
+        let long = "x".repeat(64);
+        assert!(spec(&["--name", &long]).is_err());
+        let ok = spec(&["--lsn", "0/3000148", "--exclusive", "--timeline", "2"]).unwrap();
+        assert!(!ok.inclusive);
+    }
+}
