@@ -119,3 +119,77 @@ pub fn select(backup: &BackupRecord, search: &Search) -> Result<InstallFacts, Se
 pub fn upgrade_target(dir: &Path) -> Option<Install> {
     install::named(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::control::{ControlFile, PgMajor};
+    use crate::pg::{Lsn, TimelineId};
+
+    const DEBIAN_15: &str = "/usr/lib/postgresql/15/bin";
+
+    fn backup_of(major: u32, control: &str) -> BackupRecord {
+        let bytes =
+            std::fs::read(format!("{}/testdata/{control}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let c = ControlFile::decode(&bytes).unwrap();
+        let tli = TimelineId::new(1).unwrap();
+        BackupRecord {
+            id: "b1".into(),
+            label: String::new(),
+            system_id: c.system_identifier,
+            pg_major: PgMajor::new(major).unwrap(),
+            timeline: tli,
+            start_lsn: Lsn::new(0x2000028),
+            checkpoint_lsn: Lsn::new(0x2000028),
+            stop_lsn: Lsn::new(0x2000100),
+            stop_timeline: tli,
+            start_segment: String::new(),
+            stop_segment: String::new(),
+            start_time: chrono::Utc::now(),
+            stop_time: chrono::Utc::now(),
+            fingerprint: c.fingerprint,
+            files: 1,
+            raw_bytes: 0,
+            stored_bytes: 0,
+            pitr_version: String::new(),
+            arch: Some(install::machine_arch().to_string()),
+        }
+    }
+
+    fn search(pg_bin: Option<&str>) -> Search {
+        Search {
+            pg_bin: pg_bin.map(PathBuf::from),
+            extra_dirs: Vec::new(),
+            initdb_user: install::scratch_user(),
+        }
+    }
+
+    #[test]
+    fn pg_bin_must_be_an_install() {
+        let junk = tempfile::tempdir().unwrap();
+        let b = backup_of(15, "pg15/pg_control.default");
+        let err = select(&b, &search(junk.path().to_str())).unwrap_err();
+        assert!(matches!(err, SelectError::NotAnInstall(_)), "{err:?}");
+    }
+
+    #[test]
+    fn the_matching_install_is_chosen_and_a_named_other_major_refused() {
+        if !Path::new(DEBIAN_15).join("initdb").is_file() {
+            eprintln!("SKIPPED: no Debian PostgreSQL 15 at {DEBIAN_15}");
+            return;
+        }
+        let b15 = backup_of(15, "pg15/pg_control.default");
+        let chosen = select(&b15, &search(None)).unwrap();
+        assert_eq!(chosen.major.get(), 15);
+        let named = select(&b15, &search(Some(DEBIAN_15))).unwrap();
+        assert_eq!(named.bin_dir, chosen.bin_dir);
+
+        let b17 = backup_of(17, "pg17/pg_control");
+        let err = select(&b17, &search(Some(DEBIAN_15))).unwrap_err();
+        let SelectError::CannotRun { mismatches, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(mismatches[0].field, "major");
+        assert!(err.to_string().contains("(nothing was fetched)"), "{err}");
+    }
+}
