@@ -6,18 +6,54 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::capture::wal_push::PushOutcome;
-use crate::catalog::{BackupRecord, DamagedObject};
+use crate::catalog::summary::TimelineWal;
+use crate::catalog::{BackupRecord, DamagedObject, RepoConfig};
+use crate::pg::control::{ControlFile, Fingerprint, PgMajor};
 use crate::pg::Lsn;
 use crate::plan::{explain, Plan};
 use crate::recover::run::{Restored, Upgraded};
 use crate::recover::Action;
 use crate::repo::init::Initialized;
 
-use super::command::info::Info;
-use super::command::inspect::DataDirFacts;
-use super::command::installs::InstallReport;
 use super::exit::{Code, Failure};
 use super::report;
+
+/// `info --json`.
+#[derive(Serialize)]
+pub struct Info {
+    pub repository: String,
+    pub cluster: RepoConfig,
+    pub backups: Vec<BackupRecord>,
+    pub wal: Vec<TimelineWal>,
+    pub restorable: Option<crate::plan::Window>,
+    pub restorable_error: Option<String>,
+    /// Every timeline's window, newest first.
+    pub timelines: Vec<crate::plan::Window>,
+    /// Catalog objects that could not be read (left out of all the above).
+    pub damaged: Vec<DamagedObject>,
+}
+
+/// `inspect PGDATA --json`.
+#[derive(Serialize)]
+pub struct DataDirFacts {
+    pub pgdata: String,
+    pub major: PgMajor,
+    pub control: ControlFile,
+    /// Present when the directory is a base backup or an unfinished restore.
+    pub backup_label: Option<String>,
+    pub arch: &'static str,
+}
+
+/// One entry of `installs --json`.
+#[derive(Serialize)]
+pub struct InstallReport {
+    pub bin_dir: String,
+    pub version: String,
+    pub major: PgMajor,
+    pub arch: &'static str,
+    pub fingerprint: Option<Fingerprint>,
+    pub error: Option<String>,
+}
 
 pub fn json<T: Serialize>(v: &T) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Failure::new(Code::Internal, e))?;

@@ -4,26 +4,13 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::capture::backup;
 use crate::catalog::BackupRecord;
 use crate::cli::args::RepoArg;
 use crate::cli::exit::Failure;
-use crate::cli::render;
-use crate::pg::control::{ControlFile, PgMajor};
+use crate::cli::render::{self, DataDirFacts};
 use crate::repo::{layout, KIND_BACKUP};
 use crate::server::install;
-
-#[derive(Serialize)]
-pub struct DataDirFacts {
-    pub pgdata: String,
-    pub major: PgMajor,
-    pub control: ControlFile,
-    /// Present when the directory is a base backup or an unfinished restore.
-    pub backup_label: Option<String>,
-    pub arch: &'static str,
-}
 
 pub async fn run(
     pgdata: Option<&Path>,

@@ -3,22 +3,9 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use crate::cli::exit::Failure;
-use crate::cli::render;
-use crate::pg::control::{Fingerprint, PgMajor};
+use crate::cli::render::{self, InstallReport};
 use crate::server::install;
-
-#[derive(Serialize)]
-pub struct InstallReport {
-    pub bin_dir: String,
-    pub version: String,
-    pub major: PgMajor,
-    pub arch: &'static str,
-    pub fingerprint: Option<Fingerprint>,
-    pub error: Option<String>,
-}
 
 pub fn run(extra: &[PathBuf], json: bool) -> Result<(), Failure> {
     let os_user = install::scratch_user();
