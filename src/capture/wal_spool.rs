@@ -158,6 +158,40 @@ impl Spool {
     }
 }
 
+/// `wal-fetch --spool DIR`: records the request, makes sure a prefetcher
+/// runs (`start_prefetcher`, when `prefetch` > 0 and none holds the
+/// spool), and hands `name` over to `dest` if it is spooled. True when it
+/// was; any trouble with the spool only costs speed (logged, false): the
+/// caller then fetches directly.
+pub fn fetch_spooled(
+    dir: &Path,
+    prefetch: usize,
+    name: &str,
+    dest: &Path,
+    start_prefetcher: impl FnOnce() -> io::Result<()>,
+) -> bool {
+    if !matches!(WalFileName::parse(name), Ok(WalFileName::Segment(_))) {
+        return false;
+    }
+    let spool = Spool::new(dir);
+    if let Err(e) = spool.note_request(name) {
+        tracing::warn!("prefetch spool {}: {e}", dir.display());
+        return false;
+    }
+    if prefetch > 0 && !spool.prefetcher_running() {
+        if let Err(e) = start_prefetcher() {
+            tracing::warn!("cannot start the WAL prefetcher: {e}");
+        }
+    }
+    match spool.take(name, dest) {
+        Ok(hit) => hit,
+        Err(e) => {
+            tracing::warn!("prefetch spool {}: {e}", dir.display());
+            false
+        }
+    }
+}
+
 /// Removes a spool for good, even while its prefetcher is writing: the
 /// directory is first renamed away (the prefetcher sees it gone, and can
 /// no longer create anything in it by path), then deleted.

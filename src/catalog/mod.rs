@@ -5,6 +5,7 @@
 pub mod envelope;
 pub mod hash;
 pub mod model;
+pub mod summary;
 
 pub use envelope::{Envelope, EnvelopeError};
 pub use hash::ContentHash;

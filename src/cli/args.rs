@@ -5,7 +5,34 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::plan::{parse_time, RecoveryTarget, TargetSpec, TimelineChoice};
+use crate::recover::install::Search;
+use crate::recover::run::{PlanOptions, RunOptions};
 use crate::recover::Action;
+
+use super::exit::Failure;
+
+/// `--action`: what the server does at the target (the library's
+/// `recover::Action`, which knows nothing of clap).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionArg {
+    /// End recovery and open for writes on a new timeline.
+    Promote,
+    /// Stay in recovery, read-only, paused at the target.
+    Pause,
+    /// Stop the server at the target.
+    Shutdown,
+}
+
+impl From<ActionArg> for Action {
+    fn from(a: ActionArg) -> Action {
+        match a {
+            ActionArg::Promote => Action::Promote,
+            ActionArg::Pause => Action::Pause,
+            ActionArg::Shutdown => Action::Shutdown,
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,9 +84,11 @@ pub struct JsonArg {
 }
 
 /// The recovery target: exactly one of --to, --by, --lsn, --xid, --name,
-/// --latest, --immediate.
+/// --latest, --immediate (a clap group: none or two of them is a usage
+/// error, exit 2).
 #[derive(Args, Debug, Clone)]
-pub struct TargetArgs {
+#[group(id = "target", required = true, multiple = false)]
+pub struct TargetFlags {
     /// Recover to this time (RFC 3339, or "YYYY-MM-DD HH:MM:SS[.ffffff]+TZ"; a zone is required).
     #[arg(long, value_name = "TIME")]
     pub to: Option<String>,
@@ -81,6 +110,13 @@ pub struct TargetArgs {
     /// Recover only until the backup is consistent.
     #[arg(long)]
     pub immediate: bool,
+}
+
+/// The target and how to reach it.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub flags: TargetFlags,
     /// Timeline to follow: latest (default), current, or a number.
     #[arg(long, value_name = "latest|current|N", default_value = "latest")]
     pub timeline: String,
@@ -97,9 +133,72 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    pub fn cost_model(&self, catalog: &crate::catalog::Catalog) -> crate::plan::cost::CostModel {
-        crate::plan::cost::CostModel::from_timings(&catalog.timings)
-            .with_overrides(self.restore_rate, self.replay_rate)
+    /// The target the flags give (clap has already checked that exactly
+    /// one target flag is present).
+    pub fn spec(&self) -> Result<TargetSpec, Failure> {
+        let t = &self.flags;
+        let target = if let Some(to) = &t.to {
+            RecoveryTarget::Time(parse_time(to)?)
+        } else if let Some(by) = &t.by {
+            let d = humantime::parse_duration(by).map_err(|e| {
+                Failure::usage(format!(
+                    "--by {by:?}: {e} (write a duration like 90m, 2h or 1h30m)"
+                ))
+            })?;
+            let d = chrono::Duration::from_std(d)
+                .map_err(|_| Failure::usage(format!("--by {by:?} is too long")))?;
+            let at = chrono::Utc::now()
+                .checked_sub_signed(d)
+                .ok_or_else(|| Failure::usage(format!("--by {by:?} is too long")))?;
+            RecoveryTarget::Time(at)
+        } else if let Some(l) = &t.lsn {
+            RecoveryTarget::Lsn(
+                l.parse()
+                    .map_err(|e| Failure::usage(format!("--lsn: {e}")))?,
+            )
+        } else if let Some(x) = t.xid {
+            RecoveryTarget::Xid(x)
+        } else if let Some(n) = &t.name {
+            if n.is_empty() || n.len() > 63 {
+                return Err(Failure::usage(
+                    "--name: a restore point name has 1 to 63 bytes",
+                ));
+            }
+            RecoveryTarget::Name(n.clone())
+        } else if t.latest {
+            RecoveryTarget::Latest
+        } else {
+            RecoveryTarget::Immediate
+        };
+        let timeline: TimelineChoice = self
+            .timeline
+            .parse()
+            .map_err(|e| Failure::usage(format!("--timeline {e}")))?;
+        if self.exclusive
+            && !matches!(
+                target,
+                RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_) | RecoveryTarget::Xid(_)
+            )
+        {
+            return Err(Failure::usage(
+                "--exclusive applies to --to/--by, --lsn and --xid only",
+            ));
+        }
+        Ok(TargetSpec {
+            target,
+            inclusive: !self.exclusive,
+            timeline,
+        })
+    }
+
+    /// The planning options these flags give.
+    pub fn plan_options(&self, search: Search) -> Result<PlanOptions, Failure> {
+        Ok(PlanOptions {
+            target: self.spec()?,
+            restore_rate: self.restore_rate,
+            replay_rate: self.replay_rate,
+            search,
+        })
     }
 }
 
@@ -140,6 +239,30 @@ pub struct RestoreArgs {
     pub stall_timeout: u64,
     #[command(flatten)]
     pub json: JsonArg,
+}
+
+impl RestoreArgs {
+    /// The library's options for this restore (`created_dir`: what
+    /// `drop_privileges` created for `--pgdata`).
+    pub fn run_options(
+        &self,
+        action: Action,
+        search: Search,
+        created_dir: Option<PathBuf>,
+    ) -> Result<RunOptions, Failure> {
+        Ok(RunOptions {
+            plan: self.target.plan_options(search)?,
+            pgdata: self.pgdata.clone(),
+            port: self.port,
+            socket_dir: self.socket_dir.clone(),
+            action,
+            db_user: self.db_user.clone(),
+            jobs: self.jobs.unwrap_or_else(|| default_jobs(&self.repo.repo)),
+            start: !self.no_start,
+            stall_timeout: std::time::Duration::from_secs(self.stall_timeout.max(1)),
+            created_dir,
+        })
+    }
 }
 
 /// Parallel transfers when `--jobs` is not given.
@@ -251,7 +374,7 @@ pub enum Command {
         args: RestoreArgs,
         /// What the server does at the target.
         #[arg(long, value_enum, default_value = "promote")]
-        action: Action,
+        action: ActionArg,
     },
     /// Show a data directory's or a backup's fingerprint and checkpoint facts.
     Inspect {
@@ -284,4 +407,57 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         upgrade_to: Option<PathBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["pitr", "plan", "--repo", "/r"].iter().chain(args).copied())
+    }
+
+    #[test]
+    fn exactly_one_target_flag() {
+        use clap::error::ErrorKind;
+        let none = parse(&[]).unwrap_err();
+        assert_eq!(none.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(none.exit_code(), 2);
+        let two = parse(&["--name", "rp", "--xid", "5"]).unwrap_err();
+        assert_eq!(two.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(two.exit_code(), 2);
+        assert!(parse(&["--latest", "--immediate"]).is_err());
+        for one in [
+            &["--to", "2026-11-25 14:02:17+00"][..],
+            &["--by", "90m"],
+            &["--lsn", "0/3000148"],
+            &["--xid", "5"],
+            &["--name", "rp"],
+            &["--latest"],
+            &["--immediate"],
+        ] {
+            let cli = parse(one).unwrap_or_else(|e| panic!("{one:?}: {e}"));
+            let Command::Plan { target, .. } = cli.command else {
+                panic!("not plan");
+            };
+            assert!(target.spec().is_ok(), "{one:?}");
+        }
+    }
+
+    #[test]
+    fn target_spec_checks_what_clap_cannot() {
+        let spec = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Plan { target, .. } => target.spec(),
+            _ => panic!("not plan"),
+        };
+        let e = spec(&["--name", "rp", "--exclusive"]).unwrap_err();
+        assert_eq!(e.code, crate::cli::exit::Code::Usage);
+        let e = spec(&["--to", "2026-11-25 14:02"]).unwrap_err();
+        assert_eq!(e.code, crate::cli::exit::Code::Usage);
+        let long = "x".repeat(64);
+        assert!(spec(&["--name", &long]).is_err());
+        let ok = spec(&["--lsn", "0/3000148", "--exclusive", "--timeline", "2"]).unwrap();
+        assert!(!ok.inclusive);
+    }
 }

@@ -12,9 +12,14 @@ use crate::capture::backup::BackupError;
 use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
 use crate::plan::{PlanError, TimeError};
+use crate::recover::install::SelectError;
+use crate::recover::pgdata::PgdataError;
+use crate::recover::run::RunError;
 use crate::recover::RecoverError;
+use crate::repo::init::InitError;
 use crate::repo::store::StoreError;
 use crate::repo::RepoError;
+use crate::server::install::{BinError, InstallError};
 use crate::server::user::UserError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +63,16 @@ impl Failure {
     pub fn stop_recovery(self) -> Failure {
         match self.code {
             Code::NotFound => self,
-            _ => Failure {
+            Code::Ok
+            | Code::Internal
+            | Code::Usage
+            | Code::Unreachable
+            | Code::Incompatible
+            | Code::Storage
+            | Code::Recovery
+            | Code::Postgres
+            | Code::Conflict
+            | Code::StopRecovery => Failure {
                 code: Code::StopRecovery,
                 error: self.error,
             },
@@ -76,8 +90,18 @@ impl Failure {
 fn repo_code(e: &RepoError) -> Code {
     match e {
         RepoError::NotInitialized(_) | RepoError::UnsupportedScheme(_) => Code::Usage,
-        RepoError::Store(StoreError::BadKey(_)) => Code::Usage,
-        _ => Code::Storage,
+        RepoError::Store(s) => store_code(s),
+        RepoError::Meta { .. } | RepoError::Codec { .. } => Code::Storage,
+    }
+}
+
+fn store_code(e: &StoreError) -> Code {
+    match e {
+        StoreError::BadKey(_) => Code::Usage,
+        StoreError::NotFound(_)
+        | StoreError::AlreadyExists(_)
+        | StoreError::Remote { .. }
+        | StoreError::Io { .. } => Code::Storage,
     }
 }
 
@@ -144,33 +168,124 @@ impl From<BackupError> for Failure {
 
 impl From<PlanError> for Failure {
     fn from(e: PlanError) -> Self {
-        Failure::new(Code::Unreachable, e)
+        Failure::new(plan_code(&e), e)
     }
 }
 
 impl From<TimeError> for Failure {
     fn from(e: TimeError) -> Self {
-        Failure::new(Code::Usage, e)
+        let code = match &e {
+            TimeError::NoZone(_) | TimeError::Invalid(_) => Code::Usage,
+        };
+        Failure::new(code, e)
+    }
+}
+
+fn recover_code(e: &RecoverError) -> Code {
+    match e {
+        // What the machine or the operator must fix: a directory, a
+        // port, a program that cannot run; nothing about recovery.
+        RecoverError::NotEmpty { .. }
+        | RecoverError::PortInUse { .. }
+        | RecoverError::NoPort
+        | RecoverError::Write { .. }
+        | RecoverError::Spawn { .. }
+        | RecoverError::Tablespaces => Code::Usage,
+        RecoverError::Bin(b) => bin_code(b),
+        RecoverError::Corrupt { .. }
+        | RecoverError::Checksum { .. }
+        | RecoverError::BadManifest(_) => Code::Storage,
+        RecoverError::Repo(r) => repo_code(r),
+        RecoverError::ServerFailed { .. }
+        | RecoverError::PastTarget { .. }
+        | RecoverError::EndedShort { .. }
+        | RecoverError::EndedElsewhere { .. }
+        | RecoverError::EndUnknown(_)
+        | RecoverError::Stalled { .. }
+        | RecoverError::WrongServer { .. }
+        | RecoverError::StopFailed { .. } => Code::Recovery,
     }
 }
 
 impl From<RecoverError> for Failure {
     fn from(e: RecoverError) -> Self {
+        Failure::new(recover_code(&e), e)
+    }
+}
+
+fn bin_code(e: &BinError) -> Code {
+    match e {
+        BinError::NotInDir { .. } => Code::Incompatible,
+    }
+}
+
+/// Reading an install's fingerprint failed: the install cannot be used.
+fn install_code(e: &InstallError) -> Code {
+    match e {
+        InstallError::RootNeedsUser { .. }
+        | InstallError::Io { .. }
+        | InstallError::Spawn { .. }
+        | InstallError::Initdb { .. }
+        | InstallError::ControlUnreadable { .. }
+        | InstallError::ControlUndecodable { .. } => Code::Incompatible,
+    }
+}
+
+fn select_code(e: &SelectError) -> Code {
+    match e {
+        SelectError::NotAnInstall(_) => Code::Usage,
+        SelectError::Fingerprint(i) => install_code(i),
+        SelectError::CannotRun { .. } | SelectError::NoneCompatible { .. } => Code::Incompatible,
+    }
+}
+
+fn plan_code(e: &PlanError) -> Code {
+    match e {
+        PlanError::NoBackups
+        | PlanError::BeforeEarliest { .. }
+        | PlanError::AfterLatest { .. }
+        | PlanError::MissingSegment { .. }
+        | PlanError::NoHistory(_)
+        | PlanError::NoBackupBefore { .. }
+        | PlanError::NotFound { .. }
+        | PlanError::AfterEnd { .. } => Code::Unreachable,
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
         let code = match &e {
-            // What the machine or the operator must fix: a directory, a
-            // port, a program that cannot run; nothing about recovery.
-            RecoverError::NotEmpty { .. }
-            | RecoverError::PortInUse { .. }
-            | RecoverError::NoPort
-            | RecoverError::Write { .. }
-            | RecoverError::Spawn { .. }
-            | RecoverError::Tablespaces => Code::Usage,
-            RecoverError::Bin(_) => Code::Incompatible,
-            RecoverError::Corrupt { .. }
-            | RecoverError::Checksum { .. }
-            | RecoverError::BadManifest(_) => Code::Storage,
-            RecoverError::Repo(r) => repo_code(r),
-            _ => Code::Recovery,
+            RunError::LatestNeedsPromote
+            | RunError::UpgradeNotAnInstall(_)
+            | RunError::UpgradeNotNewer { .. } => Code::Usage,
+            RunError::Repo(r) => repo_code(r),
+            RunError::Plan(p) => plan_code(p),
+            RunError::PlannedBackupMissing(_) | RunError::Exe(_) => Code::Internal,
+            RunError::Install(s) => select_code(s),
+            RunError::Restore { source, .. } | RunError::Upgrade { source, .. } => {
+                recover_code(source)
+            }
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<PgdataError> for Failure {
+    fn from(e: PgdataError) -> Self {
+        let code = match &e {
+            // The directory a restore was told to use: the operator's to fix.
+            PgdataError::Create { .. } | PgdataError::GiveAway { .. } => Code::Usage,
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<InitError> for Failure {
+    fn from(e: InitError) -> Self {
+        let code = match &e {
+            InitError::OtherSystem { .. } => Code::Incompatible,
+            InitError::Repo(r) => repo_code(r),
+            InitError::GiveAway { .. } => Code::Storage,
         };
         Failure::new(code, e)
     }
@@ -178,6 +293,13 @@ impl From<RecoverError> for Failure {
 
 impl From<UserError> for Failure {
     fn from(e: UserError) -> Self {
-        Failure::new(Code::Usage, e)
+        let code = match &e {
+            UserError::NoSuchUser(_)
+            | UserError::Lookup { .. }
+            | UserError::Stat { .. }
+            | UserError::Switch { .. }
+            | UserError::RootOwned { .. } => Code::Usage,
+        };
+        Failure::new(code, e)
     }
 }

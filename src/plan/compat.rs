@@ -89,36 +89,80 @@ fn same_family(a: &str, b: &str) -> bool {
     a == b || (LE64.contains(&a) && LE64.contains(&b))
 }
 
+/// Why no install was chosen (`choose`).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ChooseError {
+    #[error("no PostgreSQL install found; install PostgreSQL {major} (Debian: apt-get install postgresql-{major}) or pass --pg-bin")]
+    NoInstall { major: PgMajor },
+    #[error(
+        "no install can run this PostgreSQL {major} backup; install PostgreSQL {major} with the same build options, or use a logical dump. Installs found:\n  {}",
+        Rejected::lines(.rejected)
+    )]
+    NoneCompatible {
+        major: PgMajor,
+        /// Every install considered, with its mismatches.
+        rejected: Vec<Rejected>,
+    },
+}
+
+/// An install `choose` passed over, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejected {
+    pub bin_dir: String,
+    pub version: String,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Rejected {
+    /// One line per install: "BIN (VERSION): why; why".
+    fn lines(rejected: &[Rejected]) -> String {
+        rejected
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}): {}",
+                    r.bin_dir,
+                    r.version,
+                    r.mismatches
+                        .iter()
+                        .map(|m| m.explanation.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    }
+}
+
 /// Picks the first compatible install, or explains why none is.
 pub fn choose<'a>(
     backup_major: PgMajor,
     backup: &Fingerprint,
     backup_arch: Option<&str>,
     installs: &'a [InstallFacts],
-) -> Result<&'a InstallFacts, String> {
-    let mut reasons = Vec::new();
+) -> Result<&'a InstallFacts, ChooseError> {
+    let mut rejected = Vec::new();
     for i in installs {
         let m = mismatches(backup_major, backup, backup_arch, i);
         if m.is_empty() {
             return Ok(i);
         }
-        reasons.push(format!(
-            "{} ({}): {}",
-            i.bin_dir,
-            i.version,
-            m.iter()
-                .map(|m| m.explanation.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
+        rejected.push(Rejected {
+            bin_dir: i.bin_dir.clone(),
+            version: i.version.clone(),
+            mismatches: m,
+        });
     }
-    Err(if reasons.is_empty() {
-        format!("no PostgreSQL install found; install PostgreSQL {backup_major} (Debian: apt-get install postgresql-{backup_major}) or pass --pg-bin")
+    Err(if rejected.is_empty() {
+        ChooseError::NoInstall {
+            major: backup_major,
+        }
     } else {
-        format!(
-            "no install can run this PostgreSQL {backup_major} backup; install PostgreSQL {backup_major} with the same build options, or use a logical dump. Installs found:\n  {}",
-            reasons.join("\n  ")
-        )
+        ChooseError::NoneCompatible {
+            major: backup_major,
+            rejected,
+        }
     })
 }
 
@@ -164,8 +208,21 @@ mod tests {
         );
         let err = choose(m15, &backup, None, &[i17]).unwrap_err();
         assert!(
-            err.contains("/opt/17/bin (17.0): major 15 backup, install is 17"),
-            "{err}"
+            matches!(&err, ChooseError::NoneCompatible { rejected, .. } if rejected.len() == 1),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("no install can run this PostgreSQL 15 backup; "),
+            "{text}"
+        );
+        assert!(
+            text.contains("Installs found:\n  /opt/17/bin (17.0): major 15 backup, install is 17"),
+            "{text}"
+        );
+        assert_eq!(
+            choose(m15, &backup, None, &[]).unwrap_err().to_string(),
+            "no PostgreSQL install found; install PostgreSQL 15 (Debian: apt-get install postgresql-15) or pass --pg-bin"
         );
         let m = mismatches(m15, &backup, Some("i686"), &i15);
         assert_eq!(m[0].field, "architecture");

@@ -11,7 +11,7 @@ use crate::plan::pg_time;
 use crate::plan::RecoveryTarget;
 use crate::repo::store::S3Settings;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// End recovery and open for writes on a new timeline.

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use serde::Serialize;
 use tokio::process::Command;
 
-use super::server::{self, LOG_NAME};
+use super::instance::{self, LOG_NAME};
 use super::{RecoverError, RestoreOutcome};
 
 /// What a finished upgrade reports.
@@ -93,7 +93,7 @@ pub async fn upgrade(
     if let Ok(hba) = std::fs::read(physical_dir.join("pg_hba.conf")) {
         super::materialize::write_synced(&new_pgdata.join("pg_hba.conf"), &hba)?;
     }
-    let port = server::free_port(&socket_dir)?;
+    let port = instance::free_port(&socket_dir)?;
     {
         use std::io::Write;
         let auto = new_pgdata.join("postgresql.auto.conf");
@@ -116,8 +116,8 @@ pub async fn upgrade(
             source,
         })?;
     }
-    let mut running = server::start(target_bin, new_pgdata).await?;
-    server::wait_ready(&mut running, &socket_dir, port, db_user).await?;
+    let mut running = instance::start(target_bin, new_pgdata).await?;
+    instance::wait_ready(&mut running, &socket_dir, port, db_user).await?;
 
     // pg_dumpall from the restored server into the new one.
     let mut dump = Command::new(tools.join("pg_dumpall"))
@@ -151,7 +151,7 @@ pub async fn upgrade(
         .await
         .map_err(run_err("pg_dumpall"))?;
     if !dumped.status.success() {
-        let _ = server::stop(target_bin, new_pgdata).await;
+        let _ = instance::stop(target_bin, new_pgdata).await;
         return Err(RecoverError::Spawn {
             program: "pg_dumpall".into(),
             reason: String::from_utf8_lossy(&dumped.stderr).trim().to_string(),
@@ -165,7 +165,7 @@ pub async fn upgrade(
         .map(str::to_string)
         .collect();
     if !load.status.success() || !errors.is_empty() {
-        let _ = server::stop(target_bin, new_pgdata).await;
+        let _ = instance::stop(target_bin, new_pgdata).await;
         return Err(RecoverError::Spawn {
             program: "psql (loading the dump)".into(),
             reason: errors.join("\n"),
@@ -173,10 +173,10 @@ pub async fn upgrade(
     }
 
     // The physical copy has served its purpose.
-    server::stop(physical_bin, &physical_dir).await?;
+    instance::stop(physical_bin, &physical_dir).await?;
     let _ = std::fs::remove_dir_all(&physical_dir);
 
-    let version = server::query_version(&socket_dir, port, db_user)
+    let version = instance::query_version(&socket_dir, port, db_user)
         .await
         .unwrap_or_default();
     Ok(UpgradeOutcome {

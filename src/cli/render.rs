@@ -1,0 +1,387 @@
+//! Everything a command prints on stdout, in one place: `--json` (pretty
+//! JSON of the library's result types) and the text forms. Progress goes
+//! to stderr through `report::Reporter`, never here.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::capture::wal_push::PushOutcome;
+use crate::catalog::summary::TimelineWal;
+use crate::catalog::{BackupRecord, DamagedObject, RepoConfig};
+use crate::pg::control::{ControlFile, Fingerprint, PgMajor};
+use crate::pg::Lsn;
+use crate::plan::{explain, Plan};
+use crate::recover::run::{Restored, Upgraded};
+use crate::recover::Action;
+use crate::repo::init::Initialized;
+
+use super::exit::{Code, Failure};
+use super::report;
+
+/// `info --json`.
+#[derive(Serialize)]
+pub struct Info {
+    pub repository: String,
+    pub cluster: RepoConfig,
+    pub backups: Vec<BackupRecord>,
+    pub wal: Vec<TimelineWal>,
+    pub restorable: Option<crate::plan::Window>,
+    pub restorable_error: Option<String>,
+    /// Every timeline's window, newest first.
+    pub timelines: Vec<crate::plan::Window>,
+    /// Catalog objects that could not be read (left out of all the above).
+    pub damaged: Vec<DamagedObject>,
+}
+
+/// `inspect PGDATA --json`.
+#[derive(Serialize)]
+pub struct DataDirFacts {
+    pub pgdata: String,
+    pub major: PgMajor,
+    pub control: ControlFile,
+    /// Present when the directory is a base backup or an unfinished restore.
+    pub backup_label: Option<String>,
+    pub arch: &'static str,
+}
+
+/// One entry of `installs --json`.
+#[derive(Serialize)]
+pub struct InstallReport {
+    pub bin_dir: String,
+    pub version: String,
+    pub major: PgMajor,
+    pub arch: &'static str,
+    pub fingerprint: Option<Fingerprint>,
+    pub error: Option<String>,
+}
+
+pub fn json<T: Serialize>(v: &T) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Failure::new(Code::Internal, e))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// The JSON of `v` with `peak_rss_bytes`: this process's peak resident
+/// memory so far (backup and restore report it; it is bounded by --jobs,
+/// not by the size of the database).
+pub fn json_with_rss<T: Serialize>(v: &T) -> Result<(), Failure> {
+    let mut value = serde_json::to_value(v).map_err(|e| Failure::new(Code::Internal, e))?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert(
+            "peak_rss_bytes".to_string(),
+            serde_json::Value::from(report::peak_rss_bytes()),
+        );
+    }
+    json(&value)
+}
+
+/// `init`: the record, and the archive_command to set.
+pub fn init(
+    out: &Initialized,
+    repo_named: &str,
+    archive_command: &str,
+    as_json: bool,
+) -> Result<(), Failure> {
+    match out {
+        Initialized::Existing(existing) => {
+            if as_json {
+                return json(existing);
+            }
+            println!(
+                "repository {repo_named} already initialized for system {}",
+                existing.system_id
+            );
+        }
+        Initialized::Created(config) => {
+            if as_json {
+                return json(config);
+            }
+            println!(
+                "initialized {repo_named}: system {}, PostgreSQL {}, {} WAL segments",
+                config.system_id,
+                config.pg_major,
+                explain::human_bytes(config.wal_segment_size.bytes())
+            );
+            println!(
+                "set in postgresql.conf: archive_mode = on, archive_command = {}",
+                crate::recover::settings::guc_quote(archive_command)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `wal-push`: nothing unless `--json` (archive_command output goes to
+/// the server log).
+pub fn wal_push(out: &PushOutcome, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        json(out)?;
+    }
+    Ok(())
+}
+
+pub fn backup(rec: &BackupRecord, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json_with_rss(rec);
+    }
+    println!(
+        "backup {} done: {} files, {} ({} stored), WAL {}..{} on timeline {}",
+        rec.id,
+        rec.files,
+        explain::human_bytes(rec.raw_bytes),
+        explain::human_bytes(rec.stored_bytes),
+        rec.start_lsn,
+        rec.stop_lsn,
+        rec.timeline
+    );
+    Ok(())
+}
+
+pub fn plan(plan: &Plan, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(plan);
+    }
+    print!("{}", explain::render(plan));
+    damaged(&plan.damaged);
+    Ok(())
+}
+
+pub fn info(info: &Info, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(info);
+    }
+    println!("repository  {}", info.repository);
+    println!(
+        "cluster     system {}, PostgreSQL {}, WAL segments of {}",
+        info.cluster.system_id,
+        info.cluster.pg_major,
+        explain::human_bytes(info.cluster.wal_segment_size.bytes())
+    );
+    println!();
+    println!("backups ({}):", info.backups.len());
+    for b in &info.backups {
+        println!(
+            "  {}  tl {}  {}..{}  finished {}  {} ({} stored)",
+            b.id,
+            b.timeline,
+            b.start_lsn,
+            b.stop_lsn,
+            b.stop_time,
+            explain::human_bytes(b.raw_bytes),
+            explain::human_bytes(b.stored_bytes)
+        );
+    }
+    println!();
+    println!("WAL:");
+    for t in &info.wal {
+        println!(
+            "  timeline {}: {}..{} ({} segments, {} stored){}",
+            t.timeline,
+            t.first_segment,
+            t.last_segment,
+            t.segments,
+            explain::human_bytes(t.stored_bytes),
+            if t.missing.is_empty() {
+                String::new()
+            } else {
+                format!(", MISSING: {}", t.missing.join(", "))
+            }
+        );
+    }
+    println!();
+    let show = |t: Option<DateTime<Utc>>| t.map(|t| t.to_string()).unwrap_or_else(|| "none".into());
+    let show_lsn = |l: Option<Lsn>| l.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+    if let Some(e) = &info.restorable_error {
+        println!("restorable  unknown: {e}");
+    }
+    for w in &info.timelines {
+        println!("restorable on timeline {}:", w.timeline);
+        println!(
+            "  earliest  {} at {} (end of backup {})",
+            show(w.earliest),
+            show_lsn(w.earliest_lsn),
+            w.earliest_backup.as_deref().unwrap_or("-")
+        );
+        println!(
+            "  latest    before {} (last archived transaction, segment {}); LSN up to {}",
+            show(w.latest),
+            w.latest_segment.as_deref().unwrap_or("-"),
+            show_lsn(w.latest_lsn)
+        );
+        if !w.gaps.is_empty() {
+            println!("  GAPS      {}", w.gaps.join(", "));
+        }
+    }
+    damaged(&info.damaged);
+    Ok(())
+}
+
+/// Damaged catalog objects, for the text output of `info` and `plan`.
+fn damaged(damaged: &[DamagedObject]) {
+    if damaged.is_empty() {
+        return;
+    }
+    println!();
+    println!("DAMAGED ({}), left out and planned around:", damaged.len());
+    for d in damaged {
+        println!("  {}: {}", d.key, d.reason);
+    }
+}
+
+pub fn restore(r: &Restored, no_start: bool, as_json: bool) -> Result<(), Failure> {
+    let out = &r.outcome;
+    if as_json {
+        return json_with_rss(out);
+    }
+    println!(
+        "restored backup {} to {} in {:.1}s",
+        out.backup_id, out.target, out.elapsed_seconds
+    );
+    println!(
+        "  last replayed commit: {}",
+        out.last_replayed_commit
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
+    if no_start {
+        println!("  not started (--no-start); start it with: {}", out.connect);
+        println!("  data directory: {}", out.data_directory);
+        return Ok(());
+    }
+    match out.action {
+        Action::Promote => println!(
+            "  promoted on timeline {}",
+            out.timeline
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into())
+        ),
+        Action::Pause => {
+            println!("  paused at the target (read-only); SELECT pg_wal_replay_resume() promotes")
+        }
+        Action::Shutdown => println!("  stopped at the target"),
+    }
+    println!("  data directory: {}", out.data_directory);
+    println!("  server log:     {}", out.server_log);
+    if out.action != Action::Shutdown {
+        println!("  connect:        {}", out.connect);
+    }
+    Ok(())
+}
+
+pub fn upgrade(u: &Upgraded, as_json: bool) -> Result<(), Failure> {
+    let up = &u.outcome;
+    if as_json {
+        return json(up);
+    }
+    println!(
+        "restored backup {} to {} on PostgreSQL {}, then moved it into PostgreSQL {} in {:.1}s",
+        up.restored_from.backup_id,
+        up.restored_from.target,
+        u.backup_major,
+        up.server_version,
+        up.elapsed_seconds
+    );
+    println!("  data directory: {}", up.data_directory);
+    println!("  server log:     {}", up.server_log);
+    println!("  connect:        {}", up.connect);
+    Ok(())
+}
+
+pub fn installs(list: &[InstallReport], as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(&list);
+    }
+    if list.is_empty() {
+        println!("no PostgreSQL install found (looked on PATH, /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, /usr/local/pgsql/bin, PITR_PG_BIN_DIRS)");
+    }
+    for r in list {
+        match (&r.fingerprint, &r.error) {
+            (Some(f), _) => {
+                println!(
+                "{:<70} PostgreSQL {:<8} {}  catalog {}  blocks {}  WAL blocks {}  checksums {}",
+                r.bin_dir,
+                r.version,
+                r.arch,
+                f.catalog_version_no,
+                f.blcksz,
+                f.xlog_blcksz,
+                if f.data_checksum_version > 0 { "on" } else { "off" }
+            )
+            }
+            (None, Some(e)) => println!(
+                "{:<70} PostgreSQL {:<8} fingerprint failed: {e}",
+                r.bin_dir, r.version
+            ),
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+pub fn inspect_dir(facts: &DataDirFacts, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(facts);
+    }
+    let c = &facts.control;
+    let f = &c.fingerprint;
+    println!("data directory  {}", facts.pgdata);
+    println!(
+        "system          {}  PostgreSQL {}  state: {}",
+        c.system_identifier, facts.major, c.state
+    );
+    println!(
+        "checkpoint      {} (redo {}) on timeline {} at {}",
+        c.checkpoint, c.checkpoint_redo, c.checkpoint_timeline, c.checkpoint_time
+    );
+    println!(
+        "min recovery    {} (timeline {})",
+        c.min_recovery_point, c.min_recovery_point_tli
+    );
+    println!(
+        "build           catalog {}  control {}  blocks {}  WAL blocks {}  WAL segments {}  align {}  float8 by value {}  checksums {}  {}, {}",
+        f.catalog_version_no,
+        f.pg_control_version,
+        f.blcksz,
+        f.xlog_blcksz,
+        explain::human_bytes(c.wal_segment_size.bytes()),
+        f.max_align,
+        f.float8_by_val,
+        if f.data_checksum_version > 0 { "on" } else { "off" },
+        f.byte_order,
+        facts.arch
+    );
+    if let Some(l) = &facts.backup_label {
+        println!("backup_label:\n{}", l.trim_end());
+    }
+    Ok(())
+}
+
+pub fn inspect_backup(rec: &BackupRecord, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(rec);
+    }
+    let f = &rec.fingerprint;
+    println!("backup          {} ({})", rec.id, rec.label);
+    println!(
+        "system          {}  PostgreSQL {}  timeline {}",
+        rec.system_id, rec.pg_major, rec.timeline
+    );
+    println!(
+        "WAL             {} (checkpoint {}) .. {}",
+        rec.start_lsn, rec.checkpoint_lsn, rec.stop_lsn
+    );
+    println!("time            {} .. {}", rec.start_time, rec.stop_time);
+    println!(
+        "build           catalog {}  control {}  blocks {}  WAL blocks {}  align {}  float8 by value {}  checksums {}  {}, {}",
+        f.catalog_version_no,
+        f.pg_control_version,
+        f.blcksz,
+        f.xlog_blcksz,
+        f.max_align,
+        f.float8_by_val,
+        if f.data_checksum_version > 0 { "on" } else { "off" },
+        f.byte_order,
+        rec.arch.as_deref().unwrap_or("not recorded")
+    );
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Restore and upgrade as one call each, for the CLI and any other caller:
+//! plan from the repository's catalog (refined by the stop segment's
+//! transaction list), choose the install before anything is fetched, then
+//! execute (`recover::restore`), and for `rollback --upgrade-to` move the
+//! restored data into a newer major (`upgrade`). Takes plain options,
+//! returns typed errors; progress goes out through `OnEvent`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::catalog::Catalog;
+use crate::pg::control::PgMajor;
+use crate::pg::WalFileName;
+use crate::plan::cost::CostModel;
+use crate::plan::{self, Plan, PlanError, RecoveryTarget, TargetSpec};
+use crate::repo::{Repo, RepoError};
+
+use super::install::{self, SelectError};
+use super::upgrade::UpgradeOutcome;
+use super::{Action, OnEvent, RecoverError, RestoreOptions, RestoreOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("--latest replays all archived WAL and then always promotes: --action pause/shutdown need a target")]
+    LatestNeedsPromote,
+    #[error("--upgrade-to {}: not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)", .0.display())]
+    UpgradeNotAnInstall(PathBuf),
+    #[error("--upgrade-to {} is PostgreSQL {version}, not newer than the repository's {repo_major}: use plain rollback", .bin_dir.display())]
+    UpgradeNotNewer {
+        bin_dir: PathBuf,
+        version: String,
+        repo_major: PgMajor,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("planned backup {0} is not in the catalog")]
+    PlannedBackupMissing(String),
+    #[error(transparent)]
+    Install(#[from] SelectError),
+    #[error("locating the pitr executable")]
+    Exe(#[source] std::io::Error),
+    #[error("restore into {dir} failed")]
+    Restore {
+        dir: String,
+        #[source]
+        source: RecoverError,
+    },
+    #[error("upgrade into {dir} failed")]
+    Upgrade {
+        dir: String,
+        #[source]
+        source: RecoverError,
+    },
+}
+
+/// What restore, rollback and `plan` need to plan.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub target: TargetSpec,
+    /// `--restore-rate`, `--replay-rate` (MB/s): override the measured rates.
+    pub restore_rate: Option<f64>,
+    pub replay_rate: Option<f64>,
+    /// Where installs are looked for.
+    pub search: install::Search,
+}
+
+/// A restore or rollback: what to plan and where to put it.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub plan: PlanOptions,
+    pub pgdata: PathBuf,
+    pub port: Option<u16>,
+    pub socket_dir: Option<PathBuf>,
+    pub action: Action,
+    pub db_user: String,
+    pub jobs: usize,
+    /// Start the server (false: `--no-start`).
+    pub start: bool,
+    pub stall_timeout: Duration,
+    /// The outermost directory of `pgdata` created before this call (by
+    /// `pgdata::hand_over`): removed again if the restore is refused
+    /// before any data is written.
+    pub created_dir: Option<PathBuf>,
+}
+
+/// A finished restore, with the backup's major and the install it ran on.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub outcome: RestoreOutcome,
+    pub backup_major: PgMajor,
+    pub bin_dir: PathBuf,
+}
+
+/// A finished `rollback --upgrade-to`.
+#[derive(Debug, Clone)]
+pub struct Upgraded {
+    pub outcome: UpgradeOutcome,
+    pub backup_major: PgMajor,
+}
+
+/// What restore and rollback refuse before anything is created: `--latest`
+/// with an action other than promote, an `--upgrade-to` that is not an
+/// install.
+pub fn check(
+    target: &TargetSpec,
+    action: Action,
+    upgrade_to: Option<&Path>,
+) -> Result<(), RunError> {
+    if target.target == RecoveryTarget::Latest && action != Action::Promote {
+        return Err(RunError::LatestNeedsPromote);
+    }
+    if let Some(dir) = upgrade_to {
+        upgrade_install(dir)?;
+    }
+    Ok(())
+}
+
+/// The install `--upgrade-to DIR` names.
+pub fn upgrade_install(dir: &Path) -> Result<crate::server::install::Install, RunError> {
+    install::upgrade_target(dir).ok_or_else(|| RunError::UpgradeNotAnInstall(dir.to_path_buf()))
+}
+
+/// Where `rollback --upgrade-to` restores physically before the upgrade.
+pub fn physical_dir(pgdata: &Path) -> PathBuf {
+    let name = pgdata
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pgdata".into());
+    pgdata.with_file_name(format!("{name}.pitr-physical"))
+}
+
+fn cost_model(catalog: &Catalog, opts: &PlanOptions) -> CostModel {
+    CostModel::from_timings(&catalog.timings).with_overrides(opts.restore_rate, opts.replay_rate)
+}
+
+/// `pitr plan`: the plan, refined to the exact stop record where the
+/// repository has it, with the damaged objects it planned around and the
+/// install that would run it (or why none here can).
+pub async fn plan_only(repo: &Repo, opts: &PlanOptions) -> Result<Plan, RunError> {
+    let catalog = repo.load_catalog().await?;
+    let mut plan = plan::plan(&catalog, &opts.target, &cost_model(&catalog, opts))?;
+    plan.damaged = catalog.damaged.clone();
+    refine(repo, &mut plan).await;
+    plan.install = Some(match select_for(&catalog, &plan, &opts.search) {
+        Ok(i) => format!("{} (PostgreSQL {})", i.bin_dir, i.version),
+        Err(e) => format!("none here can run it: {}", with_sources(&e)),
+    });
+    Ok(plan)
+}
+
+/// Adds the exact stop record to a plan when the repository has the stop
+/// segment's transaction list (segments archived by older pitr do not).
+pub async fn refine(repo: &Repo, plan: &mut Plan) {
+    if !matches!(
+        plan.target,
+        RecoveryTarget::Time(_) | RecoveryTarget::Xid(_)
+    ) {
+        return;
+    }
+    let Ok(WalFileName::Segment(seg)) = WalFileName::parse(&plan.stop.segment) else {
+        return;
+    };
+    match repo.segment_xacts(&seg).await {
+        Ok(xacts) => plan.refine(&xacts),
+        Err(e) => tracing::debug!(error = %e, "no transaction list for the stop segment"),
+    }
+}
+
+fn select_for(
+    catalog: &Catalog,
+    plan: &Plan,
+    search: &install::Search,
+) -> Result<crate::plan::compat::InstallFacts, RunError> {
+    let backup = catalog
+        .backups
+        .iter()
+        .find(|b| b.id == plan.backup.id)
+        .ok_or_else(|| RunError::PlannedBackupMissing(plan.backup.id.clone()))?;
+    Ok(install::select(backup, search)?)
+}
+
+/// An error and its sources, joined with ": " (as `{:#}` of anyhow).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// `pitr restore` / `pitr rollback`: plans, picks an install (before
+/// anything is fetched) and restores. A refusal before any data was
+/// written takes away the directories `opts.created_dir` names.
+pub async fn restore(
+    repo: &Repo,
+    opts: &RunOptions,
+    on_event: OnEvent,
+) -> Result<Restored, RunError> {
+    let out = plan_and_restore(repo, opts, on_event).await;
+    if let (Err(_), Some(root)) = (&out, &opts.created_dir) {
+        super::remove_created(&opts.pgdata, root);
+    }
+    out
+}
+
+async fn plan_and_restore(
+    repo: &Repo,
+    opts: &RunOptions,
+    on_event: OnEvent,
+) -> Result<Restored, RunError> {
+    check(&opts.plan.target, opts.action, None)?;
+    let catalog = repo.load_catalog().await?;
+    let mut plan = plan::plan(
+        &catalog,
+        &opts.plan.target,
+        &cost_model(&catalog, &opts.plan),
+    )?;
+    // Before anything is fetched: an install that can run this backup.
+    let chosen = select_for(&catalog, &plan, &opts.plan.search)?;
+    plan.install = Some(format!(
+        "{} (PostgreSQL {})",
+        chosen.bin_dir, chosen.version
+    ));
+    let pitr_exe = std::env::current_exe().map_err(RunError::Exe)?;
+    let ropts = RestoreOptions {
+        pgdata: opts.pgdata.clone(),
+        port: opts.port,
+        pg_bin: PathBuf::from(&chosen.bin_dir),
+        socket_dir: opts.socket_dir.clone(),
+        action: opts.action,
+        db_user: opts.db_user.clone(),
+        pitr_exe,
+        jobs: opts.jobs,
+        start: opts.start,
+        stall_timeout: opts.stall_timeout,
+        created_dir: opts.created_dir.clone(),
+    };
+    let outcome = super::restore(repo, &plan, &ropts, on_event)
+        .await
+        .map_err(|source| RunError::Restore {
+            dir: opts.pgdata.display().to_string(),
+            source,
+        })?;
+    let backup_major = catalog
+        .backups
+        .iter()
+        .find(|b| b.id == plan.backup.id)
+        .map(|b| b.pg_major)
+        .unwrap_or(catalog.config.pg_major);
+    Ok(Restored {
+        outcome,
+        backup_major,
+        bin_dir: PathBuf::from(chosen.bin_dir),
+    })
+}
+
+/// `pitr rollback --upgrade-to DIR`: restores onto a matching install into
+/// `physical_dir(pgdata)` (promoted), then moves the data into a new
+/// cluster of DIR's newer major at `opts.pgdata` and leaves that running.
+pub async fn rollback_upgrade(
+    repo: &Repo,
+    opts: &RunOptions,
+    upgrade_to: &Path,
+    on_event: OnEvent,
+) -> Result<Upgraded, RunError> {
+    let target = upgrade_install(upgrade_to)?;
+    let repo_major = repo.config().await?.pg_major;
+    if target.major.get() <= repo_major.get() {
+        return Err(RunError::UpgradeNotNewer {
+            bin_dir: target.bin_dir,
+            version: target.version,
+            repo_major,
+        });
+    }
+    let new_pgdata = opts.pgdata.clone();
+    let physical = RunOptions {
+        pgdata: physical_dir(&new_pgdata),
+        action: Action::Promote,
+        ..opts.clone()
+    };
+    let restored = restore(repo, &physical, on_event).await?;
+    let outcome = super::upgrade::upgrade(
+        &restored.outcome,
+        &restored.bin_dir,
+        &target.bin_dir,
+        &new_pgdata,
+        &opts.db_user,
+    )
+    .await
+    .map_err(|source| RunError::Upgrade {
+        dir: new_pgdata.display().to_string(),
+        source,
+    })?;
+    Ok(Upgraded {
+        outcome,
+        backup_major: restored.backup_major,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::TimelineChoice;
+
+    fn spec(target: RecoveryTarget) -> TargetSpec {
+        TargetSpec {
+            target,
+            inclusive: true,
+            timeline: TimelineChoice::Latest,
+        }
+    }
+
+    #[test]
+    fn latest_always_promotes() {
+        let latest = spec(RecoveryTarget::Latest);
+        assert!(check(&latest, Action::Promote, None).is_ok());
+        for action in [Action::Pause, Action::Shutdown] {
+            assert!(matches!(
+                check(&latest, action, None),
+                Err(RunError::LatestNeedsPromote)
+            ));
+        }
+        let immediate = spec(RecoveryTarget::Immediate);
+        assert!(check(&immediate, Action::Pause, None).is_ok());
+    }
+
+    #[test]
+    fn upgrade_to_must_be_an_install() {
+        let junk = tempfile::tempdir().unwrap();
+        let err = check(
+            &spec(RecoveryTarget::Latest),
+            Action::Promote,
+            Some(junk.path()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RunError::UpgradeNotAnInstall(_)), "{err:?}");
+        assert!(err
+            .to_string()
+            .ends_with("not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)"));
+    }
+
+    #[test]
+    fn physical_copy_sits_beside_the_new_data_directory() {
+        assert_eq!(
+            physical_dir(Path::new("/srv/new")),
+            Path::new("/srv/new.pitr-physical")
+        );
+        assert_eq!(
+            physical_dir(Path::new("/")),
+            Path::new("/pgdata.pitr-physical")
+        );
+    }
+}

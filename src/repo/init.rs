@@ -1,0 +1,158 @@
+//! `pitr init`'s rule: a repository belongs to one database system. The
+//! first init records the cluster's identity (`pitr.json`: system
+//! identifier, major, WAL segment size, build fingerprint); init again for
+//! the same system is a no-op that reports the existing record; init for
+//! another system is refused and nothing is written. As root, a local
+//! repository's root is created and given to the user that runs
+//! `archive_command` (the data directory's owner) first.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::RepoConfig;
+use crate::pg::control::{ControlFile, PgMajor, SystemId};
+
+use super::store::{FsStore, PutMode};
+use super::{layout, Repo, RepoError, RepoLocation, KIND_CONFIG};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{repo} already holds database system {existing}, but {pgdata} is system {system}: use another repository")]
+    OtherSystem {
+        /// The repository as the user named it.
+        repo: String,
+        existing: SystemId,
+        pgdata: String,
+        system: SystemId,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("giving {} to {user}", .path.display())]
+    GiveAway {
+        path: std::path::PathBuf,
+        user: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What init did.
+#[derive(Debug, Clone)]
+pub enum Initialized {
+    /// The repository was created with this record.
+    Created(RepoConfig),
+    /// It already held this record, for the same system: nothing changed.
+    Existing(RepoConfig),
+}
+
+/// The record a repository keeps of the cluster whose pg_control and
+/// major are given.
+pub fn config_for(control: &ControlFile, major: PgMajor, now: DateTime<Utc>) -> RepoConfig {
+    RepoConfig {
+        system_id: control.system_identifier,
+        pg_major: major,
+        wal_segment_size: control.wal_segment_size,
+        fingerprint: control.fingerprint.clone(),
+        created_at: now,
+        created_by: format!("pitr {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Initializes `repo` for `config`'s system (of the cluster at `pgdata`,
+/// named in the refusal, as is the repository as `repo_named`).
+pub async fn init(
+    repo: &Repo,
+    config: RepoConfig,
+    repo_named: &str,
+    pgdata: &Path,
+) -> Result<Initialized, InitError> {
+    match repo.config().await {
+        Ok(existing) if existing.system_id != config.system_id => Err(InitError::OtherSystem {
+            repo: repo_named.to_string(),
+            existing: existing.system_id,
+            pgdata: pgdata.display().to_string(),
+            system: config.system_id,
+        }),
+        Ok(existing) => Ok(Initialized::Existing(existing)),
+        Err(RepoError::NotInitialized(_)) => {
+            repo.create_root()?;
+            repo.store().check().await.map_err(RepoError::from)?;
+            repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
+                .await?;
+            Ok(Initialized::Created(config))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// As root, before becoming the repository's user (`uid`, `gid`, `user`):
+/// a local repository's root exists and belongs to that user. Nothing to
+/// do for S3.
+pub fn give_root_to(
+    location: &RepoLocation,
+    uid: u32,
+    gid: u32,
+    user: &str,
+) -> Result<(), InitError> {
+    let Some(root) = location.local_path() else {
+        return Ok(());
+    };
+    FsStore::new(root).create_root().map_err(RepoError::from)?;
+    std::os::unix::fs::chown(root, Some(uid), Some(gid)).map_err(|source| InitError::GiveAway {
+        path: root.to_path_buf(),
+        user: user.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::store::S3Settings;
+
+    fn control() -> ControlFile {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/pg15/pg_control"
+        ))
+        .unwrap();
+        ControlFile::decode(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn first_init_records_again_is_a_no_op_another_system_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("repo");
+        let repo = Repo::open(RepoLocation::Local(root.clone()), &S3Settings::default()).await;
+        let control = control();
+        let major = PgMajor::new(15).unwrap();
+        let config = config_for(&control, major, Utc::now());
+        let pgdata = Path::new("/srv/pg");
+
+        let first = init(&repo, config.clone(), "R", pgdata).await.unwrap();
+        assert!(matches!(&first, Initialized::Created(c) if c.system_id == config.system_id));
+        assert!(root.join("pitr.json").is_file());
+
+        let again = init(&repo, config_for(&control, major, Utc::now()), "R", pgdata)
+            .await
+            .unwrap();
+        assert!(matches!(&again, Initialized::Existing(c) if c.created_at == config.created_at));
+
+        let mut other = control.clone();
+        other.system_identifier = "7000000000000000001".parse().unwrap();
+        let err = init(&repo, config_for(&other, major, Utc::now()), "R", pgdata)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, InitError::OtherSystem { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "R already holds database system {}, but /srv/pg is system 7000000000000000001: use another repository",
+                config.system_id
+            )
+        );
+        // The record is the first one still.
+        assert_eq!(repo.config().await.unwrap().system_id, config.system_id);
+    }
+}
