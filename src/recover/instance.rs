@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::process::Command;
 
+use super::restore::POLL;
 use super::settings::{auto_conf_block, Action, RecoverySettings};
 use super::verify::ReplayEnd;
-use super::{OnEvent, RecoverError, RecoverEvent, POLL};
+use super::{OnEvent, RecoverError, RecoverEvent};
 use crate::pg::control::{ControlFile, DbState};
 use crate::pg::history::TimelineHistory;
 use crate::pg::{Lsn, TimelineId};

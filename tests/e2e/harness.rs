@@ -376,21 +376,27 @@ impl Cluster {
         name
     }
 
+    /// Waits until segment `name` is acknowledged: listed by `pitr info`,
+    /// which reads the WAL index. wal-push writes the index entry after
+    /// the segment's record, so a record alone (or a wal-fetch that finds
+    /// it) can be seen a moment before `info` lists the segment.
     pub fn wait_archived(&self, name: &str) {
-        let done = self.dir.path().join("fetch-probe");
+        let tli = u64::from_str_radix(&name[..8], 16).expect("a WAL segment name");
         wait_for(&format!("{name} archived"), Duration::from_secs(90), || {
-            if !self.pitr.is_s3() {
-                let rec = self
-                    .pitr
-                    .repo
-                    .join("wal")
-                    .join(&name[..8])
-                    .join(format!("{name}.json"));
-                return rec.exists();
-            }
-            // On S3: the segment is archived once wal-fetch finds it.
-            let out = self.pitr.run(&["wal-fetch", name, done.to_str().unwrap()]);
-            out.status.success()
+            let out = self.pitr.run(&["info", "--json"]);
+            let Ok(info) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+                return false;
+            };
+            info["wal"].as_array().is_some_and(|tls| {
+                tls.iter().any(|w| {
+                    w["timeline"].as_u64() == Some(tli)
+                        && w["last_segment"].as_str().is_some_and(|l| l >= name)
+                        && w["first_segment"].as_str().is_some_and(|f| f <= name)
+                        && !w["missing"]
+                            .as_array()
+                            .is_some_and(|m| m.iter().any(|x| x.as_str() == Some(name)))
+                })
+            })
         });
     }
 

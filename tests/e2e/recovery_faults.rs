@@ -243,12 +243,12 @@ fn a_server_that_is_not_ours_is_recognised_after_connecting() {
             .unwrap();
         tokio::spawn(conn);
         let limit = Duration::from_secs(10);
-        let ours = pitr::recover::server::check_identity(&client, postmaster, c.port, limit)
+        let ours = pitr::recover::instance::check_identity(&client, postmaster, c.port, limit)
             .await
             .unwrap();
         assert!(ours.is_some(), "our own server was not recognised");
         let me = std::process::id() as i32;
-        let err = pitr::recover::server::check_identity(&client, me, c.port, limit)
+        let err = pitr::recover::instance::check_identity(&client, me, c.port, limit)
             .await
             .unwrap_err();
         assert!(
