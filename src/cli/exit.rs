@@ -151,7 +151,7 @@ impl From<BackupError> for Failure {
         let code = match &e {
             BackupError::OtherCluster { .. } | BackupError::OtherMajor { .. } => Code::Incompatible,
             BackupError::Tablespaces(_) => Code::Usage,
-            BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Label(_) => {
+            BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Returned { .. } => {
                 Code::Postgres
             }
             BackupError::StopSegmentNotArchived { .. } => Code::Postgres,

@@ -68,12 +68,10 @@ impl Reporter {
 
 /// Peak resident set size of this process, in bytes (0 if unknown).
 pub fn peak_rss_bytes() -> u64 {
-    // SAFETY: getrusage fills the struct we pass; nothing else is touched.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    if rc != 0 {
-        return 0;
-    }
+    use nix::sys::resource::{getrusage, UsageWho};
     // Linux reports kilobytes.
-    u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
+    getrusage(UsageWho::RUSAGE_SELF)
+        .ok()
+        .and_then(|u| u64::try_from(u.max_rss()).ok())
+        .map_or(0, |kb| kb * 1024)
 }

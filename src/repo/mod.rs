@@ -1,5 +1,5 @@
 //! The repository: where a cluster's WAL, backups and metadata live. A
-//! `Repo` wraps a `Store` (local filesystem now; S3 next) and knows the key
+//! `Repo` wraps a `Store` (a local directory, or an S3 bucket and prefix) and knows the key
 //! layout (`layout`), the codec (`codec`) and how to read and write the
 //! catalog's metadata objects. It decides nothing about Postgres.
 

@@ -83,8 +83,14 @@ pub enum BackupError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("backup_label returned by the server: {0}")]
-    Label(String),
+    /// What `pg_backup_start`/`pg_backup_stop` returned does not read
+    /// (the source says what is wrong with it).
+    #[error("the {what} returned by the server")]
+    Returned {
+        what: &'static str,
+        #[source]
+        source: ReturnedError,
+    },
     #[error("the backup's stop segment {segment} did not reach this repository within {waited_secs}s; is archive_command `pitr wal-push --repo {repo} %p`? The backup was removed")]
     StopSegmentNotArchived {
         segment: String,
@@ -101,6 +107,19 @@ pub enum BackupError {
     NoFreeId(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
+}
+
+/// Why a value the server returned for a backup is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ReturnedError {
+    #[error(transparent)]
+    Lsn(#[from] crate::pg::PosError),
+    #[error(transparent)]
+    Label(#[from] crate::pg::backup_label::LabelError),
+    #[error(transparent)]
+    FileName(#[from] crate::pg::WalNameError),
+    #[error("{0} is not a WAL segment")]
+    NotASegment(String),
 }
 
 impl From<StoreError> for BackupError {

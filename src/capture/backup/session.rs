@@ -6,9 +6,16 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use super::BackupError;
+use super::{BackupError, ReturnedError};
 use crate::pg::backup_label::BackupLabel;
 use crate::pg::{Lsn, SegmentName, WalFileName};
+
+fn returned<E: Into<ReturnedError>>(what: &'static str) -> impl FnOnce(E) -> BackupError {
+    move |e| BackupError::Returned {
+        what,
+        source: e.into(),
+    }
+}
 
 fn sql(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> BackupError {
     move |source| BackupError::Sql { what, source }
@@ -74,9 +81,7 @@ impl<'a> Session<'a> {
             .map_err(sql("pg_backup_start"))?
             .try_get(0)
             .map_err(sql("pg_backup_start"))?;
-        start_lsn
-            .parse()
-            .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))
+        start_lsn.parse().map_err(returned("start LSN"))
     }
 
     /// Ends a backup that failed, ignoring what it returns.
@@ -108,20 +113,20 @@ impl<'a> Session<'a> {
             .map_err(sql("pg_backup_stop"))?;
         // try_get: a column of another type is an error, not a panic.
         let stop_lsn: String = row.try_get(0).map_err(sql("pg_backup_stop"))?;
-        let stop_lsn: Lsn = stop_lsn
-            .parse()
-            .map_err(|e: crate::pg::PosError| BackupError::Label(e.to_string()))?;
+        let stop_lsn: Lsn = stop_lsn.parse().map_err(returned("stop LSN"))?;
         let labelfile: String = row.try_get(1).map_err(sql("pg_backup_stop"))?;
         let spcmap: Option<String> = row.try_get(2).map_err(sql("pg_backup_stop"))?;
         let stop_segment: String = row.try_get(3).map_err(sql("pg_backup_stop"))?;
         let stop_time: DateTime<Utc> = row.try_get(4).map_err(sql("pg_backup_stop"))?;
-        let label =
-            BackupLabel::parse(&labelfile).map_err(|e| BackupError::Label(e.to_string()))?;
-        let stop_name =
-            WalFileName::parse(&stop_segment).map_err(|e| BackupError::Label(e.to_string()))?;
+        let label = BackupLabel::parse(&labelfile).map_err(returned("backup_label"))?;
+        let stop_name = WalFileName::parse(&stop_segment).map_err(returned("stop segment name"))?;
         let stop_seg: SegmentName = match stop_name {
             WalFileName::Segment(s) => s,
-            other => return Err(BackupError::Label(format!("unexpected stop file {other}"))),
+            other => {
+                return Err(returned("stop segment name")(ReturnedError::NotASegment(
+                    other.to_string(),
+                )))
+            }
         };
         Ok(Stopped {
             stop_lsn,

@@ -140,7 +140,7 @@ impl LongPageHeader {
     /// (CopyXLogRecordToWAL clears their headers): check for the switch too.
     pub fn last_page_written(&self, segment: &[u8]) -> bool {
         let bl = self.xlog_blcksz as usize;
-        if bl == 0 || segment.len() < bl || segment.len() % bl != 0 {
+        if bl == 0 || segment.len() < bl || !segment.len().is_multiple_of(bl) {
             return false;
         }
         let start = segment.len() - bl;

@@ -380,7 +380,7 @@ mod tests {
         /// Raw bytes from the current position, spilling over pages with
         /// continuation headers; stops at the segment's end.
         fn spill(&mut self, mut bytes: &[u8], first_page_info: u16) {
-            if self.pos % BL == 0 && self.pos < SEG {
+            if self.pos.is_multiple_of(BL) && self.pos < SEG {
                 self.page_header(first_page_info, 0);
             }
             loop {
@@ -399,7 +399,7 @@ mod tests {
 
         /// Appends a record (xl_prev filled in), returning its LSN.
         fn put(&mut self, rmid: u8, info: u8, xid: u32, body: &[u8]) -> u64 {
-            if self.pos % BL == 0 {
+            if self.pos.is_multiple_of(BL) {
                 self.page_header(0, 0);
             }
             let lsn = self.lsn();
@@ -415,7 +415,7 @@ mod tests {
             let here = self.pos % BL;
             let header = if here == 0 { 24 } else { 0 };
             let need = offset_in_page - here - header;
-            assert!(need >= 32 && need % 8 == 0, "need {need}");
+            assert!(need >= 32 && need.is_multiple_of(8), "need {need}");
             // 24-byte header, then a 2-byte (short) or 5-byte (long) data header.
             let main_len = if need - 26 < 256 {
                 need - 26
