@@ -92,7 +92,7 @@ pub async fn materialize(
             let out = create_file(&path)?;
             out.set_len(f.size).map_err(werr(&path))?;
             units.extend((0..f.chunks.len()).map(|c| Unit::Chunk(n, c)));
-        } else if f.size > crate::capture::backup::CHUNK_BYTES {
+        } else if f.size > crate::repo::layout::CHUNK_BYTES {
             units.push(Unit::Streamed(n));
         } else {
             units.push(Unit::Whole(n));

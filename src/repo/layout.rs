@@ -27,6 +27,13 @@
 use super::store::{ObjectKey, StoreError};
 use crate::pg::{SegmentName, TimelineId, WalFileName};
 
+/// Files larger than this are stored as chunks of this size (objects
+/// `<n>.<chunk>.zst`), so one big relation file keeps every backup worker
+/// busy; each worker holds at most one raw chunk and its compressed copy
+/// (memory is bounded by the number of workers, not by the database).
+/// Restore reads the same objects back, so this is part of the layout.
+pub const CHUNK_BYTES: u64 = 8 << 20;
+
 pub const CONFIG: &str = "pitr.json";
 pub const WAL_DIR: &str = "wal";
 pub const HISTORY_DIR: &str = "history";

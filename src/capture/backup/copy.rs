@@ -14,11 +14,7 @@ use crate::catalog::model::FileKind;
 use crate::catalog::ContentHash;
 use crate::repo::{codec, layout, Repo};
 
-/// Files larger than this are stored as chunks of this size, so one big
-/// relation file keeps every worker busy; each worker holds at most one
-/// raw chunk and its compressed copy (memory is bounded by `jobs`, not by
-/// the database).
-pub const CHUNK_BYTES: u64 = 8 << 20;
+pub use crate::repo::layout::CHUNK_BYTES;
 
 /// What one worker copies: a whole small file, or one chunk of a big one.
 #[derive(Clone, Copy)]
