@@ -20,6 +20,31 @@ if grep -rnE '\b(tokio|aws_[a-z_]*|aws-sdk)\b|std::process' src/pg src/catalog s
     exit 1
 fi
 
+echo "== layout: dependencies point one way (docs/architecture.md)"
+# What each module must not import, outside its tests (a file's test
+# module comes last, from its #[cfg(test)] on).
+layer_breaks=0
+while read -r module forbidden; do
+    while IFS= read -r -d '' file; do
+        if awk '/#\[cfg\(test\)\]/ { exit } { print FILENAME ":" FNR ": " $0 }' "$file" \
+            | grep -E "crate::($forbidden)\b" | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+            layer_breaks=1
+        fi
+    done < <(find "src/$module" -name '*.rs' ! -name '*tests.rs' -print0)
+done <<'EOF_LAYERS'
+pg      catalog|repo|plan|server|capture|recover|cli
+catalog repo|plan|server|capture|recover|cli
+plan    repo|server|capture|recover|cli
+repo    plan|server|capture|recover|cli
+server  catalog|repo|plan|capture|recover|cli
+capture plan|recover|cli
+recover cli
+EOF_LAYERS
+if [ "$layer_breaks" != 0 ]; then
+    echo "layout: an import against the direction in docs/architecture.md (above)" >&2
+    exit 1
+fi
+
 echo "== cargo test"
 # Golden files (src/plan/snapshots) are compared, never rewritten: a
 # difference fails the test (INSTA_UPDATE=always cargo test rewrites them
