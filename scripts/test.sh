@@ -21,12 +21,20 @@ if grep -rnE '\b(tokio|aws_[a-z_]*|aws-sdk)\b|std::process' src/pg src/catalog s
 fi
 
 echo "== layout: dependencies point one way (docs/architecture.md)"
-# What each module must not import, outside its tests (a file's test
-# module comes last, from its #[cfg(test)] on).
+# What each module must not import, outside its tests: a file's inline
+# test module (`#[cfg(test)]` then `mod … {`) comes last, and files named
+# *tests.rs are test modules. Imports are written one module per path
+# (`use crate::a::…`, never `use crate::{a, b}`) so that this can see them.
 layer_breaks=0
+if grep -rnE 'crate::\{' src; then
+    echo "layout: write one \`use crate::<module>::…\` per module (the check below reads paths)" >&2
+    layer_breaks=1
+fi
 while read -r module forbidden; do
     while IFS= read -r -d '' file; do
-        if awk '/#\[cfg\(test\)\]/ { exit } { print FILENAME ":" FNR ": " $0 }' "$file" \
+        if awk -v f="$file" '
+                prev ~ /^[[:space:]]*#\[cfg\(test\)\]/ && $0 ~ /^[[:space:]]*(pub(\([a-z]+\))? )?mod [a-z_]+ *\{/ { exit }
+                { print f ":" FNR ": " $0; prev = $0 }' "$file" \
             | grep -E "crate::($forbidden)\b" | grep -vE '^[^:]+:[0-9]+:\s*//'; then
             layer_breaks=1
         fi

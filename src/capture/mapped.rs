@@ -24,10 +24,15 @@ impl Mapped {
         }
         // SAFETY: mapping a file is unsafe because another process may
         // change or truncate it while mapped; see the module comment for
-        // why the files mapped here are left alone. populate() is
-        // MAP_POPULATE: the pages are mapped now, one call instead of a
-        // fault per page. The descriptor may close once the map exists.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        // why the files mapped here are left alone. map_copy_read_only is
+        // PROT_READ + MAP_PRIVATE; populate() is MAP_POPULATE: the pages
+        // are mapped now, one call instead of a fault per page. The
+        // descriptor may close once the map exists.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .populate()
+                .map_copy_read_only(&file)?
+        };
         Ok(Some(Mapped(map)))
     }
 

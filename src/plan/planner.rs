@@ -23,26 +23,27 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
             hint: "no backup lies on this timeline's history: take one with `pitr backup`".into(),
         });
     };
+    // Every stop but --immediate's is found first, then routed to; the
+    // stop of --immediate depends on the backup, so it is routed first.
     let located = match &spec.target {
-        RecoveryTarget::Time(t) => locate::time::locate(*t, &line, &backups)?,
-        RecoveryTarget::Lsn(l) => locate::lsn::locate(*l, spec.inclusive, &line, &backups)?,
-        RecoveryTarget::Xid(x) => locate::xid::locate(*x, spec.inclusive, &line, &backups)?,
-        RecoveryTarget::Name(n) => locate::name::locate(n, &line, &backups)?,
-        RecoveryTarget::Latest => locate::latest::locate(&line, &backups)?,
-        RecoveryTarget::Immediate => {
+        RecoveryTarget::Time(t) => Some(locate::time::locate(*t, &line, &backups)?),
+        RecoveryTarget::Lsn(l) => Some(locate::lsn::locate(*l, spec.inclusive, &line, &backups)?),
+        RecoveryTarget::Xid(x) => Some(locate::xid::locate(*x, spec.inclusive, &line, &backups)?),
+        RecoveryTarget::Name(n) => Some(locate::name::locate(n, &line, &backups)?),
+        RecoveryTarget::Latest => Some(locate::latest::locate(&line, &backups)?),
+        RecoveryTarget::Immediate => None,
+    };
+    let (route, located) = match located {
+        Some(located) => (
+            route::cheapest(&line, &backups, &spec.target, &located, cost)?,
+            located,
+        ),
+        None => {
             let route = route::self_contained(&line, &backups, cost)?;
             let located = locate::immediate::locate(&line, route.chosen);
-            return Ok(steps::assemble(
-                spec,
-                &line,
-                timeline_reason,
-                route,
-                located,
-                cost,
-            ));
+            (route, located)
         }
     };
-    let route = route::cheapest(&line, &backups, &spec.target, &located, cost)?;
     Ok(steps::assemble(
         spec,
         &line,
