@@ -62,11 +62,17 @@ pub fn check_port(port: u16, socket_dir: &Path) -> Result<(), RecoverError> {
 /// A free port from the kernel's ephemeral range, not held by any
 /// server's Unix socket in `socket_dir` either.
 pub fn free_port(socket_dir: &Path) -> Result<u16, RecoverError> {
+    free_port_except(socket_dir, None)
+}
+
+/// `free_port`, never `avoid` (a port promised to another server of the
+/// same run).
+pub fn free_port_except(socket_dir: &Path, avoid: Option<u16>) -> Result<u16, RecoverError> {
     for _ in 0..20 {
         let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|_| RecoverError::NoPort)?;
         let port = l.local_addr().map_err(|_| RecoverError::NoPort)?.port();
         drop(l);
-        if process::port_holder(port, socket_dir).is_none() {
+        if Some(port) != avoid && process::port_holder(port, socket_dir).is_none() {
             return Ok(port);
         }
     }

@@ -278,9 +278,25 @@ pub async fn rollback_upgrade(
         });
     }
     let new_pgdata = opts.pgdata.clone();
+    // `--port` is the final server's. The physical copy in between gets
+    // another free port; a taken `--port` is refused before anything runs.
+    let socket_dir = opts
+        .socket_dir
+        .clone()
+        .unwrap_or_else(super::instance::default_socket_dir);
+    let in_use = |source| RunError::Restore {
+        dir: new_pgdata.display().to_string(),
+        source,
+    };
+    if let Some(port) = opts.port {
+        super::instance::check_port(port, &socket_dir).map_err(in_use)?;
+    }
+    let physical_port =
+        super::instance::free_port_except(&socket_dir, opts.port).map_err(in_use)?;
     let physical = RunOptions {
         pgdata: physical_dir(&new_pgdata),
         action: Action::Promote,
+        port: Some(physical_port),
         ..opts.clone()
     };
     let restored = restore(repo, &physical, on_event).await?;
@@ -289,6 +305,7 @@ pub async fn rollback_upgrade(
         &restored.bin_dir,
         &target.bin_dir,
         &new_pgdata,
+        opts.port,
         &opts.db_user,
     )
     .await

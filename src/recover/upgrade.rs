@@ -58,12 +58,14 @@ fn run_err(program: &str) -> impl FnOnce(std::io::Error) -> RecoverError + '_ {
 }
 
 /// Runs the upgrade. `physical` is the finished physical restore (its
-/// server running); `new_pgdata` must be new or empty.
+/// server running); `new_pgdata` must be new or empty; the new server
+/// listens on `port` (`--port`), else on a free one.
 pub async fn upgrade(
     physical: &RestoreOutcome,
     physical_bin: &Path,
     target_bin: &Path,
     new_pgdata: &Path,
+    port: Option<u16>,
     db_user: &str,
 ) -> Result<UpgradeOutcome, RecoverError> {
     let started = std::time::Instant::now();
@@ -93,7 +95,15 @@ pub async fn upgrade(
     if let Ok(hba) = std::fs::read(physical_dir.join("pg_hba.conf")) {
         super::materialize::write_synced(&new_pgdata.join("pg_hba.conf"), &hba)?;
     }
-    let port = instance::free_port(&socket_dir)?;
+    let port = match port {
+        // Checked before the physical restore; checked again now, so a
+        // port taken in the meantime is refused with its holder named.
+        Some(p) => {
+            instance::check_port(p, &socket_dir)?;
+            p
+        }
+        None => instance::free_port(&socket_dir)?,
+    };
     {
         use std::io::Write;
         let auto = new_pgdata.join("postgresql.auto.conf");

@@ -943,8 +943,30 @@ fn rollback_upgrade_to_a_newer_major_keeps_the_rows() {
     let t = midpoint(&c, 2, 3);
     c.switch_and_archive();
     let bin17 = major_bin(17);
-    let out = c.restore_report("rollback", "on17", &["--to", &t, "--upgrade-to", &bin17]);
+
+    // A --port already taken (the cluster's own) is refused before
+    // anything is restored or created.
+    let taken = c.port.to_string();
+    let (code, err) = c.restore_fails(
+        "rollback",
+        "taken",
+        &["--to", &t, "--upgrade-to", &bin17, "--port", &taken],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("port {taken} is in use")), "{err}");
+    assert!(!c.path_of("taken").exists());
+    assert!(!c.path_of("taken.pitr-physical").exists());
+
+    // --port is the final (newer-major) server's, not the physical copy's.
+    let port = free_port().to_string();
+    let out = c.restore_report(
+        "rollback",
+        "on17",
+        &["--to", &t, "--upgrade-to", &bin17, "--port", &port],
+    );
     let r = Restored::from_json(out.clone());
+    assert_eq!(r.port.to_string(), port, "{out:#}");
+    assert_ne!(out["restored_from"]["port"], out["port"], "{out:#}");
     assert!(
         out["server_version"].as_str().unwrap().starts_with("17"),
         "{out:#}"
