@@ -102,6 +102,7 @@ pub fn record(t: u32, s: u64, xid: u32, secs: i64) -> WalSegmentRecord {
             tail_incomplete: false,
             min_xid: Some(xid),
             max_xid: Some(xid),
+            next_xid: None,
         }),
         scan_error: None,
         data_tag: None,
