@@ -19,6 +19,23 @@ use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
 
 pub const SEG: u64 = 16 << 20;
 
+/// The exact transaction lists of a test catalog, as `recover::run`
+/// reads them for an xid target: each segment's one transaction end (its
+/// summary's `max_xact`).
+pub fn xact_lists(c: &Catalog) -> crate::plan::XactLists {
+    let mut l = crate::plan::XactLists::new();
+    for ((t, s), r) in &c.wal {
+        let list = r
+            .summary
+            .as_ref()
+            .and_then(|s| s.max_xact.clone())
+            .into_iter()
+            .collect();
+        l.insert(*t, *s, list);
+    }
+    l
+}
+
 pub fn size() -> WalSegmentSize {
     WalSegmentSize::new(SEG).unwrap()
 }

@@ -155,8 +155,7 @@ fn parse_oracle(text: &str) -> Oracle {
                 let tli = field(&rest_commas, "tli ").parse().unwrap();
                 // "xid EPOCH:XID": pg_waldump's form of nextXid.
                 let (epoch, xid) = field(&rest_commas, "xid ").split_once(':').unwrap();
-                let next_xid =
-                    (epoch.parse::<u64>().unwrap() << 32) | xid.parse::<u64>().unwrap();
+                let next_xid = (epoch.parse::<u64>().unwrap() << 32) | xid.parse::<u64>().unwrap();
                 o.checkpoints.push((
                     lsn,
                     redo.parse().unwrap(),
