@@ -105,6 +105,7 @@ fn synthetic() -> Catalog {
                     tail_incomplete: false,
                     min_xid: Some(s as u32),
                     max_xid: Some(s as u32),
+                    next_xid: None,
                 }),
                 scan_error: None,
                 data_tag: None,

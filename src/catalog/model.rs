@@ -46,6 +46,12 @@ pub struct WalSummary {
     pub min_xid: Option<u32>,
     #[serde(default)]
     pub max_xid: Option<u32>,
+    /// nextXid (`epoch << 32 | xid`) of the segment's last checkpoint
+    /// record: how an xid of this stretch of WAL widens to the 64-bit form
+    /// `pg_current_xact_id()` shows. Absent when the segment holds no
+    /// checkpoint, and in entries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_xid: Option<u64>,
 }
 
 impl WalSummary {
@@ -63,6 +69,7 @@ impl WalSummary {
             tail_incomplete: scan.tail_incomplete,
             min_xid: scan.xact_ends.iter().map(|x| x.xid).min(),
             max_xid: scan.xact_ends.iter().map(|x| x.xid).max(),
+            next_xid: scan.checkpoints.last().map(|c| c.next_xid),
         }
     }
 

@@ -98,9 +98,10 @@ pub struct TargetFlags {
     /// Recover to this WAL location, e.g. 0/3000148.
     #[arg(long, value_name = "LSN")]
     pub lsn: Option<String>,
-    /// Recover to the end of this transaction.
+    /// Recover to the end of this transaction: the 32-bit xid, or the
+    /// 64-bit form pg_current_xact_id() returns (epoch << 32 | xid).
     #[arg(long, value_name = "XID")]
-    pub xid: Option<u32>,
+    pub xid: Option<String>,
     /// Recover to this restore point (pg_create_restore_point).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -156,8 +157,11 @@ impl TargetArgs {
                 l.parse()
                     .map_err(|e| Failure::usage(format!("--lsn: {e}")))?,
             )
-        } else if let Some(x) = t.xid {
-            RecoveryTarget::Xid(x)
+        } else if let Some(x) = &t.xid {
+            RecoveryTarget::Xid(
+                x.parse()
+                    .map_err(|e| Failure::usage(format!("--xid: {e}")))?,
+            )
         } else if let Some(n) = &t.name {
             if n.is_empty() || n.len() > 63 {
                 return Err(Failure::usage(
@@ -457,6 +461,17 @@ mod tests {
         assert_eq!(e.code, crate::cli::exit::Code::Usage);
         let long = "x".repeat(64);
         assert!(spec(&["--name", &long]).is_err());
+        // Both forms of an xid; anything else is a usage error.
+        let x = |v: &str| match spec(&[&format!("--xid={v}")]).map(|s| s.target) {
+            Ok(RecoveryTarget::Xid(x)) => Ok((x.xid(), x.epoch())),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.code),
+        };
+        assert_eq!(x("733"), Ok((733, None)));
+        assert_eq!(x("4294968029"), Ok((733, Some(1))));
+        for bad in ["abc", "-1", "0", "7e3", "18446744073709551616"] {
+            assert_eq!(x(bad), Err(crate::cli::exit::Code::Usage), "{bad}");
+        }
         let ok = spec(&["--lsn", "0/3000148", "--exclusive", "--timeline", "2"]).unwrap();
         assert!(!ok.inclusive);
     }

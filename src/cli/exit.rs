@@ -248,7 +248,9 @@ fn plan_code(e: &PlanError) -> Code {
         | PlanError::NoHistory(_)
         | PlanError::NoBackupBefore { .. }
         | PlanError::NotFound { .. }
-        | PlanError::AfterEnd { .. } => Code::Unreachable,
+        | PlanError::AfterEnd { .. }
+        | PlanError::XidAborted { .. }
+        | PlanError::XidEpoch { .. } => Code::Unreachable,
     }
 }
 

@@ -12,12 +12,18 @@
 //! "tl1_only" (timeline 1, segment 5, after the branch).
 
 use super::cost::CostModel;
-use super::testkit::{at, lsn, Kit};
-use super::{explain, plan, restorable_windows, Plan, RecoveryTarget, TargetSpec, TimelineChoice};
+use super::testkit::{at, lsn, xact_lists, Kit};
+use super::{
+    explain, plan_with, restorable_windows, Plan, RecoveryTarget, TargetSpec, TimelineChoice, Xid,
+};
 use crate::catalog::Catalog;
 use crate::pg::wal::{XactEnd, XactKind};
 
 fn catalog() -> Catalog {
+    kit().build()
+}
+
+fn kit() -> Kit {
     Kit::new()
         .segments(1, 1..=6)
         .branch(2, 1, lsn(4, 0x8000))
@@ -27,11 +33,16 @@ fn catalog() -> Catalog {
         .backup("b1", 1, 1, 100)
         .backup("b2", 1, 3, 200)
         .backup("b3", 2, 7, 100)
-        .build()
 }
 
 fn spec(target: RecoveryTarget) -> TargetSpec {
     TargetSpec::new(target)
+}
+
+/// Planned as `recover::run` does: with the transaction lists an xid
+/// target needs.
+fn plan(c: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Plan, super::PlanError> {
+    plan_with(c, spec, cost, &xact_lists(c))
 }
 
 fn planned(spec: &TargetSpec) -> Plan {
@@ -92,7 +103,27 @@ fn lsn_exclusive() {
 
 #[test]
 fn xid() {
-    golden("xid", &planned(&spec(RecoveryTarget::Xid(2006))));
+    golden("xid", &planned(&spec(RecoveryTarget::Xid(Xid::new(2006)))));
+}
+
+/// Timeline 2's segment 5 spans xids 1000..2005, so its bound holds 1005,
+/// timeline 1's commit after the branch; its list does not.
+#[test]
+fn xid_off_the_newest_timeline() {
+    let c = kit()
+        .edit(2, 5, |r| {
+            if let Some(s) = r.summary.as_mut() {
+                s.min_xid = Some(1000);
+            }
+        })
+        .build();
+    let p = plan(
+        &c,
+        &spec(RecoveryTarget::Xid(Xid::new(1005))),
+        &CostModel::default(),
+    )
+    .unwrap();
+    golden("xid_off_newest", &p);
 }
 
 #[test]
@@ -166,12 +197,42 @@ fn refusals() {
             catalog(),
             spec(RecoveryTarget::Name("nope".into())),
         ),
-        ("unknown xid", catalog(), spec(RecoveryTarget::Xid(7))),
+        (
+            "unknown xid",
+            catalog(),
+            spec(RecoveryTarget::Xid(Xid::new(7))),
+        ),
+        (
+            "xid that aborted",
+            Kit::new()
+                .segments(1, 1..=6)
+                .edit(1, 4, |r| {
+                    if let Some(m) = r.summary.as_mut().and_then(|s| s.max_xact.as_mut()) {
+                        m.kind = XactKind::Abort;
+                    }
+                })
+                .backup("b1", 1, 1, 100)
+                .build(),
+            spec(RecoveryTarget::Xid(Xid::new(1004))),
+        ),
+        (
+            "xid of another epoch",
+            Kit::new()
+                .segments(1, 1..=6)
+                .edit(1, 2, |r| {
+                    if let Some(s) = r.summary.as_mut() {
+                        s.next_xid = Some((2 << 32) | 1002);
+                    }
+                })
+                .backup("b1", 1, 1, 100)
+                .build(),
+            spec(RecoveryTarget::Xid(Xid::full((1 << 32) | 1004))),
+        ),
         (
             "xid on another timeline",
             catalog(),
             TargetSpec {
-                target: RecoveryTarget::Xid(2006),
+                target: RecoveryTarget::Xid(Xid::new(2006)),
                 inclusive: true,
                 timeline: TimelineChoice::Id(super::testkit::tli(1)),
             },

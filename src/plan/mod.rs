@@ -35,8 +35,11 @@ use serde::Serialize;
 
 use crate::pg::{Lsn, TimelineId};
 
-pub use planner::plan;
-pub use target::{parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice};
+pub use locate::xid::{xid_candidates, XactLists};
+pub use planner::{plan, plan_with};
+pub use target::{
+    parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice, Xid, XidError,
+};
 pub use window::{restorable_window, restorable_windows, Window};
 
 /// A route to a target, proven from the catalog before anything is fetched.
@@ -261,6 +264,20 @@ pub enum PlanError {
         timeline: TimelineId,
         searched: Option<String>,
         hint: String,
+    },
+    #[error("{target} aborted (its abort record is at {lsn} in segment {segment}): recovery to it would stop at the abort, keeping nothing of it; choose a transaction that committed, or a time or LSN")]
+    XidAborted {
+        target: String,
+        lsn: Lsn,
+        segment: String,
+    },
+    #[error("{target} is xid {xid} of epoch {given}, but the archived WAL holds xid {xid} in epoch {wal} (segment {segment}): give the value pg_current_xact_id() returned on this cluster, or the 32-bit xid {xid}")]
+    XidEpoch {
+        target: String,
+        xid: u32,
+        given: u32,
+        wal: u32,
+        segment: String,
     },
     #[error("{target} is past the end of the archived WAL on timeline {timeline}{}: choose an earlier target, or archive more WAL and plan again", .end.map(|e| format!(" (it ends at {e})")).unwrap_or_default())]
     AfterEnd {

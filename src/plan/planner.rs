@@ -5,15 +5,28 @@
 
 use super::cost::CostModel;
 use super::timeline::{self, Timeline};
-use super::{locate, route, steps, Plan, PlanError, RecoveryTarget, TargetSpec};
+use super::{locate, route, steps, Plan, PlanError, RecoveryTarget, TargetSpec, XactLists};
 use crate::catalog::Catalog;
 
-/// Plans recovery to `spec` over `catalog`.
+/// Plans recovery to `spec` over `catalog`. An xid target is planned from
+/// the bounds alone (see `plan_with`).
 pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Plan, PlanError> {
+    plan_with(catalog, spec, cost, &XactLists::new())
+}
+
+/// Plans recovery to `spec` over `catalog`, with the transaction lists an
+/// xid target is proven from (`xid_candidates` names the segments; a
+/// candidate without a list falls back to its xid range).
+pub fn plan_with(
+    catalog: &Catalog,
+    spec: &TargetSpec,
+    cost: &CostModel,
+    xacts: &XactLists,
+) -> Result<Plan, PlanError> {
     if catalog.backups.is_empty() {
         return Err(PlanError::NoBackups);
     }
-    let (tli, timeline_reason) = timeline::choose(catalog, spec)?;
+    let (tli, timeline_reason) = choose_timeline(catalog, spec, xacts)?;
     let line = Timeline::new(catalog, tli)?;
     let Some(backups) = line.backups() else {
         return Err(PlanError::NotFound {
@@ -28,7 +41,13 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
     let located = match &spec.target {
         RecoveryTarget::Time(t) => Some(locate::time::locate(*t, &line, &backups)?),
         RecoveryTarget::Lsn(l) => Some(locate::lsn::locate(*l, spec.inclusive, &line, &backups)?),
-        RecoveryTarget::Xid(x) => Some(locate::xid::locate(*x, spec.inclusive, &line, &backups)?),
+        RecoveryTarget::Xid(x) => Some(locate::xid::locate(
+            *x,
+            spec.inclusive,
+            &line,
+            &backups,
+            xacts,
+        )?),
         RecoveryTarget::Name(n) => Some(locate::name::locate(n, &line, &backups)?),
         RecoveryTarget::Latest => Some(locate::latest::locate(&line, &backups)?),
         RecoveryTarget::Immediate => None,
@@ -52,6 +71,19 @@ pub fn plan(catalog: &Catalog, spec: &TargetSpec, cost: &CostModel) -> Result<Pl
         located,
         cost,
     ))
+}
+
+/// The timeline: an xid target's from its exact transaction lists, every
+/// other's from the timeline view.
+fn choose_timeline(
+    catalog: &Catalog,
+    spec: &TargetSpec,
+    xacts: &XactLists,
+) -> Result<(crate::pg::TimelineId, String), PlanError> {
+    match &spec.target {
+        RecoveryTarget::Xid(x) => locate::xid::choose(catalog, spec, *x, xacts),
+        _ => timeline::choose(catalog, spec),
+    }
 }
 
 #[cfg(test)]

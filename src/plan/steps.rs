@@ -230,7 +230,10 @@ mod tests {
             stop(RecoveryTarget::Time(at(1)), false),
             "stop before the first transaction that ended after 2026-11-25 12:00:01.000000+00"
         );
-        assert_eq!(stop(RecoveryTarget::Xid(5), true), "stop at transaction 5");
+        assert_eq!(
+            stop(RecoveryTarget::Xid(crate::plan::Xid::new(5)), true),
+            "stop at transaction 5"
+        );
         assert_eq!(
             stop(RecoveryTarget::Lsn(lsn(5, 0)), false),
             "stop at LSN 0/5000000 (exclusive)"

@@ -20,7 +20,7 @@ pub enum RecoveryTarget {
     /// Stop at the first record starting at or after this LSN.
     Lsn(Lsn),
     /// Stop at the end of this transaction.
-    Xid(u32),
+    Xid(Xid),
     /// Stop after the first restore point of this name.
     Name(String),
     /// Replay all archived WAL, then promote.
@@ -39,6 +39,111 @@ impl fmt::Display for RecoveryTarget {
             RecoveryTarget::Latest => write!(f, "the latest archived WAL"),
             RecoveryTarget::Immediate => write!(f, "the end of the backup (immediate)"),
         }
+    }
+}
+
+/// A transaction id as a user gives it: the 32-bit xid Postgres writes
+/// in WAL, or the 64-bit form of `pg_current_xact_id()` (`epoch << 32 |
+/// xid`, PostgreSQL 13+), whose epoch pitr checks against the WAL.
+/// Recovery matches only the 32 bits (xlogrecovery.c: recoveryStopsAfter
+/// compares `TransactionId`s; check_recovery_target_xid parses the
+/// setting as a 64-bit number and truncates it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Xid {
+    xid: u32,
+    epoch: Option<u32>,
+}
+
+/// transam.h: FirstNormalTransactionId (0 is invalid, 1 bootstrap, 2
+/// frozen: none ends in WAL).
+const FIRST_NORMAL_XID: u32 = 3;
+
+impl Xid {
+    /// A 32-bit xid (epoch not given).
+    pub fn new(xid: u32) -> Xid {
+        Xid { xid, epoch: None }
+    }
+
+    /// The 64-bit form: `epoch << 32 | xid`.
+    pub fn full(full: u64) -> Xid {
+        Xid {
+            xid: full as u32,
+            epoch: Some((full >> 32) as u32),
+        }
+    }
+
+    /// The 32 bits WAL records carry.
+    pub fn xid(&self) -> u32 {
+        self.xid
+    }
+
+    /// The epoch, when the 64-bit form was given.
+    pub fn epoch(&self) -> Option<u32> {
+        self.epoch
+    }
+
+    /// `epoch << 32 | xid` when the epoch was given.
+    pub fn as_full(&self) -> Option<u64> {
+        self.epoch
+            .map(|e| (u64::from(e) << 32) | u64::from(self.xid))
+    }
+}
+
+/// Lets WAL records' 32-bit xids be compared with a target directly.
+impl PartialEq<Xid> for u32 {
+    fn eq(&self, other: &Xid) -> bool {
+        *self == other.xid
+    }
+}
+
+impl fmt::Display for Xid {
+    /// As given: `733`, or `4294968029` for the 64-bit form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.as_full() {
+            Some(full) => write!(f, "{full}"),
+            None => write!(f, "{}", self.xid),
+        }
+    }
+}
+
+impl Serialize for Xid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.as_full() {
+            Some(full) => s.serialize_u64(full),
+            None => s.serialize_u32(self.xid),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum XidError {
+    #[error("{0:?} is not a transaction id: give the decimal xid (e.g. 733) or pg_current_xact_id()'s 64-bit form (e.g. 4294968029)")]
+    Invalid(String),
+    #[error(
+        "{0} is not a normal transaction id (normal xids start at 3; 0, 1 and 2 never end in WAL)"
+    )]
+    NotNormal(String),
+}
+
+impl std::str::FromStr for Xid {
+    type Err = XidError;
+
+    /// Decimal only: what `pg_current_xact_id()`, `txid_current()` and
+    /// `xmin` print. A value above 2^32 - 1 is the 64-bit form.
+    fn from_str(s: &str) -> Result<Xid, XidError> {
+        let t = s.trim();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(XidError::Invalid(s.to_string()));
+        }
+        let v: u64 = t.parse().map_err(|_| XidError::Invalid(s.to_string()))?;
+        let x = match u32::try_from(v) {
+            Ok(x) => Xid::new(x),
+            Err(_) => Xid::full(v),
+        };
+        if x.xid < FIRST_NORMAL_XID {
+            return Err(XidError::NotNormal(t.to_string()));
+        }
+        Ok(x)
     }
 }
 
@@ -214,8 +319,50 @@ mod tests {
         assert!("0".parse::<TimelineChoice>().is_err());
         assert!("newest".parse::<TimelineChoice>().is_err());
         assert_eq!(
-            serde_json::to_string(&TargetSpec::new(RecoveryTarget::Xid(7))).unwrap(),
+            serde_json::to_string(&TargetSpec::new(RecoveryTarget::Xid(Xid::new(7)))).unwrap(),
             r#"{"target":{"kind":"xid","value":7},"inclusive":true,"timeline":"latest"}"#
         );
+    }
+
+    #[test]
+    fn xids_in_both_forms() {
+        let x: Xid = "733".parse().unwrap();
+        assert_eq!((x.xid(), x.epoch(), x.as_full()), (733, None, None));
+        assert_eq!(x.to_string(), "733");
+        assert_eq!("4294967295".parse(), Ok(Xid::new(u32::MAX)));
+        // pg_current_xact_id() after pg_resetwal --epoch 1.
+        let x: Xid = "4294968029".parse().unwrap();
+        assert_eq!((x.xid(), x.epoch()), (733, Some(1)));
+        assert_eq!(x.as_full(), Some(4294968029));
+        assert_eq!(x.to_string(), "4294968029");
+        assert_eq!(RecoveryTarget::Xid(x).to_string(), "transaction 4294968029");
+        assert_eq!(serde_json::to_string(&x).unwrap(), "4294968029");
+        let big: Xid = " 18446744073709551615 ".parse().unwrap();
+        assert_eq!((big.xid(), big.epoch()), (u32::MAX, Some(u32::MAX)));
+        assert!(733u32 == Xid::full((7 << 32) | 733));
+        assert!(734u32 != Xid::new(733));
+    }
+
+    #[test]
+    fn xid_refusals() {
+        for s in [
+            "",
+            "abc",
+            "-1",
+            "+5",
+            "0x2dd",
+            "7.0",
+            "18446744073709551616",
+            "1 2",
+        ] {
+            assert_eq!(s.parse::<Xid>(), Err(XidError::Invalid(s.into())), "{s}");
+        }
+        for s in ["0", "2", "4294967296", "4294967298"] {
+            assert!(
+                matches!(s.parse::<Xid>(), Err(XidError::NotNormal(_))),
+                "{s}"
+            );
+        }
+        assert!("4294967299".parse::<Xid>().is_ok());
     }
 }

@@ -19,6 +19,23 @@ use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
 
 pub const SEG: u64 = 16 << 20;
 
+/// The exact transaction lists of a test catalog, as `recover::run`
+/// reads them for an xid target: each segment's one transaction end (its
+/// summary's `max_xact`).
+pub fn xact_lists(c: &Catalog) -> crate::plan::XactLists {
+    let mut l = crate::plan::XactLists::new();
+    for ((t, s), r) in &c.wal {
+        let list = r
+            .summary
+            .as_ref()
+            .and_then(|s| s.max_xact.clone())
+            .into_iter()
+            .collect();
+        l.insert(*t, *s, list);
+    }
+    l
+}
+
 pub fn size() -> WalSegmentSize {
     WalSegmentSize::new(SEG).unwrap()
 }
@@ -102,6 +119,7 @@ pub fn record(t: u32, s: u64, xid: u32, secs: i64) -> WalSegmentRecord {
             tail_incomplete: false,
             min_xid: Some(xid),
             max_xid: Some(xid),
+            next_xid: None,
         }),
         scan_error: None,
         data_tag: None,

@@ -266,7 +266,7 @@ fn locations(catalog: &Catalog, target: &RecoveryTarget) -> Vec<(TimelineId, Lsn
                         .map(|r| (*tli, r.lsn)),
                 );
             }
-            RecoveryTarget::Xid(x) if sum.may_hold_xid(*x) => {
+            RecoveryTarget::Xid(x) if sum.may_hold_xid(x.xid()) => {
                 // Where this segment's transaction ends lie: the newest
                 // one's record. (A timeline's first segment starts with a
                 // copy of its parent's WAL; its newest commit is the child's.)
@@ -530,14 +530,20 @@ mod tests {
             chosen(&c, RecoveryTarget::Name("tl1_only".into()), latest),
             Ok(tli(1))
         );
-        assert_eq!(chosen(&c, RecoveryTarget::Xid(1005), latest), Ok(tli(1)));
-        assert_eq!(chosen(&c, RecoveryTarget::Xid(2005), latest), Ok(tli(2)));
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Xid(crate::plan::Xid::new(1005)), latest),
+            Ok(tli(1))
+        );
+        assert_eq!(
+            chosen(&c, RecoveryTarget::Xid(crate::plan::Xid::new(2005)), latest),
+            Ok(tli(2))
+        );
         assert!(matches!(
             chosen(&c, RecoveryTarget::Name("nope".into()), latest),
             Err(PlanError::NotFound { .. })
         ));
         assert!(matches!(
-            chosen(&c, RecoveryTarget::Xid(7), latest),
+            chosen(&c, RecoveryTarget::Xid(crate::plan::Xid::new(7)), latest),
             Err(PlanError::NotFound { .. })
         ));
         // Asked for: kept, if its history is known.

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::pg::control::PgMajor;
-use crate::pg::WalFileName;
+use crate::pg::{SegmentName, WalFileName};
 use crate::plan::cost::CostModel;
-use crate::plan::{self, Plan, PlanError, RecoveryTarget, TargetSpec};
+use crate::plan::{self, Plan, PlanError, RecoveryTarget, TargetSpec, XactLists};
 use crate::repo::{Repo, RepoError};
 
 use super::install::{self, SelectError};
@@ -140,7 +140,8 @@ fn cost_model(catalog: &Catalog, opts: &PlanOptions) -> CostModel {
 /// install that would run it (or why none here can).
 pub async fn plan_only(repo: &Repo, opts: &PlanOptions) -> Result<Plan, RunError> {
     let catalog = repo.load_catalog().await?;
-    let mut plan = plan::plan(&catalog, &opts.target, &cost_model(&catalog, opts))?;
+    let xacts = xid_lists(repo, &catalog, &opts.target).await;
+    let mut plan = plan::plan_with(&catalog, &opts.target, &cost_model(&catalog, opts), &xacts)?;
     plan.damaged = catalog.damaged.clone();
     refine(repo, &mut plan).await;
     plan.install = Some(match select_for(&catalog, &plan, &opts.search) {
@@ -166,6 +167,29 @@ pub async fn refine(repo: &Repo, plan: &mut Plan) {
         Ok(xacts) => plan.refine(&xacts),
         Err(e) => tracing::debug!(error = %e, "no transaction list for the stop segment"),
     }
+}
+
+/// For an xid target, the transaction lists the planner proves it from:
+/// those of every archived segment, on every timeline, whose xid range
+/// holds it (`plan::xid_candidates`), read before planning so that the
+/// planner stays pure and nothing is downloaded for a target it refuses.
+/// A list that cannot be read (a segment archived by an older pitr) is
+/// left out: the planner falls back to that segment's xid range and says
+/// so.
+pub async fn xid_lists(repo: &Repo, catalog: &Catalog, spec: &TargetSpec) -> XactLists {
+    let mut lists = XactLists::new();
+    let RecoveryTarget::Xid(x) = &spec.target else {
+        return lists;
+    };
+    let size = catalog.config.wal_segment_size;
+    for (tli, segno) in plan::xid_candidates(catalog, *x) {
+        let seg = SegmentName::new(tli, segno, size);
+        match repo.segment_xacts(&seg).await {
+            Ok(list) => lists.insert(tli, segno, list),
+            Err(e) => tracing::debug!(segment = %seg, error = %e, "no transaction list"),
+        }
+    }
+    lists
 }
 
 fn select_for(
@@ -215,10 +239,12 @@ async fn plan_and_restore(
 ) -> Result<Restored, RunError> {
     check(&opts.plan.target, opts.action, None)?;
     let catalog = repo.load_catalog().await?;
-    let mut plan = plan::plan(
+    let xacts = xid_lists(repo, &catalog, &opts.plan.target).await;
+    let mut plan = plan::plan_with(
         &catalog,
         &opts.plan.target,
         &cost_model(&catalog, &opts.plan),
+        &xacts,
     )?;
     // Before anything is fetched: an install that can run this backup.
     let chosen = select_for(&catalog, &plan, &opts.plan.search)?;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::pg::TimelineId;
 use crate::plan::pg_time;
 use crate::plan::RecoveryTarget;
+use crate::plan::Xid;
 use crate::repo::store::S3Settings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -141,12 +142,28 @@ pub fn guc_quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// `recovery_target_xid`'s value for a server of `major`: PostgreSQL 13+
+/// parses it as a 64-bit number and keeps the low 32 bits
+/// (check_recovery_target_xid: strtou64, the epoch form of
+/// `pg_current_xact_id()`, tested by 003_recovery_targets.pl after
+/// `pg_resetwal --epoch`), so the form the user gave is written; 12 reads
+/// it with strtoul, so it gets the 32-bit xid the WAL records carry.
+fn xid_value(x: &Xid, major: u32) -> String {
+    if major >= 13 {
+        x.to_string()
+    } else {
+        x.xid().to_string()
+    }
+}
+
 /// The `recovery_target*` line for a target (none for `latest`).
-fn target_line(t: &RecoveryTarget) -> Option<String> {
+fn target_line(t: &RecoveryTarget, major: u32) -> Option<String> {
     Some(match t {
         RecoveryTarget::Time(t) => format!("recovery_target_time = {}", guc_quote(&pg_time(*t))),
         RecoveryTarget::Lsn(l) => format!("recovery_target_lsn = {}", guc_quote(&l.to_string())),
-        RecoveryTarget::Xid(x) => format!("recovery_target_xid = {}", guc_quote(&x.to_string())),
+        RecoveryTarget::Xid(x) => {
+            format!("recovery_target_xid = {}", guc_quote(&xid_value(x, major)))
+        }
         RecoveryTarget::Name(n) => format!("recovery_target_name = {}", guc_quote(n)),
         RecoveryTarget::Immediate => "recovery_target = 'immediate'".to_string(),
         RecoveryTarget::Latest => return None,
@@ -160,7 +177,7 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
         "# Change these with ALTER SYSTEM (or remove them) and restart.".to_string(),
         format!("restore_command = {}", guc_quote(&s.restore_command)),
     ];
-    if let Some(t) = target_line(&s.target) {
+    if let Some(t) = target_line(&s.target, s.major) {
         lines.push(t);
         let has_inclusive = matches!(
             s.target,
@@ -261,6 +278,48 @@ unix_socket_directories = '/tmp'
     }
 
     #[test]
+    fn exact_block_for_a_64_bit_xid_per_major() {
+        let block = |major| {
+            auto_conf_block(&RecoverySettings {
+                restore_command: "/bin/pitr wal-fetch --repo /r %f %p".into(),
+                target: RecoveryTarget::Xid(Xid::full((1 << 32) | 733)),
+                inclusive: false,
+                timeline: TimelineId::new(1).unwrap(),
+                action: Action::Shutdown,
+                port: 5433,
+                socket_dir: None,
+                backup_id: "b".into(),
+                major,
+            })
+        };
+        let want = |value: &str, sync: &str| {
+            format!(
+                "\
+# pitr restore: backup b to transaction 4294968029.
+# Change these with ALTER SYSTEM (or remove them) and restart.
+restore_command = '/bin/pitr wal-fetch --repo /r %f %p'
+recovery_target_xid = '{value}'
+recovery_target_inclusive = off
+recovery_target_action = 'shutdown'
+{sync}recovery_target_timeline = '1'
+# Archiving stays off so this copy never writes into the source's repository.
+archive_mode = 'off'
+port = 5433
+"
+            )
+        };
+        let sync = "\
+# The data directory was synced as restored: one syncfs at start-up instead
+# of an fsync per file (same guarantee).
+recovery_init_sync_method = 'syncfs'
+";
+        // 13+ parse the 64-bit form (and keep its low 32 bits); 12 gets those.
+        assert_eq!(block(17), want("4294968029", sync));
+        assert_eq!(block(13), want("4294968029", ""));
+        assert_eq!(block(12), want("733", ""));
+    }
+
+    #[test]
     fn restore_command_escapes_percent_signs_of_its_own() {
         let cmd = restore_command(
             "/bin/pitr",
@@ -329,7 +388,7 @@ unix_socket_directories = '/tmp'
         let text = auto_conf_block(&lsn);
         let want = "\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\nhot_standby = on\n";
         assert!(text.contains(want), "{text}");
-        let text = auto_conf_block(&base(RecoveryTarget::Xid(733), true));
+        let text = auto_conf_block(&base(RecoveryTarget::Xid(crate::plan::Xid::new(733)), true));
         assert!(
             text.contains("\nrecovery_target_xid = '733'\nrecovery_target_action"),
             "{text}"

@@ -430,11 +430,21 @@ mod tests {
             xact(740, 3 * MB + 0x100, 0x28, "2026-01-01T00:00:01Z"),
             xact(741, 3 * MB + 0x300, 0x28, "2026-01-01T00:00:02Z"),
         ];
-        let incl = plan(RecoveryTarget::Xid(741), true, seg, None);
+        let incl = plan(
+            RecoveryTarget::Xid(crate::plan::Xid::new(741)),
+            true,
+            seg,
+            None,
+        );
         assert!(run(&incl, Some(&xacts), ReplayEnd::Exact(lsn(3 * MB + 0x328))).is_ok());
         assert!(run(&incl, Some(&xacts), ReplayEnd::Exact(lsn(3 * MB + 0x300))).is_err());
         assert!(run(&incl, Some(&xacts), ReplayEnd::Exact(lsn(3 * MB + 0x900))).is_err());
-        let excl = plan(RecoveryTarget::Xid(741), false, seg, None);
+        let excl = plan(
+            RecoveryTarget::Xid(crate::plan::Xid::new(741)),
+            false,
+            seg,
+            None,
+        );
         assert!(run(&excl, Some(&xacts), ReplayEnd::Exact(lsn(3 * MB + 0x300))).is_ok());
         assert!(run(&excl, Some(&xacts), ReplayEnd::Exact(lsn(3 * MB + 0x328))).is_err());
         // No transaction list: the plan does not know where, nothing checked.

@@ -8,6 +8,7 @@ mod recovery_faults;
 mod s3;
 mod store_conformance;
 mod trust;
+mod xids;
 
 use harness::*;
 use std::time::Duration;

@@ -64,7 +64,7 @@ struct Oracle {
     last: Option<(Lsn, u64, bool)>,
     xact_ends: Vec<(Lsn, XactKind, u32, DateTime<Utc>)>,
     restore_points: Vec<(Lsn, String)>,
-    checkpoints: Vec<(Lsn, Lsn, u32, bool)>,
+    checkpoints: Vec<(Lsn, Lsn, u32, bool, u64)>,
     switch: Option<Lsn>,
 }
 
@@ -151,9 +151,18 @@ fn parse_oracle(text: &str) -> Oracle {
                     .split(';')
                     .next()
                     .unwrap();
-                let tli = field(&rest.replace(';', ","), "tli ").parse().unwrap();
-                o.checkpoints
-                    .push((lsn, redo.parse().unwrap(), tli, op == "CHECKPOINT_ONLINE"));
+                let rest_commas = rest.replace(';', ",");
+                let tli = field(&rest_commas, "tli ").parse().unwrap();
+                // "xid EPOCH:XID": pg_waldump's form of nextXid.
+                let (epoch, xid) = field(&rest_commas, "xid ").split_once(':').unwrap();
+                let next_xid = (epoch.parse::<u64>().unwrap() << 32) | xid.parse::<u64>().unwrap();
+                o.checkpoints.push((
+                    lsn,
+                    redo.parse().unwrap(),
+                    tli,
+                    op == "CHECKPOINT_ONLINE",
+                    next_xid,
+                ));
             }
             ("XLOG", "SWITCH") => o.switch = Some(lsn),
             _ => panic!("unexpected oracle line: {line}"),
@@ -202,7 +211,7 @@ fn fixtures_match_pg_waldump() {
         let got: Vec<_> = scan
             .checkpoints
             .iter()
-            .map(|c| (c.lsn, c.redo, c.timeline.get(), c.online))
+            .map(|c| (c.lsn, c.redo, c.timeline.get(), c.online, c.next_xid))
             .collect();
         assert_eq!(got, o.checkpoints, "{name}: checkpoints");
         assert_eq!(scan.switch_lsn, o.switch, "{name}: switch");

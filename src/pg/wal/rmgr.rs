@@ -54,6 +54,10 @@ const INVAL_MSG_SIZE: usize = 16;
 const RESTORE_POINT_NAME_LEN: usize = 64;
 /// Offset of CheckPoint.time (pg_time_t, Unix seconds), the same 12–18.
 const CHECKPOINT_TIME_OFFSET: usize = 64;
+/// Offset of CheckPoint.nextXid (FullTransactionId: epoch << 32 | xid;
+/// `nextFullXid` in 12–13), the same 12–18 (17's `wal_level` fills the
+/// padding after `fullPageWrites`).
+const CHECKPOINT_NEXT_XID_OFFSET: usize = 24;
 
 /// Which transaction-ending record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +108,9 @@ pub struct CheckpointRec {
     pub online: bool,
     /// CheckPoint.time (whole seconds).
     pub time: DateTime<Utc>,
+    /// CheckPoint.nextXid: the next transaction id to assign, with its
+    /// epoch (`epoch << 32 | xid`): where the WAL tells the xid epoch.
+    pub next_xid: u64,
 }
 
 /// What one record means to the scanner.
@@ -238,6 +245,7 @@ fn checkpoint(r: RecordInfo, main: &[u8], online: bool) -> Option<CheckpointRec>
         timeline: TimelineId::new(u32_at(main, 8)?).ok()?,
         online,
         time: pg_time_to_utc(i64_at(main, CHECKPOINT_TIME_OFFSET)?)?,
+        next_xid: u64_at(main, CHECKPOINT_NEXT_XID_OFFSET)?,
     })
 }
 
@@ -354,6 +362,7 @@ mod tests {
         let mut cp = vec![0u8; 88];
         cp[0..8].copy_from_slice(&0x906A58u64.to_le_bytes());
         cp[8..12].copy_from_slice(&3u32.to_le_bytes());
+        cp[24..32].copy_from_slice(&((2u64 << 32) | 751).to_le_bytes());
         cp[64..72].copy_from_slice(&1_700_000_000i64.to_le_bytes());
         let Interesting::Checkpoint(c) = interpret(info(0, 0x10, 0), &cp, PG15) else {
             panic!()
@@ -362,6 +371,7 @@ mod tests {
         assert_eq!(c.timeline.get(), 3);
         assert!(c.online);
         assert_eq!(c.time.timestamp(), 1_700_000_000);
+        assert_eq!(c.next_xid, (2u64 << 32) | 751);
         let Interesting::Checkpoint(c) = interpret(info(0, 0x00, 0), &cp, PG15) else {
             panic!()
         };
