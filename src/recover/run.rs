@@ -143,6 +143,7 @@ pub async fn plan_only(repo: &Repo, opts: &PlanOptions) -> Result<Plan, RunError
     let mut plan = plan::plan(&catalog, &opts.target, &cost_model(&catalog, opts))?;
     plan.damaged = catalog.damaged.clone();
     refine(repo, &mut plan).await;
+    resolve_time(repo, &mut plan).await?;
     plan.install = Some(match select_for(&catalog, &plan, &opts.search) {
         Ok(i) => format!("{} (PostgreSQL {})", i.bin_dir, i.version),
         Err(e) => format!("none here can run it: {}", with_sources(&e)),
@@ -166,6 +167,31 @@ pub async fn refine(repo: &Repo, plan: &mut Plan) {
         Ok(xacts) => plan.refine(&xacts),
         Err(e) => tracing::debug!(error = %e, "no transaction list for the stop segment"),
     }
+}
+
+/// Resolves a time target to the exact record (`Plan::resolve_time`) from
+/// the transaction lists of the segments the plan names; a list the
+/// repository does not have (older pitr) leaves the time as given.
+pub async fn resolve_time(repo: &Repo, plan: &mut Plan) -> Result<(), PlanError> {
+    let mut lists: Vec<(String, Option<Vec<crate::pg::wal::XactEnd>>)> = Vec::new();
+    for name in plan.time_lists() {
+        let list = match WalFileName::parse(&name) {
+            Ok(WalFileName::Segment(seg)) => match repo.segment_xacts(&seg).await {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    tracing::debug!(error = %e, segment = %name, "no transaction list");
+                    None
+                }
+            },
+            _ => None,
+        };
+        lists.push((name, list));
+    }
+    let view: Vec<plan::XactList<'_>> = lists
+        .iter()
+        .map(|(n, l)| (n.as_str(), l.as_deref()))
+        .collect();
+    plan.resolve_time(&view)
 }
 
 fn select_for(
@@ -220,6 +246,8 @@ async fn plan_and_restore(
         &opts.plan.target,
         &cost_model(&catalog, &opts.plan),
     )?;
+    // The exact stop record, so that recovery stops at its LSN.
+    resolve_time(repo, &mut plan).await?;
     // Before anything is fetched: an install that can run this backup.
     let chosen = select_for(&catalog, &plan, &opts.plan.search)?;
     plan.install = Some(format!(
