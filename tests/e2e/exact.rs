@@ -127,7 +127,7 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
     .unwrap();
     let mut bench = as_postgres(format!("{PG_BIN}/pgbench"));
     bench
-        .args(["-n", "-c", "4", "-j", "2", "-T", "7", "-R", "250", "-h"])
+        .args(["-n", "-c", "4", "-j", "2", "-T", "10", "-R", "1000", "-h"])
         .arg(c.socket_dir())
         .args(["-p", &c.port.to_string(), "-U", "postgres", "-f"])
         .arg(format!("{}@9", scripts.join("work.sql").display()))
@@ -234,7 +234,24 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
             true,
         ));
     }
+    // A commit whose record follows a later-stamped one: the first in WAL
+    // order past its time is that earlier record, not a later commit.
+    if let Some(p) = all
+        .windows(2)
+        .find(|p| p[1].micros < p[0].micros && p[1].commit)
+    {
+        targets.push(at(
+            c,
+            "a commit out of time order",
+            &format!("'{}'", p[1].time),
+            true,
+        ));
+    }
     let last = all.iter().max_by_key(|e| e.micros).unwrap();
+    assert!(
+        targets.iter().all(|t| t.micros <= last.micros),
+        "the workload must outlast the backups"
+    );
     targets.push(at(c, "the last commit", &format!("'{}'", last.time), true));
 
     for (n, t) in targets.iter().enumerate() {
@@ -245,9 +262,27 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
             args.push("--exclusive");
         }
         // The plan names the records Postgres' rule names.
-        let mut plan_args = vec!["plan"];
+        let mut plan_args = vec!["plan", "--json"];
         plan_args.extend(&args);
-        let p = c.pitr.json(&plan_args);
+        let out = c.pitr.run(&plan_args);
+        if !out.status.success() {
+            let info = c.pitr.run(&["info", "--json"]);
+            let listing: Vec<String> = std::fs::read_dir(c.pitr.repo.join("wal/00000001"))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!(
+                "{}: {}\nseg {seg} end {end}\ninfo {}\nrepo {listing:?}\nlast {:?}",
+                t.what,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&info.stdout),
+                all.last()
+            );
+        }
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let ts = &p["time_stop"];
         assert_eq!(ts["by"], "lsn", "{}: {p:#}", t.what);
         let kept = stop.map_or(all.len(), |s| s) - 1;
