@@ -91,6 +91,9 @@ pub fn render(plan: &Plan) -> String {
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "Stops:     {}", plan.stop.description);
+    if let Some(t) = &plan.time_stop {
+        let _ = writeln!(out, "Resolved:  {}", time_stop(t));
+    }
     if let Some(i) = &plan.install {
         let _ = writeln!(out, "Install:   {i}");
     }
@@ -106,6 +109,35 @@ pub fn render(plan: &Plan) -> String {
         );
     }
     out
+}
+
+/// How a time target is written for Postgres, in one line.
+fn time_stop(t: &super::TimeStop) -> String {
+    use super::TimeStop;
+    match t {
+        TimeStop::Lsn {
+            lsn,
+            inclusive,
+            kept,
+            ..
+        } => format!(
+            "recovery_target_lsn = {lsn}, recovery_target_inclusive = {}{}",
+            if *inclusive { "on" } else { "off" },
+            kept.as_ref()
+                .map(|k| format!(
+                    "; last transaction kept: xid {} ({}) at {}, LSN {}",
+                    k.xid,
+                    super::resolve::kind_name(k.kind),
+                    k.time,
+                    k.lsn
+                ))
+                .unwrap_or_default()
+        ),
+        TimeStop::Time { reason } => format!("recovery_target_time is written: {reason}"),
+        TimeStop::Pending { stop_segment, .. } => format!(
+            "not yet: the transaction list of segment {stop_segment} decides the exact record"
+        ),
+    }
 }
 
 #[cfg(test)]

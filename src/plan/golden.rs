@@ -79,12 +79,31 @@ fn time_refined_to_the_stop_record() {
         xid,
         time: at(secs),
     };
-    p.refine(&[
+    let list = [
         xact(0x3000, 2010, 1058),
         xact(0x1000, 2006, 1060),
         xact(0x0800, 2009, 1054),
-    ]);
+    ];
+    p.resolve_time(&[("000000020000000000000006", Some(&list))])
+        .unwrap();
     golden("time_refined", &p);
+}
+
+#[test]
+fn time_at_the_last_archived_commit() {
+    // Timeline 2's last commit (segment 8, 1080 s): no later one for
+    // recovery_target_time to stop before; the plan stops right after it.
+    let mut p = planned(&spec(RecoveryTarget::Time(at(1080))));
+    let list = [XactEnd {
+        lsn: lsn(8, 0x1000),
+        end_lsn: lsn(8, 0x1040),
+        kind: XactKind::Commit,
+        xid: 2008,
+        time: at(1080),
+    }];
+    p.resolve_time(&[("000000020000000000000008", Some(&list))])
+        .unwrap();
+    golden("time_at_last_commit", &p);
 }
 
 #[test]

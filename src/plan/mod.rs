@@ -17,6 +17,7 @@ mod evidence;
 pub mod explain;
 mod locate;
 mod planner;
+mod resolve;
 mod route;
 mod steps;
 pub mod target;
@@ -37,6 +38,7 @@ use crate::pg::{Lsn, TimelineId};
 
 pub use locate::xid::{xid_candidates, XactLists};
 pub use planner::{plan, plan_with};
+pub use resolve::{TimeStop, XactList, XactRef};
 pub use target::{
     parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice, Xid, XidError,
 };
@@ -72,6 +74,10 @@ pub struct Plan {
     /// (set by the caller, from `Catalog::damaged`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<crate::catalog::DamagedObject>,
+    /// A time target's stop as written for Postgres: the exact record
+    /// (`recovery_target_lsn`) or the time (`resolve`). None for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stop: Option<TimeStop>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -98,9 +104,8 @@ pub struct StopPoint {
 impl Plan {
     /// Narrows the stop point to the exact record, from every transaction
     /// end of the stop segment (read from the repository by the caller):
-    /// for a time target, the first transaction end after the target (the
-    /// record Postgres stops before) and the last one kept; for an xid, its
-    /// own end record.
+    /// for an xid, its own end record. (A time target is resolved by
+    /// `resolve_time`, from the lists `time_lists` names.)
     pub fn refine(&mut self, xacts: &[crate::pg::wal::XactEnd]) {
         let mut ordered: Vec<&crate::pg::wal::XactEnd> = xacts.iter().collect();
         ordered.sort_by_key(|x| x.lsn);
@@ -112,38 +117,6 @@ impl Plan {
         };
         let old = self.stop.description.clone();
         let described = match &self.target {
-            RecoveryTarget::Time(t) => {
-                let after = |x: &&&crate::pg::wal::XactEnd| {
-                    if self.inclusive {
-                        x.time > *t
-                    } else {
-                        x.time >= *t
-                    }
-                };
-                let Some(pos) = ordered.iter().position(|x| after(&x)) else {
-                    return;
-                };
-                let stop = ordered[pos];
-                let kept = pos.checked_sub(1).map(|i| ordered[i]);
-                self.stop.lsn = Some(stop.lsn);
-                self.stop.time = Some(stop.time);
-                self.stop.xid = Some(stop.xid);
-                format!(
-                    "recovery stops before the {} of xid {} at {} (LSN {}) in segment {}, the first transaction end after the target{}",
-                    kind(stop.kind),
-                    stop.xid,
-                    stop.time,
-                    stop.lsn,
-                    self.stop.segment,
-                    kept.map(|k| format!(
-                        "; the last one kept is the {} of xid {} at {}",
-                        kind(k.kind),
-                        k.xid,
-                        k.time
-                    ))
-                    .unwrap_or_default()
-                )
-            }
             RecoveryTarget::Xid(x) => {
                 let Some(end) = ordered.iter().find(|e| e.xid == *x) else {
                     return;

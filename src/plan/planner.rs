@@ -38,8 +38,13 @@ pub fn plan_with(
     };
     // Every stop but --immediate's is found first, then routed to; the
     // stop of --immediate depends on the backup, so it is routed first.
+    let mut time_stop = None;
     let located = match &spec.target {
-        RecoveryTarget::Time(t) => Some(locate::time::locate(*t, &line, &backups)?),
+        RecoveryTarget::Time(t) => {
+            let (located, pending) = locate::time::locate(*t, spec.inclusive, &line, &backups)?;
+            time_stop = Some(pending);
+            Some(located)
+        }
         RecoveryTarget::Lsn(l) => Some(locate::lsn::locate(*l, spec.inclusive, &line, &backups)?),
         RecoveryTarget::Xid(x) => Some(locate::xid::locate(
             *x,
@@ -63,14 +68,9 @@ pub fn plan_with(
             (route, located)
         }
     };
-    Ok(steps::assemble(
-        spec,
-        &line,
-        timeline_reason,
-        route,
-        located,
-        cost,
-    ))
+    let mut plan = steps::assemble(spec, &line, timeline_reason, route, located, cost);
+    plan.time_stop = time_stop;
+    Ok(plan)
 }
 
 /// The timeline: an xid target's from its exact transaction lists, every

@@ -165,18 +165,29 @@ fn brute_force(
     for b in c.backups.iter().filter(|b| on_line(b) && b.stop_time < t) {
         let mut s = b.start_lsn.as_u64() / SEG;
         let mut total = cost.restore(b.stored_bytes, b.raw_bytes) + cost.startup_secs;
+        // At the end of the archive, a time at the last transaction end
+        // is reached through that end's segment (resolved to its LSN).
+        let mut at_end: Option<f64> = None;
+        let mut latest = None;
         let ok = loop {
             if s > max_seg {
+                if let (Some(cost_there), Some(m)) = (at_end, latest) {
+                    if m >= t {
+                        total = cost_there;
+                        break true;
+                    }
+                }
                 break false;
             }
             let Some(r) = file(s) else { break false };
             total += cost.replay(r.raw_bytes);
-            if r.summary
-                .as_ref()
-                .and_then(|x| x.max_xact_time())
-                .is_some_and(|m| m > t)
-            {
+            let m = r.summary.as_ref().and_then(|x| x.max_xact_time());
+            if m.is_some_and(|m| m > t) {
                 break true;
+            }
+            if m.is_some() {
+                at_end = Some(total);
+                latest = latest.max(m);
             }
             s += 1;
         };

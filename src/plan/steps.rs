@@ -111,6 +111,7 @@ pub(super) fn assemble(
         cost_model: cost.clone(),
         install: None,
         damaged: Vec::new(),
+        time_stop: None,
     }
 }
 

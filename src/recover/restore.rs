@@ -221,6 +221,7 @@ pub async fn restore(
             socket_dir: Some(socket_dir.display().to_string()),
             backup_id: plan.backup.id.clone(),
             major: config.pg_major.get(),
+            resolved: settings::resolved_lsn(plan),
         };
         instance::write_config(&opts.pgdata, &s)?;
         if !opts.start {

@@ -144,6 +144,7 @@ pub async fn plan_only(repo: &Repo, opts: &PlanOptions) -> Result<Plan, RunError
     let mut plan = plan::plan_with(&catalog, &opts.target, &cost_model(&catalog, opts), &xacts)?;
     plan.damaged = catalog.damaged.clone();
     refine(repo, &mut plan).await;
+    resolve_time(repo, &mut plan).await?;
     plan.install = Some(match select_for(&catalog, &plan, &opts.search) {
         Ok(i) => format!("{} (PostgreSQL {})", i.bin_dir, i.version),
         Err(e) => format!("none here can run it: {}", with_sources(&e)),
@@ -190,6 +191,31 @@ pub async fn xid_lists(repo: &Repo, catalog: &Catalog, spec: &TargetSpec) -> Xac
         }
     }
     lists
+}
+
+/// Resolves a time target to the exact record (`Plan::resolve_time`) from
+/// the transaction lists of the segments the plan names; a list the
+/// repository does not have (older pitr) leaves the time as given.
+pub async fn resolve_time(repo: &Repo, plan: &mut Plan) -> Result<(), PlanError> {
+    let mut lists: Vec<(String, Option<Vec<crate::pg::wal::XactEnd>>)> = Vec::new();
+    for name in plan.time_lists() {
+        let list = match WalFileName::parse(&name) {
+            Ok(WalFileName::Segment(seg)) => match repo.segment_xacts(&seg).await {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    tracing::debug!(error = %e, segment = %name, "no transaction list");
+                    None
+                }
+            },
+            _ => None,
+        };
+        lists.push((name, list));
+    }
+    let view: Vec<plan::XactList<'_>> = lists
+        .iter()
+        .map(|(n, l)| (n.as_str(), l.as_deref()))
+        .collect();
+    plan.resolve_time(&view)
 }
 
 fn select_for(
@@ -246,6 +272,8 @@ async fn plan_and_restore(
         &cost_model(&catalog, &opts.plan),
         &xacts,
     )?;
+    // The exact stop record, so that recovery stops at its LSN.
+    resolve_time(repo, &mut plan).await?;
     // Before anything is fetched: an install that can run this backup.
     let chosen = select_for(&catalog, &plan, &opts.plan.search)?;
     plan.install = Some(format!(

@@ -6,10 +6,10 @@
 
 use serde::Serialize;
 
-use crate::pg::TimelineId;
+use crate::pg::{Lsn, TimelineId};
 use crate::plan::pg_time;
-use crate::plan::RecoveryTarget;
 use crate::plan::Xid;
+use crate::plan::{Plan, RecoveryTarget, TimeStop};
 use crate::repo::store::S3Settings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -46,6 +46,36 @@ pub struct RecoverySettings {
     pub backup_id: String,
     /// Major version of the server that will run recovery.
     pub major: u32,
+    /// A time target resolved to its exact record: written as
+    /// `recovery_target_lsn` (with this `recovery_target_inclusive`)
+    /// instead of the time (`resolved_lsn`).
+    pub resolved: Option<(Lsn, bool)>,
+}
+
+/// The LSN and inclusiveness a plan resolved its time target to, if it did
+/// (`Plan::resolve_time`).
+pub fn resolved_lsn(plan: &Plan) -> Option<(Lsn, bool)> {
+    match &plan.time_stop {
+        Some(TimeStop::Lsn { lsn, inclusive, .. }) => Some((*lsn, *inclusive)),
+        _ => None,
+    }
+}
+
+/// The target lines of a time resolved to an LSN: why, then the setting.
+fn resolved_lines(s: &RecoverySettings) -> Option<Vec<String>> {
+    let (lsn, inclusive) = s.resolved?;
+    Some(vec![
+        format!(
+            "# {} resolved to its exact record: recovery stops right {} the record at {lsn}.",
+            s.target,
+            if inclusive { "after" } else { "before" }
+        ),
+        format!("recovery_target_lsn = {}", guc_quote(&lsn.to_string())),
+        format!(
+            "recovery_target_inclusive = {}",
+            if inclusive { "on" } else { "off" }
+        ),
+    ])
 }
 
 impl RecoverySettings {
@@ -177,14 +207,19 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
         "# Change these with ALTER SYSTEM (or remove them) and restart.".to_string(),
         format!("restore_command = {}", guc_quote(&s.restore_command)),
     ];
+    if let Some(resolved) = resolved_lines(s) {
+        lines.extend(resolved);
+    }
     if let Some(t) = target_line(&s.target, s.major) {
-        lines.push(t);
-        let has_inclusive = matches!(
-            s.target,
-            RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_) | RecoveryTarget::Xid(_)
-        );
-        if !s.inclusive && has_inclusive {
-            lines.push("recovery_target_inclusive = off".to_string());
+        if s.resolved.is_none() {
+            lines.push(t);
+            let has_inclusive = matches!(
+                s.target,
+                RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_) | RecoveryTarget::Xid(_)
+            );
+            if !s.inclusive && has_inclusive {
+                lines.push("recovery_target_inclusive = off".to_string());
+            }
         }
         if s.fast_promote() {
             lines.extend([
@@ -255,6 +290,7 @@ mod tests {
             socket_dir: Some("/tmp".into()),
             backup_id: "20261125T140000Z".into(),
             major: 15,
+            resolved: None,
         };
         let want = "\
 # pitr restore: backup 20261125T140000Z to time 2026-11-25 14:02:17.250000+00.
@@ -290,6 +326,7 @@ unix_socket_directories = '/tmp'
                 socket_dir: None,
                 backup_id: "b".into(),
                 major,
+                resolved: None,
             })
         };
         let want = |value: &str, sync: &str| {
@@ -383,6 +420,7 @@ recovery_init_sync_method = 'syncfs'
             socket_dir: None,
             backup_id: "b".into(),
             major: 13,
+            resolved: None,
         };
         let lsn = base(RecoveryTarget::Lsn("0/3000060".parse().unwrap()), false);
         let text = auto_conf_block(&lsn);
@@ -404,6 +442,35 @@ recovery_init_sync_method = 'syncfs'
         assert!(!text.contains("recovery_target_action"), "{text}");
         assert!(!text.contains("recovery_target ="), "{text}");
         assert!(text.contains("recovery_target_timeline = '1'"), "{text}");
+    }
+
+    #[test]
+    fn a_resolved_time_is_written_as_its_lsn() {
+        let s = |inclusive| RecoverySettings {
+            restore_command: "pitr wal-fetch --repo /r %f %p".into(),
+            target: RecoveryTarget::Time(
+                chrono::DateTime::parse_from_rfc3339("2026-11-25T14:02:17.25Z")
+                    .unwrap()
+                    .with_timezone(&chrono::Utc),
+            ),
+            inclusive: true,
+            timeline: TimelineId::new(1).unwrap(),
+            action: Action::Shutdown,
+            port: 5433,
+            socket_dir: None,
+            backup_id: "b".into(),
+            major: 15,
+            resolved: Some(("0/3000060".parse().unwrap(), inclusive)),
+        };
+        let text = auto_conf_block(&s(false));
+        let want = "\n# time 2026-11-25 14:02:17.250000+00 resolved to its exact record: recovery stops right before the record at 0/3000060.\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'shutdown'\n";
+        assert!(text.contains(want), "{text}");
+        assert!(!text.contains("recovery_target_time ="), "{text}");
+        let text = auto_conf_block(&s(true));
+        assert!(
+            text.contains("\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = on\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 
 use crate::pg::wal::XactEnd;
 use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalFileName, WalSegmentSize};
-use crate::plan::{Plan, RecoveryTarget, Step};
+use crate::plan::{Plan, RecoveryTarget, Step, TimeStop};
 
 use super::RecoverError;
 
@@ -114,6 +114,12 @@ pub fn expected(plan: &Plan, xacts: Option<&[XactEnd]>, size: WalSegmentSize) ->
                 }
             }
         }
+        RecoveryTarget::Time(_) if resolved_time(plan).is_some() => {
+            if let Some((after, until)) = resolved_time(plan) {
+                e.after = Some(after);
+                e.until = Some(until);
+            }
+        }
         RecoveryTarget::Time(t) => {
             // Postgres stops before the first transaction end (in WAL
             // order) after the target; the plan's stop LSN is the latest
@@ -139,6 +145,29 @@ pub fn expected(plan: &Plan, xacts: Option<&[XactEnd]>, size: WalSegmentSize) ->
         }
     }
     e
+}
+
+/// The bounds of a time target resolved to its exact record (the plan's
+/// `TimeStop::Lsn`): stopped right after the last transaction end kept, replay
+/// ends at that record's end; stopped right before the first one not kept,
+/// at the end of the record before it (at most a page header earlier).
+fn resolved_time(plan: &Plan) -> Option<((Lsn, bool), Lsn)> {
+    match &plan.time_stop {
+        Some(TimeStop::Lsn {
+            inclusive: true,
+            kept: Some(k),
+            ..
+        }) => Some(((k.lsn, true), k.end_lsn)),
+        Some(TimeStop::Lsn {
+            lsn,
+            inclusive: false,
+            ..
+        }) => Some((
+            (Lsn::new(lsn.as_u64().saturating_sub(HEADER_GAP)), false),
+            *lsn,
+        )),
+        _ => None,
+    }
 }
 
 fn segno_of(name: &str, size: WalSegmentSize) -> Option<SegNo> {
@@ -245,7 +274,7 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn plan(
+    pub(super) fn plan(
         target: RecoveryTarget,
         inclusive: bool,
         stop_segment: &str,
@@ -288,6 +317,7 @@ mod tests {
             cost_model: Default::default(),
             install: None,
             damaged: Vec::new(),
+            time_stop: None,
         }
     }
 
@@ -482,5 +512,70 @@ mod tests {
         );
         assert!(run(&p, None, ReplayEnd::Exact(lsn(2 * MB + 400))).is_ok());
         assert!(run(&p, None, ReplayEnd::Exact(lsn(2 * MB + 200))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod resolved_time_tests {
+    use super::*;
+    use crate::pg::wal::XactKind;
+    use crate::plan::XactRef;
+
+    const MB: u64 = 1 << 20;
+
+    fn xref(lsn: u64, xid: u32) -> XactRef {
+        XactRef {
+            kind: XactKind::Commit,
+            xid,
+            time: chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:01Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+            lsn: Lsn::new(lsn),
+            end_lsn: Lsn::new(lsn + 0x40),
+            segment: "000000010000000000000003".into(),
+        }
+    }
+
+    /// A time plan (stop segment 3) whose time stop is `stop`.
+    fn with_stop(stop: TimeStop) -> Plan {
+        let mut p = super::tests::plan(
+            RecoveryTarget::Time(xref(0, 0).time),
+            true,
+            "000000010000000000000003",
+            None,
+        );
+        p.time_stop = Some(stop);
+        p
+    }
+
+    #[test]
+    fn a_resolved_time_is_checked_at_its_record() {
+        let size = WalSegmentSize::new(MB).unwrap();
+        let k = 3 * MB + 0x1000;
+        // Right after the last kept record: replay ends at its end exactly.
+        let after = with_stop(TimeStop::Lsn {
+            lsn: Lsn::new(k),
+            inclusive: true,
+            kept: Some(xref(k, 7)),
+            stops_before: None,
+        });
+        let e = expected(&after, None, size);
+        assert_eq!(e.after, Some((Lsn::new(k), true)));
+        assert_eq!(e.until, Some(Lsn::new(k + 0x40)));
+        assert!(check(&after, &e, ReplayEnd::Exact(Lsn::new(k + 0x40)), size).is_ok());
+        // One record short, or one record past: refused.
+        assert!(check(&after, &e, ReplayEnd::Exact(Lsn::new(k)), size).is_err());
+        assert!(check(&after, &e, ReplayEnd::Exact(Lsn::new(k + 0x80)), size).is_err());
+        // Right before the first record not kept.
+        let before = with_stop(TimeStop::Lsn {
+            lsn: Lsn::new(k),
+            inclusive: false,
+            kept: None,
+            stops_before: Some(xref(k, 8)),
+        });
+        let e = expected(&before, None, size);
+        assert!(check(&before, &e, ReplayEnd::Exact(Lsn::new(k)), size).is_ok());
+        assert!(check(&before, &e, ReplayEnd::Exact(Lsn::new(k + 0x40)), size).is_err());
+        assert!(check(&before, &e, ReplayEnd::Exact(Lsn::new(k - 0x100)), size).is_err());
     }
 }

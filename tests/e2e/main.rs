@@ -2,6 +2,7 @@
 //! archiving, backups, planning and restores through the pitr binary,
 //! checked row by row. One test binary; helpers in `harness`.
 
+mod exact;
 mod faults;
 mod harness;
 mod recovery_faults;
@@ -99,7 +100,10 @@ fn rollback_scenario(c: Cluster) {
     // Settings live in postgresql.auto.conf, archiving to the source is off.
     let auto = std::fs::read_to_string(new1.join("postgresql.auto.conf")).unwrap();
     assert!(auto.contains("archive_mode = 'off'"), "{auto}");
-    assert!(auto.contains("recovery_target_time = "), "{auto}");
+    // The time is resolved to the exact record: it stops at that LSN.
+    assert!(auto.contains("recovery_target_lsn = "), "{auto}");
+    assert!(auto.contains("recovery_target_inclusive = off"), "{auto}");
+    assert!(!auto.contains("recovery_target_time = "), "{auto}");
     assert_eq!(r1.psql("show archive_mode").trim(), "off");
     // restore_command carries the repository and its S3 settings.
     if c.pitr.is_s3() {

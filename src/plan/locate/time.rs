@@ -1,20 +1,29 @@
 //! A time target: recovery stops before the first transaction that ended
-//! after the time, which lies in the first segment (from a backup that
-//! finished before the time) whose latest transaction end is after it.
+//! after the time (`--exclusive`: at or after it), which lies in the first
+//! segment (from a backup that finished before the time) whose latest
+//! transaction end is after it. With no such segment, a time at the last
+//! archived transaction end is still reached (resolved to that record's
+//! LSN: `resolve`); a later one is refused, since WAL not yet archived may
+//! hold transactions before it.
+//!
+//! Besides the stop segment, the locator names the segments whose
+//! transaction lists pin the exact record (`TimeStop::Pending`).
 
 use chrono::{DateTime, Utc};
 
 use super::{Located, StartBy};
 use crate::catalog::WalSegmentRecord;
 use crate::pg::SegNo;
+use crate::plan::resolve::TimeStop;
 use crate::plan::timeline::{LineBackups, Timeline, Walk};
 use crate::plan::{PlanError, StopPoint};
 
 pub(in crate::plan) fn locate(
     t: DateTime<Utc>,
+    inclusive: bool,
     line: &Timeline<'_>,
     backups: &LineBackups<'_>,
-) -> Result<Located, PlanError> {
+) -> Result<(Located, TimeStop), PlanError> {
     let size = line.size;
     if backups.all.iter().all(|(_, b)| b.stop_time >= t) {
         let e = backups
@@ -40,31 +49,46 @@ pub(in crate::plan) fn locate(
         .copied()
         .min()
         .unwrap_or(backups.first_start());
+    // Postgres' test (recoveryStopsBefore): after the time, or at or
+    // after it when not inclusive.
+    let past = |m: DateTime<Utc>| if inclusive { m > t } else { m >= t };
     let after = |_: SegNo, r: &WalSegmentRecord| {
         r.summary
             .as_ref()
             .and_then(|x| x.max_xact_time())
-            .is_some_and(|m| m > t)
+            .is_some_and(past)
     };
     match line.walk_any(&starts, after) {
         Walk::Found(s, rec) => {
             let later = rec.summary.as_ref().and_then(|x| x.max_xact.clone());
-            Ok(Located {
-                segno: s,
-                stop: StopPoint {
-                    segment: rec.name.clone(),
-                    description: format!(
-                        "segment {} holds the end of transaction {} at {}, after the target: recovery stops there at the latest",
-                        rec.name,
-                        later.as_ref().map(|x| x.xid).unwrap_or_default(),
-                        later.as_ref().map(|x| x.time.to_string()).unwrap_or_default()
-                    ),
-                    lsn: later.as_ref().map(|x| x.lsn),
-                    time: later.as_ref().map(|x| x.time),
-                    xid: later.as_ref().map(|x| x.xid),
+            let kept_segment = s
+                .get()
+                .checked_sub(1)
+                .and_then(|p| last_with_xacts(line, first, SegNo::new(p)))
+                .map(|(_, r)| r.name.clone());
+            Ok((
+                Located {
+                    segno: s,
+                    stop: StopPoint {
+                        segment: rec.name.clone(),
+                        description: format!(
+                            "segment {} holds the end of transaction {} at {}, after the target: recovery stops there at the latest",
+                            rec.name,
+                            later.as_ref().map(|x| x.xid).unwrap_or_default(),
+                            later.as_ref().map(|x| x.time.to_string()).unwrap_or_default()
+                        ),
+                        lsn: later.as_ref().map(|x| x.lsn),
+                        time: later.as_ref().map(|x| x.time),
+                        xid: later.as_ref().map(|x| x.xid),
+                    },
+                    start_by: StartBy::FinishedBefore(t),
                 },
-                start_by: StartBy::FinishedBefore(t),
-            })
+                TimeStop::Pending {
+                    stop_segment: rec.name.clone(),
+                    kept_segment,
+                    unless_resolved: None,
+                },
+            ))
         }
         Walk::Gap(g) => Err(PlanError::MissingSegment {
             segment: line.expected_name(g),
@@ -77,13 +101,65 @@ pub(in crate::plan) fn locate(
         }),
         Walk::End(last) => {
             let latest = last.and_then(|l| line.latest_time(first, l));
-            Err(PlanError::AfterLatest {
+            let refusal = PlanError::AfterLatest {
                 target: t,
                 latest: latest.as_ref().map(|(l, _)| *l),
-                latest_segment: latest.map(|(_, n)| n),
-            })
+                latest_segment: latest.as_ref().map(|(_, n)| n.clone()),
+            };
+            // The archive reaches the time only if it shows a transaction
+            // end at it (inclusive: none is after it, or the walk would
+            // have stopped); the last one archived is then kept.
+            let at_target = latest.as_ref().is_some_and(|(l, _)| *l >= t);
+            let end = last.and_then(|l| last_with_xacts(line, first, l));
+            match end {
+                Some((s, rec)) if at_target => {
+                    let x = rec.summary.as_ref().and_then(|x| x.max_xact.clone());
+                    Ok((
+                        Located {
+                            segno: s,
+                            stop: StopPoint {
+                                segment: rec.name.clone(),
+                                description: format!(
+                                    "segment {} holds the last archived transaction end, at or before the target (the latest, of transaction {} at {}, is at it): recovery stops right after the last one",
+                                    rec.name,
+                                    x.as_ref().map(|x| x.xid).unwrap_or_default(),
+                                    x.as_ref().map(|x| x.time.to_string()).unwrap_or_default()
+                                ),
+                                lsn: x.as_ref().map(|x| x.lsn),
+                                time: x.as_ref().map(|x| x.time),
+                                xid: x.as_ref().map(|x| x.xid),
+                            },
+                            start_by: StartBy::FinishedBefore(t),
+                        },
+                        TimeStop::Pending {
+                            stop_segment: rec.name.clone(),
+                            kept_segment: None,
+                            unless_resolved: Some(refusal),
+                        },
+                    ))
+                }
+                _ => Err(refusal),
+            }
         }
     }
+}
+
+/// The last segment at or before `from`, and not before `first`, that
+/// ends a transaction (a missing segment ends the search).
+fn last_with_xacts<'a>(
+    line: &Timeline<'a>,
+    first: SegNo,
+    from: SegNo,
+) -> Option<(SegNo, &'a WalSegmentRecord)> {
+    let mut s = from;
+    while s >= first {
+        let rec = line.segment(s)?;
+        if rec.summary.as_ref().is_some_and(|x| x.max_xact.is_some()) {
+            return Some((s, rec));
+        }
+        s = SegNo::new(s.get().checked_sub(1)?);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -102,7 +178,9 @@ mod tests {
     }
 
     fn at_time(c: &crate::catalog::Catalog, secs: i64) -> Result<Located, PlanError> {
-        on_line(c, 1, |line, backups| locate(at(secs), line, backups))
+        on_line(c, 1, |line, backups| {
+            locate(at(secs), true, line, backups).map(|(l, _)| l)
+        })
     }
 
     #[test]
@@ -149,13 +227,25 @@ mod tests {
     fn after_the_last_archived_transaction() {
         let c = kit().build();
         assert_eq!(
-            at_time(&c, 60).unwrap_err(),
+            at_time(&c, 61).unwrap_err(),
             PlanError::AfterLatest {
-                target: at(60),
+                target: at(61),
                 latest: Some(at(60)),
                 latest_segment: Some(seg_name(1, 6)),
             }
         );
+        // At it: its segment, to be resolved to the record.
+        let l = at_time(&c, 60).unwrap();
+        assert_eq!(l.segno, SegNo::new(6));
+        // The last segment that ends a transaction, not the last one.
+        let c = kit()
+            .edit(1, 6, |r| {
+                if let Some(s) = r.summary.as_mut() {
+                    s.max_xact = None;
+                }
+            })
+            .build();
+        assert_eq!(at_time(&c, 50).unwrap().segno, SegNo::new(5));
     }
 
     #[test]
