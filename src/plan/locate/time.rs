@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Located, StartBy};
-use crate::catalog::WalSegmentRecord;
+use crate::catalog::WalEntry;
 use crate::pg::SegNo;
 use crate::plan::timeline::{LineBackups, Timeline, Walk};
 use crate::plan::{PlanError, StopPoint};
@@ -40,7 +40,7 @@ pub(in crate::plan) fn locate(
         .copied()
         .min()
         .unwrap_or(backups.first_start());
-    let after = |_: SegNo, r: &WalSegmentRecord| {
+    let after = |_: SegNo, r: &WalEntry| {
         r.summary
             .as_ref()
             .and_then(|x| x.max_xact_time())

@@ -3,7 +3,7 @@
 //! exact record is named later, by `Plan::refine`).
 
 use super::{gap, Located, StartBy};
-use crate::catalog::WalSegmentRecord;
+use crate::catalog::WalEntry;
 use crate::pg::SegNo;
 use crate::plan::timeline::{LineBackups, Timeline, Walk};
 use crate::plan::{PlanError, RecoveryTarget, StopPoint};
@@ -14,8 +14,7 @@ pub(in crate::plan) fn locate(
     line: &Timeline<'_>,
     backups: &LineBackups<'_>,
 ) -> Result<Located, PlanError> {
-    let holds =
-        |_: SegNo, r: &WalSegmentRecord| r.summary.as_ref().is_some_and(|s| s.may_hold_xid(x));
+    let holds = |_: SegNo, r: &WalEntry| r.summary.as_ref().is_some_and(|s| s.may_hold_xid(x));
     match line.walk_any(&backups.starts(), holds) {
         Walk::Found(s, rec) => Ok(Located {
             segno: s,
