@@ -162,22 +162,20 @@ impl<'a> Timeline<'a> {
     /// Every segment in `from..=to` that recovery would not find, at most
     /// `limit`, ascending.
     pub fn missing(&self, from: SegNo, to: SegNo, limit: usize) -> Vec<SegNo> {
+        // A binary search over runs per missing segment, not a look at
+        // every archived one.
         let mut out = Vec::new();
-        let mut s = from.get();
-        let to = to.get();
-        for r in self.archived(from, SegNo::new(to)) {
-            while s < r.segno.get() && out.len() < limit {
-                out.push(SegNo::new(s));
-                s += 1;
-            }
-            if out.len() >= limit {
-                return out;
-            }
-            s = r.segno.get() + 1;
-        }
+        let mut s = from;
         while s <= to && out.len() < limit {
-            out.push(SegNo::new(s));
-            s += 1;
+            let sp = self.span_of(s);
+            let hi = sp.hi.map_or(to, |h| SegNo::new(h - 1).min(to));
+            match self.catalog.wal.first_missing(sp.tli, s, hi) {
+                Some(g) => {
+                    out.push(g);
+                    s = g.next();
+                }
+                None => s = hi.next(),
+            }
         }
         out
     }
