@@ -4,7 +4,11 @@
 //! 1. Planning over a synthetic catalog: 1,000,000 WAL segments, 10,000
 //!    backups, 50 timelines (each branching off the previous), a time
 //!    target near the end of the newest timeline. Reports build time,
-//!    planning time (median of 5) and the process's peak RSS.
+//!    planning time (median of 5), the two computations of `pitr info`
+//!    (`catalog::summary::wal_by_timeline`, `plan::restorable_windows`,
+//!    median of 5 each), the memory the catalog holds (resident set
+//!    before and after building it, per segment) and the process's peak
+//!    RSS.
 //! 2. Scanner throughput on real segments: every file in
 //!    $PITR_BENCH_WAL_DIR (16 MiB segments from pgbench), MB/s.
 
@@ -12,7 +16,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use pitr::catalog::{BackupRecord, Catalog, RepoConfig, WalSegmentRecord, WalSummary};
+use pitr::catalog::{
+    BackupRecord, Catalog, RepoConfig, WalIndexBuilder, WalSegmentRecord, WalSummary,
+};
 use pitr::pg::control::{ControlFile, PgMajor};
 use pitr::pg::history::TimelineHistory;
 use pitr::pg::wal::{scan_segment, XactEnd, XactKind};
@@ -25,10 +31,18 @@ const BACKUPS: u64 = 10_000;
 const TIMELINES: u64 = 50;
 
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
                 l.split_whitespace()
                     .nth(1)
                     .and_then(|v| v.parse::<f64>().ok())
@@ -56,7 +70,10 @@ fn synthetic() -> Catalog {
     // Timeline t (1-based) covers segments [(t-1)*per, t*per + overlap);
     // timeline t+1 branches off t inside segment t*per.
     let per = SEGMENTS / TIMELINES;
-    let mut wal = BTreeMap::new();
+    // Records go into the index one at a time, as `Repo::load_catalog`
+    // adds them chunk by chunk: the records themselves are never all held.
+    let mut wal = WalIndexBuilder::new(size);
+    wal.reserve(SEGMENTS as usize + TIMELINES as usize);
     let mut histories = BTreeMap::new();
     let mut text = String::new();
     for t in 1..=TIMELINES {
@@ -110,7 +127,7 @@ fn synthetic() -> Catalog {
                 scan_error: None,
                 data_tag: None,
             };
-            wal.insert((tli, segno), rec);
+            wal.push(rec);
         }
     }
     let mut backups = Vec::new();
@@ -144,7 +161,7 @@ fn synthetic() -> Catalog {
     Catalog {
         config,
         backups,
-        wal,
+        wal: wal.build(),
         histories,
         timings: Vec::new(),
         damaged: Vec::new(),
@@ -158,10 +175,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     // cargo bench passes --bench; nothing else to parse.
+    let rss_before = rss_mb();
     let t0 = Instant::now();
     let catalog = synthetic();
     let build = t0.elapsed().as_secs_f64();
     let rss_catalog = peak_rss_mb();
+    let held = rss_mb() - rss_before;
     let target = TargetSpec::new(RecoveryTarget::Time(
         base() + Duration::seconds(SEGMENTS as i64 - 5_000) + Duration::milliseconds(500),
     ));
@@ -173,6 +192,19 @@ fn main() {
         times.push(t.elapsed().as_secs_f64());
         chosen = format!("{} on timeline {}", p.backup.id, p.timeline);
     }
+    let mut wal_times = Vec::new();
+    let mut window_times = Vec::new();
+    let mut info = String::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let wal = pitr::catalog::summary::wal_by_timeline(&catalog);
+        wal_times.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let windows = pitr::plan::restorable_windows(&catalog);
+        window_times.push(t.elapsed().as_secs_f64());
+        info = format!("{} timelines of WAL, {} windows", wal.len(), windows.len());
+    }
+    let (wal_ms, window_ms) = (median(wal_times) * 1e3, median(window_times) * 1e3);
     println!("| planner ({SEGMENTS} segments, {BACKUPS} backups, {TIMELINES} timelines) | value |");
     println!("|---|---:|");
     println!("| build synthetic catalog | {build:.2} s |");
@@ -180,9 +212,23 @@ fn main() {
         "| plan to a time (median of 5) | {:.1} ms |",
         median(times) * 1e3
     );
+    println!(
+        "| info: wal_by_timeline + restorable_windows (medians of 5) | {:.1} ms ({wal_ms:.1} + {window_ms:.1}) |",
+        wal_ms + window_ms
+    );
+    println!(
+        "| catalog held (RSS after building it - before) | {held:.0} MB ({:.0} bytes per segment) |",
+        held * 1024.0 * 1024.0 / SEGMENTS as f64
+    );
+    println!(
+        "| WAL index arrays (WalIndex::heap_bytes) | {:.0} MB ({:.0} bytes per segment) |",
+        catalog.wal.heap_bytes() as f64 / 1024.0 / 1024.0,
+        catalog.wal.heap_bytes() as f64 / catalog.wal.len().max(1) as f64
+    );
     println!("| peak RSS after building the catalog | {rss_catalog:.0} MB |");
     println!("| peak RSS after planning | {:.0} MB |", peak_rss_mb());
     println!("| chosen | {chosen} |");
+    println!("| info | {info} |");
 
     if let Ok(dir) = std::env::var("PITR_BENCH_WAL_DIR") {
         let mut files: Vec<_> = std::fs::read_dir(&dir)

@@ -11,7 +11,23 @@ pub enum ContentHash {
     Sha256(String),
 }
 
+/// Which algorithm a record's content hash uses (what the planner keeps
+/// of a WAL segment's hash: plans count the segments checked by SHA-256).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashKind {
+    Blake3,
+    Sha256,
+}
+
 impl ContentHash {
+    /// Its algorithm.
+    pub fn kind(&self) -> HashKind {
+        match self {
+            ContentHash::Blake3(_) => HashKind::Blake3,
+            ContentHash::Sha256(_) => HashKind::Sha256,
+        }
+    }
+
     /// The hash pitr records for new content.
     pub fn of(bytes: &[u8]) -> ContentHash {
         ContentHash::Blake3(blake3::hash(bytes).to_hex().to_string())

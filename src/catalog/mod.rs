@@ -6,10 +6,12 @@ pub mod envelope;
 pub mod hash;
 pub mod model;
 pub mod summary;
+pub mod wal_index;
 
 pub use envelope::{Envelope, EnvelopeError};
-pub use hash::ContentHash;
+pub use hash::{ContentHash, HashKind};
 pub use model::{
     BackupClaim, BackupFile, BackupManifest, BackupRecord, Catalog, DamagedObject, FileChunk,
     RepoConfig, RestoreTiming, WalIndexChunk, WalSegmentRecord, WalSummary,
 };
+pub use wal_index::{SegRef, TimelineTotals, WalEntry, WalIndex, WalIndexBuilder};

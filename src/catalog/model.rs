@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::wal_index::WalIndex;
 use crate::pg::control::{Fingerprint, PgMajor, SystemId};
 use crate::pg::history::TimelineHistory;
 use crate::pg::wal::{RestorePoint, SegmentScan, XactEnd};
@@ -269,7 +270,9 @@ pub struct RestoreTiming {
 pub struct Catalog {
     pub config: RepoConfig,
     pub backups: Vec<BackupRecord>,
-    pub wal: BTreeMap<(TimelineId, SegNo), WalSegmentRecord>,
+    /// The WAL index, compact (`wal_index`): what planning reads of every
+    /// archived segment.
+    pub wal: WalIndex,
     pub histories: BTreeMap<TimelineId, TimelineHistory>,
     /// The most recent restores' measurements (at most 20).
     pub timings: Vec<RestoreTiming>,
@@ -298,7 +301,7 @@ impl Catalog {
 
     /// Newest timeline with any archived WAL or history file.
     pub fn latest_timeline(&self) -> TimelineId {
-        let wal = self.wal.keys().map(|(t, _)| *t).max();
+        let wal = self.wal.timelines().max();
         let hist = self.histories.keys().copied().max();
         wal.max(hist).unwrap_or(TimelineId::FIRST)
     }

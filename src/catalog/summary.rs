@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::pg::{SegmentName, TimelineId, WalFileName};
+use crate::pg::{SegNo, SegmentName, TimelineId};
 
 use super::Catalog;
 
@@ -23,42 +23,71 @@ pub struct TimelineWal {
 }
 
 /// Archived WAL per timeline, in timeline order; at most `MISSING_NAMED`
-/// missing segments named each.
+/// missing segments named each. Works on the index's runs: what is
+/// missing lies between two runs (or after a record whose name says
+/// another segment than its place: the next one is counted from what
+/// the name says, as when this read every record).
 pub fn wal_by_timeline(catalog: &Catalog) -> Vec<TimelineWal> {
+    let wal = &catalog.wal;
+    let size = wal.segment_size();
     let mut out: Vec<TimelineWal> = Vec::new();
-    let size = catalog.config.wal_segment_size;
-    for ((tli, segno), rec) in &catalog.wal {
-        match out.last_mut() {
-            Some(t) if t.timeline == *tli => {
-                let last = t.last_segment.clone();
-                let prev = WalFileName::parse(&last).ok().and_then(|n| match n {
-                    WalFileName::Segment(s) => s.segno(size).ok(),
-                    _ => None,
-                });
-                if let Some(prev) = prev {
-                    let mut s = prev.next();
-                    while s < *segno && t.missing.len() < MISSING_NAMED {
-                        t.missing.push(SegmentName::new(*tli, s, size).to_string());
-                        s = s.next();
-                    }
-                }
-                t.last_segment = rec.name.clone();
-                t.segments += 1;
-                t.bytes += rec.raw_bytes;
-                t.stored_bytes += rec.stored_bytes;
+    for totals in wal.timeline_totals() {
+        let tli = totals.timeline;
+        let (Some(first), Some(last)) = (wal.at(tli, totals.first), wal.at(tli, totals.last))
+        else {
+            continue;
+        };
+        let mut missing = Vec::new();
+        // Records after which the next is not simply the next number: the
+        // last of each run but the last, and those with an odd name.
+        let mut prev: Option<crate::catalog::SegRef<'_>> = None;
+        for (lo, hi) in wal.runs(tli) {
+            if missing.len() >= MISSING_NAMED {
+                break;
             }
-            _ => out.push(TimelineWal {
-                timeline: *tli,
-                first_segment: rec.name.clone(),
-                last_segment: rec.name.clone(),
-                segments: 1,
-                bytes: rec.raw_bytes,
-                stored_bytes: rec.stored_bytes,
-                missing: Vec::new(),
-            }),
+            if let Some(p) = prev {
+                push_missing(&mut missing, wal.named_segno(&p), lo, tli, size);
+            }
+            for odd in wal.odd_named(tli, lo, hi) {
+                if odd.segno < hi {
+                    push_missing(
+                        &mut missing,
+                        wal.named_segno(&odd),
+                        odd.segno.next(),
+                        tli,
+                        size,
+                    );
+                }
+            }
+            prev = wal.at(tli, hi);
         }
+        out.push(TimelineWal {
+            timeline: tli,
+            first_segment: first.name(),
+            last_segment: last.name(),
+            segments: totals.segments,
+            bytes: totals.raw_bytes,
+            stored_bytes: totals.stored_bytes,
+            missing,
+        });
     }
     out
+}
+
+/// Names the segments after `prev` and before `next`, up to the limit.
+fn push_missing(
+    missing: &mut Vec<String>,
+    prev: Option<SegNo>,
+    next: SegNo,
+    tli: TimelineId,
+    size: crate::pg::WalSegmentSize,
+) {
+    let Some(prev) = prev else { return };
+    let mut s = prev.next();
+    while s < next && missing.len() < MISSING_NAMED {
+        missing.push(SegmentName::new(tli, s, size).to_string());
+        s = s.next();
+    }
 }
 
 #[cfg(test)]
@@ -66,9 +95,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::catalog::{RepoConfig, WalSegmentRecord};
+    use crate::catalog::{RepoConfig, WalIndex, WalSegmentRecord};
     use crate::pg::control::{ControlFile, PgMajor};
-    use crate::pg::SegNo;
 
     fn catalog() -> Catalog {
         let bytes = std::fs::read(concat!(
@@ -87,7 +115,7 @@ mod tests {
                 created_by: String::new(),
             },
             backups: Vec::new(),
-            wal: BTreeMap::new(),
+            wal: WalIndex::new(c.wal_segment_size),
             histories: BTreeMap::new(),
             timings: Vec::new(),
             damaged: Vec::new(),
@@ -101,26 +129,25 @@ mod tests {
         let name = |tli: u32, seg: u64| {
             SegmentName::new(TimelineId::new(tli).unwrap(), SegNo::new(seg), size).to_string()
         };
+        let mut records = Vec::new();
         for (tli, seg) in [(1, 1), (1, 2), (1, 5), (2, 5)] {
             let timeline = TimelineId::new(tli).unwrap();
             let segno = SegNo::new(seg);
-            catalog.wal.insert(
-                (timeline, segno),
-                WalSegmentRecord {
-                    name: name(tli, seg),
-                    timeline,
-                    segno,
-                    raw_bytes: 16,
-                    stored_bytes: 1,
-                    sha256: String::new(),
-                    blake3: String::new(),
-                    pushed_at: chrono::Utc::now(),
-                    summary: None,
-                    scan_error: None,
-                    data_tag: None,
-                },
-            );
+            records.push(WalSegmentRecord {
+                name: name(tli, seg),
+                timeline,
+                segno,
+                raw_bytes: 16,
+                stored_bytes: 1,
+                sha256: String::new(),
+                blake3: String::new(),
+                pushed_at: chrono::Utc::now(),
+                summary: None,
+                scan_error: None,
+                data_tag: None,
+            });
         }
+        catalog.wal = WalIndex::from_records(size, records);
         let wal = wal_by_timeline(&catalog);
         assert_eq!(wal.len(), 2);
         assert_eq!(wal[0].segments, 3);

@@ -127,9 +127,9 @@ fn build(w: &World) -> Catalog {
         });
     }
     Catalog {
+        wal: crate::catalog::WalIndex::from_records(config.wal_segment_size, wal.into_values()),
         config,
         backups,
-        wal,
         histories,
         timings: Vec::new(),
         damaged: Vec::new(),

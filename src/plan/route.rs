@@ -1,37 +1,49 @@
 //! The route: which backup to restore and which WAL to replay to reach a
-//! located stop, the cheapest by estimated seconds (`cost`). Nodes are
-//! restorable states: a virtual source, "backup B restored", "WAL
-//! replayed through segment s" on the timeline's history, and the target.
-//! A segment edge exists only when the segment is archived, so a route
-//! never crosses a gap; Dijkstra (petgraph's A* with a zero heuristic,
-//! which also returns the path) picks the backup. New kinds of states
-//! (snapshots, incremental chains) are new node and edge kinds here.
+//! located stop, the cheapest by estimated seconds (`cost`). The states
+//! are a virtual source, "backup B restored", "WAL replayed through
+//! segment s" on the timeline's history, and the target; a segment is
+//! entered only when it is archived, so a route never crosses a gap.
+//! Those states form a chain (segment s follows s - 1, and each backup
+//! enters it at its start segment), so the shortest path is one pass
+//! along the chain: the cost of reaching segment s is the cheaper of
+//! coming from s - 1 and restoring a backup that starts there, summed in
+//! the same order Dijkstra over that graph would sum it. On equal cost
+//! the state reached from the cheaper predecessor wins (the one Dijkstra
+//! settles first); on equal predecessors, the route already on the chain,
+//! then the backup first in catalog order. New kinds of states (snapshots,
+//! incremental chains) would make this a graph again.
 //! `--immediate` needs no graph: each backup replays only its own WAL.
-
-use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::cost::CostModel;
 use super::evidence;
 use super::locate::Located;
-use super::timeline::{LineBackups, Timeline, Walk};
+use super::timeline::{LineBackups, Timeline};
 use super::{PlanError, RecoveryTarget};
 use crate::catalog::BackupRecord;
 use crate::pg::SegNo;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Node {
-    Source,
-    /// A backup, by its index in the catalog.
-    Backup(usize),
-    Replayed(SegNo),
-    Target,
-}
 
 /// The chosen backup, and the others that could also reach the target.
 #[derive(Debug)]
 pub(super) struct Route<'a> {
     pub chosen: &'a BackupRecord,
     pub alternatives: Vec<String>,
+}
+
+/// The cheapest way found so far to have replayed through one segment.
+#[derive(Clone, Copy)]
+struct Reached {
+    /// Estimated seconds from the source.
+    cost: f64,
+    /// The cost of the state it came from (Dijkstra settles the cheaper
+    /// predecessor first, and keeps the first of equal offers).
+    from: f64,
+    /// Position in the candidate list of the backup restored.
+    backup: usize,
+}
+
+/// Whether `offer` replaces `held`.
+fn better(offer: &Reached, held: &Reached) -> bool {
+    offer.cost < held.cost || (offer.cost == held.cost && offer.from < held.from)
 }
 
 /// The cheapest route to `located` from the backups on the line.
@@ -67,48 +79,50 @@ pub(super) fn cheapest<'a>(
         .min()
         .unwrap_or(backups.first_start());
 
-    let mut g: DiGraph<Node, f64> = DiGraph::new();
-    let source = g.add_node(Node::Source);
-    let goal = g.add_node(Node::Target);
-    let mut seg_nodes: Vec<(SegNo, NodeIndex)> = Vec::new();
-    let mut s = first;
-    while s <= stop_seg {
-        if line.segment(s).is_some() {
-            seg_nodes.push((s, g.add_node(Node::Replayed(s))));
+    // Where each candidate enters the chain, by segment (then catalog order).
+    let mut entries: Vec<(SegNo, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(k, (_, b))| (b.start_lsn.segno(size), k))
+        .filter(|(s, _)| *s <= stop_seg)
+        .collect();
+    entries.sort();
+    let mut next_entry = 0;
+    let mut at_stop: Option<Reached> = None;
+    let mut prev: Option<(SegNo, Reached)> = None;
+    for r in line.archived(first, stop_seg) {
+        let s = r.segno;
+        while entries.get(next_entry).is_some_and(|(e, _)| *e < s) {
+            next_entry += 1;
         }
-        s = s.next();
-    }
-    // seg_nodes is sorted by segment number.
-    let seg_node = |s: SegNo| {
-        seg_nodes
-            .binary_search_by_key(&s, |(n, _)| *n)
-            .ok()
-            .map(|i| seg_nodes[i].1)
-    };
-    let seg_cost = |s: SegNo| {
-        line.segment(s)
-            .map(|r| cost.replay(r.raw_bytes))
-            .unwrap_or(0.0)
-    };
-    for w in seg_nodes.windows(2) {
-        if w[1].0 == w[0].0.next() {
-            g.add_edge(w[0].1, w[1].1, seg_cost(w[1].0));
-        }
-    }
-    if let Some(last) = seg_node(stop_seg) {
-        g.add_edge(last, goal, cost.startup_secs);
-    }
-    for (i, b) in &candidates {
-        let start = b.start_lsn.segno(size);
-        let Some(first_seg) = seg_node(start) else {
-            continue;
+        let step = cost.replay(r.raw_bytes());
+        let mut here: Option<Reached> = match prev {
+            Some((p, held)) if p.next() == s => Some(Reached {
+                cost: held.cost + step,
+                from: held.cost,
+                backup: held.backup,
+            }),
+            _ => None,
         };
-        let bn = g.add_node(Node::Backup(*i));
-        g.add_edge(source, bn, cost.restore(b.stored_bytes, b.raw_bytes));
-        g.add_edge(bn, first_seg, seg_cost(start));
+        while let Some((_, k)) = entries.get(next_entry).filter(|(e, _)| *e == s) {
+            let b = candidates[*k].1;
+            let restore = cost.restore(b.stored_bytes, b.raw_bytes);
+            let offer = Reached {
+                cost: restore + step,
+                from: restore,
+                backup: *k,
+            };
+            if here.as_ref().is_none_or(|h| better(&offer, h)) {
+                here = Some(offer);
+            }
+            next_entry += 1;
+        }
+        prev = here.map(|h| (s, h));
+        if s == stop_seg {
+            at_stop = here;
+        }
     }
-    let route = petgraph::algo::astar(&g, source, |n| n == goal, |e| *e.weight(), |_| 0.0);
-    let Some((_total, path)) = route else {
+    let Some(reached) = at_stop else {
         // Every candidate's WAL has a gap before the stop segment.
         let newest = candidates
             .iter()
@@ -116,29 +130,23 @@ pub(super) fn cheapest<'a>(
             .map(|(_, b)| *b)
             .unwrap_or(backups.earliest);
         let start = newest.start_lsn.segno(size);
-        let gap = match line.walk(start, |s, _| s > stop_seg) {
-            Walk::Gap(g) => g,
-            _ => start,
-        };
+        let gap = line.gap_before(start, stop_seg).unwrap_or(start);
         return Err(PlanError::MissingSegment {
             segment: line.expected_name(gap),
             backup_id: newest.id.clone(),
             last_restorable: line.latest_time(start, gap).map(|(t, _)| t),
         });
     };
-    let chosen = path
-        .iter()
-        .find_map(|n| match g[*n] {
-            Node::Backup(i) => Some(i),
-            _ => None,
-        })
-        .and_then(|i| line.catalog().backups.get(i));
-    let Some(chosen) = chosen else {
+    let Some((_, chosen)) = candidates.get(reached.backup) else {
         return Err(PlanError::NoBackups);
     };
+    let chosen: &'a BackupRecord = chosen;
     let alternatives = candidates
         .iter()
-        .filter(|(_, b)| b.id != chosen.id && seg_node(b.start_lsn.segno(size)).is_some())
+        .filter(|(_, b)| {
+            let start = b.start_lsn.segno(size);
+            b.id != chosen.id && first <= start && start <= stop_seg && line.has(start)
+        })
         .map(|(_, b)| evidence::alternative(b))
         .collect();
     Ok(Route {
@@ -165,8 +173,8 @@ pub(super) fn self_contained<'a>(
         let mut c = cost.restore(b.stored_bytes, b.raw_bytes) + cost.startup_secs;
         let mut complete = true;
         while s <= stop {
-            match line.segment(s) {
-                Some(r) => c += cost.replay(r.raw_bytes),
+            match line.seg(s) {
+                Some(r) => c += cost.replay(r.raw_bytes()),
                 None => {
                     gap.get_or_insert((s, b));
                     complete = false;

@@ -9,7 +9,6 @@ use super::locate::Located;
 use super::route::Route;
 use super::timeline::Timeline;
 use super::{pg_time, BackupChoice, Plan, RecoveryTarget, Step, TargetSpec};
-use crate::catalog::ContentHash;
 
 /// The plan that follows `route` to `located`.
 pub(super) fn assemble(
@@ -30,19 +29,7 @@ pub(super) fn assemble(
         ..
     } = located;
     let start_seg = chosen.start_lsn.segno(line.size);
-    let (mut wal_bytes, mut wal_stored, mut count, mut sha256) = (0u64, 0u64, 0u64, 0u64);
-    let mut s = start_seg;
-    while s <= stop_seg {
-        if let Some(r) = line.segment(s) {
-            wal_bytes += r.raw_bytes;
-            wal_stored += r.stored_bytes;
-            count += 1;
-            if matches!(r.content_hash(), ContentHash::Sha256(_)) {
-                sha256 += 1;
-            }
-        }
-        s = s.next();
-    }
+    let (wal_bytes, wal_stored, count, sha256) = line.totals(start_seg, stop_seg);
     let from_name = line
         .segment(start_seg)
         .map(|r| r.name.clone())

@@ -11,7 +11,7 @@ use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use crate::catalog::{BackupRecord, Catalog, RepoConfig, WalSegmentRecord, WalSummary};
+use crate::catalog::{BackupRecord, Catalog, RepoConfig, WalIndex, WalSegmentRecord, WalSummary};
 use crate::pg::control::{ControlFile, PgMajor};
 use crate::pg::history::TimelineHistory;
 use crate::pg::wal::{RestorePoint, XactEnd, XactKind};
@@ -24,14 +24,14 @@ pub const SEG: u64 = 16 << 20;
 /// summary's `max_xact`).
 pub fn xact_lists(c: &Catalog) -> crate::plan::XactLists {
     let mut l = crate::plan::XactLists::new();
-    for ((t, s), r) in &c.wal {
+    for r in c.wal.iter() {
         let list = r
+            .entry()
             .summary
-            .as_ref()
-            .and_then(|s| s.max_xact.clone())
+            .and_then(|s| s.max_xact)
             .into_iter()
             .collect();
-        l.insert(*t, *s, list);
+        l.insert(r.timeline, r.segno, list);
     }
     l
 }
@@ -126,9 +126,10 @@ pub fn record(t: u32, s: u64, xid: u32, secs: i64) -> WalSegmentRecord {
     }
 }
 
-/// A catalog under construction.
+/// A catalog under construction (its WAL as records until `build`).
 pub struct Kit {
     catalog: Catalog,
+    wal: BTreeMap<(TimelineId, SegNo), WalSegmentRecord>,
 }
 
 impl Kit {
@@ -137,17 +138,18 @@ impl Kit {
             catalog: Catalog {
                 config: config(),
                 backups: Vec::new(),
-                wal: BTreeMap::new(),
+                wal: WalIndex::new(size()),
                 histories: BTreeMap::new(),
                 timings: Vec::new(),
                 damaged: Vec::new(),
             },
+            wal: BTreeMap::new(),
         }
     }
 
     /// Adds (or replaces) one archived segment.
     pub fn record(mut self, r: WalSegmentRecord) -> Kit {
-        self.catalog.wal.insert((r.timeline, r.segno), r);
+        self.wal.insert((r.timeline, r.segno), r);
         self
     }
 
@@ -161,14 +163,13 @@ impl Kit {
 
     /// Removes segment `s` of timeline `t`: a gap in the archive.
     pub fn without(mut self, t: u32, s: u64) -> Kit {
-        self.catalog.wal.remove(&(tli(t), SegNo::new(s)));
+        self.wal.remove(&(tli(t), SegNo::new(s)));
         self
     }
 
     /// Changes one archived segment in place.
     pub fn edit(mut self, t: u32, s: u64, f: impl FnOnce(&mut WalSegmentRecord)) -> Kit {
         let r = self
-            .catalog
             .wal
             .get_mut(&(tli(t), SegNo::new(s)))
             .expect("edit: segment not in the fixture");
@@ -249,6 +250,8 @@ impl Kit {
     }
 
     pub fn build(self) -> Catalog {
-        self.catalog
+        let mut c = self.catalog;
+        c.wal = WalIndex::from_records(c.config.wal_segment_size, self.wal.into_values());
+        c
     }
 }

@@ -8,9 +8,23 @@
 use chrono::{DateTime, Utc};
 
 use super::{PlanError, RecoveryTarget, TargetSpec, TimelineChoice};
-use crate::catalog::{BackupRecord, Catalog, WalSegmentRecord};
-use crate::pg::history::HistorySpan;
+use crate::catalog::{BackupRecord, Catalog, HashKind, SegRef, WalEntry};
 use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
+
+/// Segments `lo..hi` (`hi` excluded; `None`: no end) are read from
+/// timeline `tli`'s files.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    tli: TimelineId,
+    lo: u64,
+    hi: Option<u64>,
+}
+
+impl Span {
+    fn holds(&self, s: u64) -> bool {
+        self.lo <= s && self.hi.is_none_or(|h| s < h)
+    }
+}
 
 /// One timeline's history over the catalog: the segments recovery along
 /// it reads, and the backups it can start from.
@@ -20,9 +34,21 @@ pub(super) struct Timeline<'a> {
     pub tli: TimelineId,
     pub size: WalSegmentSize,
     /// Newest first.
-    stretches: Vec<HistorySpan>,
+    stretches: Vec<crate::pg::history::HistorySpan>,
+    /// Which timeline's file holds each segment: disjoint, covering every
+    /// segment number, newest first.
+    spans: Vec<Span>,
     /// The highest archived segment number on any timeline.
     last_archived: Option<SegNo>,
+}
+
+/// How a walk over the index ended (before entries are made).
+enum RawWalk<'a> {
+    Found(SegRef<'a>),
+    Gap(SegNo),
+    End(Option<SegNo>),
+    /// Reached the segment where a walk already made began.
+    Joined,
 }
 
 impl<'a> Timeline<'a> {
@@ -30,17 +56,58 @@ impl<'a> Timeline<'a> {
         let history = catalog.history_of(tli).ok_or(PlanError::NoHistory(tli))?;
         let mut stretches = history.ancestors();
         stretches.reverse();
+        let size = catalog.config.wal_segment_size;
+        // `tli_for` takes the first (newest) stretch that begins at or
+        // before a segment; a stretch beginning at or after a newer one's
+        // begin is never taken.
+        let mut spans = Vec::new();
+        let mut end: Option<u64> = None;
+        for st in &stretches {
+            let b = st.begin.segno(size).get();
+            if end.is_none_or(|e| b < e) {
+                spans.push(Span {
+                    tli: st.tli,
+                    lo: b,
+                    hi: end,
+                });
+                end = Some(b);
+            }
+        }
+        if end != Some(0) {
+            spans.push(Span {
+                tli: TimelineId::FIRST,
+                lo: 0,
+                hi: end,
+            });
+        }
         Ok(Timeline {
             catalog,
             tli,
-            size: catalog.config.wal_segment_size,
+            size,
             stretches,
-            last_archived: catalog.wal.keys().map(|(_, s)| *s).max(),
+            spans,
+            last_archived: catalog.wal.last_segno(),
         })
     }
 
+    // Part of the view the locators use (the route used it for the chosen
+    // backup before it kept its candidates).
+    #[allow(dead_code)]
     pub fn catalog(&self) -> &'a Catalog {
         self.catalog
+    }
+
+    fn span_of(&self, segno: SegNo) -> Span {
+        let s = segno.get();
+        self.spans
+            .iter()
+            .find(|sp| sp.holds(s))
+            .copied()
+            .unwrap_or(Span {
+                tli: TimelineId::FIRST,
+                lo: s,
+                hi: s.checked_add(1),
+            })
     }
 
     /// The timeline whose file holds segment `segno` on this history: the
@@ -50,21 +117,67 @@ impl<'a> Timeline<'a> {
     /// fall back to an older timeline's file when the newer one is missing,
     /// but past the switch point that file is another history: a gap here.
     pub fn tli_for(&self, segno: SegNo) -> TimelineId {
-        self.stretches
-            .iter()
-            .find(|s| s.begin.segno(self.size) <= segno)
-            .map(|s| s.tli)
-            .unwrap_or(TimelineId::FIRST)
+        self.span_of(segno).tli
     }
 
-    /// The archived file recovery will read for `segno`.
-    pub fn segment(&self, segno: SegNo) -> Option<&'a WalSegmentRecord> {
-        self.catalog.wal.get(&(self.tli_for(segno), segno))
+    /// The archived file recovery will read for `segno`, as an entry.
+    pub fn segment(&self, segno: SegNo) -> Option<WalEntry> {
+        self.seg(segno).map(|r| r.entry())
+    }
+
+    /// The archived file recovery will read for `segno` (no allocation).
+    pub fn seg(&self, segno: SegNo) -> Option<SegRef<'a>> {
+        self.catalog.wal.at(self.tli_for(segno), segno)
+    }
+
+    /// Whether recovery finds `segno` archived.
+    pub fn has(&self, segno: SegNo) -> bool {
+        self.seg(segno).is_some()
+    }
+
+    /// The archived segments recovery reads in `from..=to`, ascending
+    /// (each from the timeline whose file holds it).
+    pub fn archived(&self, from: SegNo, to: SegNo) -> impl Iterator<Item = SegRef<'a>> + '_ {
+        let wal = &self.catalog.wal;
+        let (lo, hi) = (from.get(), to.get());
+        let mut spans: Vec<Span> = self
+            .spans
+            .iter()
+            .filter(|sp| sp.lo <= hi && sp.hi.is_none_or(|h| lo < h))
+            .copied()
+            .collect();
+        spans.sort_by_key(|sp| sp.lo);
+        spans.into_iter().flat_map(move |sp| {
+            let a = sp.lo.max(lo);
+            let b = sp.hi.map_or(hi, |h| (h - 1).min(hi));
+            wal.range(sp.tli, SegNo::new(a), SegNo::new(b))
+        })
     }
 
     /// The name recovery would ask for (for messages about a gap).
     pub fn expected_name(&self, segno: SegNo) -> String {
         SegmentName::new(self.tli_for(segno), segno, self.size).to_string()
+    }
+
+    /// Every segment in `from..=to` that recovery would not find, at most
+    /// `limit`, ascending.
+    pub fn missing(&self, from: SegNo, to: SegNo, limit: usize) -> Vec<SegNo> {
+        // A binary search over runs per missing segment, not a look at
+        // every archived one.
+        let mut out = Vec::new();
+        let mut s = from;
+        while s <= to && out.len() < limit {
+            let sp = self.span_of(s);
+            let hi = sp.hi.map_or(to, |h| SegNo::new(h - 1).min(to));
+            match self.catalog.wal.first_missing(sp.tli, s, hi) {
+                Some(g) => {
+                    out.push(g);
+                    s = g.next();
+                }
+                None => s = hi.next(),
+            }
+        }
+        out
     }
 
     /// A backup is on this history if it was taken on one of its
@@ -101,11 +214,13 @@ impl<'a> Timeline<'a> {
     /// The highest segment archived under the name this history reads it
     /// by (a segment only a sibling timeline holds does not count).
     pub fn last_on_history(&self) -> Option<SegNo> {
-        self.catalog
-            .wal
-            .keys()
-            .filter(|(t, s)| self.tli_for(*s) == *t)
-            .map(|(_, s)| *s)
+        self.spans
+            .iter()
+            .filter_map(|sp| {
+                self.catalog
+                    .wal
+                    .last_in(sp.tli, SegNo::new(sp.lo), sp.hi.map(SegNo::new))
+            })
             .max()
     }
 
@@ -113,89 +228,160 @@ impl<'a> Timeline<'a> {
     /// in order, each once per stretch.
     pub fn timelines_between(&self, from: SegNo, to: SegNo) -> Vec<TimelineId> {
         let mut out: Vec<TimelineId> = Vec::new();
-        let mut s = from;
-        while s <= to {
-            if let Some(rec) = self.segment(s) {
-                if out.last() != Some(&rec.timeline) {
-                    out.push(rec.timeline);
-                }
+        for r in self.archived(from, to) {
+            if out.last() != Some(&r.timeline) {
+                out.push(r.timeline);
             }
-            s = s.next();
         }
         out
     }
 
-    /// Walks archived segments from `first` in order until `hit` holds.
-    pub fn walk(&self, first: SegNo, hit: impl Fn(SegNo, &WalSegmentRecord) -> bool) -> Walk<'a> {
+    /// Raw bytes, stored bytes, count and SHA-256-checked count of the
+    /// archived segments in `from..=to`.
+    pub fn totals(&self, from: SegNo, to: SegNo) -> (u64, u64, u64, u64) {
+        let (mut raw, mut stored, mut count, mut sha256) = (0u64, 0u64, 0u64, 0u64);
+        for r in self.archived(from, to) {
+            raw += r.raw_bytes();
+            stored += r.stored_bytes();
+            count += 1;
+            if r.hash() == HashKind::Sha256 {
+                sha256 += 1;
+            }
+        }
+        (raw, stored, count, sha256)
+    }
+
+    /// Walks the index from `first` in order until `hit` holds, a segment
+    /// is missing, the archive ends, or (with `join`) it reaches `join`.
+    fn walk_raw(
+        &self,
+        first: SegNo,
+        join: Option<SegNo>,
+        mut hit: impl FnMut(SegRef<'a>) -> bool,
+    ) -> RawWalk<'a> {
         let last_archived = self.last_archived.unwrap_or(first);
         let mut s = first;
         let mut last_seen = None;
-        while s <= last_archived {
-            let Some(rec) = self.segment(s) else {
-                let beyond = last_archived > s;
-                return if beyond {
-                    Walk::Gap(s)
-                } else {
-                    Walk::End(last_seen)
-                };
-            };
-            if hit(s, rec) {
-                return Walk::Found(s, rec);
+        let missing = |s: SegNo, last_seen: Option<SegNo>| {
+            if last_archived > s {
+                RawWalk::Gap(s)
+            } else {
+                RawWalk::End(last_seen)
             }
-            last_seen = Some(s);
-            s = s.next();
+        };
+        while s <= last_archived {
+            if join.is_some_and(|j| s >= j) {
+                return RawWalk::Joined;
+            }
+            let sp = self.span_of(s);
+            let mut hi = sp
+                .hi
+                .map_or(last_archived, |h| SegNo::new(h - 1).min(last_archived));
+            if let Some(j) = join {
+                if j > s {
+                    hi = hi.min(SegNo::new(j.get() - 1));
+                }
+            }
+            for r in self.catalog.wal.range(sp.tli, s, hi) {
+                if r.segno != s {
+                    return missing(s, last_seen);
+                }
+                if hit(r) {
+                    return RawWalk::Found(r);
+                }
+                last_seen = Some(s);
+                s = s.next();
+            }
+            if s <= hi {
+                return missing(s, last_seen);
+            }
         }
-        Walk::End(last_seen)
+        RawWalk::End(last_seen)
+    }
+
+    /// Walks archived segments from `first` in order until `hit` holds.
+    pub fn walk(&self, first: SegNo, hit: impl Fn(SegNo, &WalEntry) -> bool) -> Walk {
+        self.walk_joined(first, None, &hit)
+            .unwrap_or(Walk::End(None))
+    }
+
+    /// `walk`, stopping with `None` where it reaches `join`.
+    fn walk_joined(
+        &self,
+        first: SegNo,
+        join: Option<SegNo>,
+        hit: &impl Fn(SegNo, &WalEntry) -> bool,
+    ) -> Option<Walk> {
+        let mut buf: Option<WalEntry> = None;
+        let found = self.walk_raw(first, join, |r| {
+            let e = buf.get_or_insert_with(|| r.entry());
+            r.fill(e);
+            hit(r.segno, e)
+        });
+        match found {
+            RawWalk::Found(r) => Some(Walk::Found(r.segno, r.entry())),
+            RawWalk::Gap(g) => Some(Walk::Gap(g)),
+            RawWalk::End(l) => Some(Walk::End(l)),
+            RawWalk::Joined => None,
+        }
     }
 
     /// `walk` from each start, newest first: the first that finds the
     /// target wins (an older backup may reach what a newer one cannot,
     /// and a gap before a newer backup does not matter to it); otherwise
-    /// the newest start's answer.
-    pub fn walk_any(
-        &self,
-        starts: &[SegNo],
-        hit: impl Fn(SegNo, &WalSegmentRecord) -> bool,
-    ) -> Walk<'a> {
+    /// the newest start's answer. A walk that reaches a newer start stops
+    /// there: from that segment on it would see what that start's walk
+    /// saw, which did not find the target (so every segment is read once).
+    pub fn walk_any(&self, starts: &[SegNo], hit: impl Fn(SegNo, &WalEntry) -> bool) -> Walk {
         let mut starts = starts.to_vec();
         starts.sort();
         starts.dedup();
         let mut first_answer = None;
+        let mut newer: Option<SegNo> = None;
         for start in starts.into_iter().rev() {
-            match self.walk(start, &hit) {
-                found @ Walk::Found(..) => return found,
-                other => {
+            match self.walk_joined(start, newer, &hit) {
+                Some(found @ Walk::Found(..)) => return found,
+                Some(other) => {
                     first_answer.get_or_insert(other);
                 }
+                None => {}
             }
+            newer = Some(start);
         }
         first_answer.unwrap_or(Walk::End(None))
+    }
+
+    /// The first segment from `first` that recovery would not find before
+    /// reaching past `to`: what `walk(first, |s, _| s > to)` calls a gap.
+    pub fn gap_before(&self, first: SegNo, to: SegNo) -> Option<SegNo> {
+        match self.walk_raw(first, None, |r| r.segno > to) {
+            RawWalk::Gap(g) => Some(g),
+            _ => None,
+        }
     }
 
     /// Latest transaction-end time in segments `from..=to`, and the name
     /// of the segment that holds it.
     pub fn latest_time(&self, from: SegNo, to: SegNo) -> Option<(DateTime<Utc>, String)> {
-        let mut best: Option<(DateTime<Utc>, String)> = None;
-        let mut s = from;
-        while s <= to {
-            if let Some(rec) = self.segment(s) {
-                if let Some(m) = rec.summary.as_ref().and_then(|x| x.max_xact_time()) {
-                    if best.as_ref().is_none_or(|(b, _)| m > *b) {
-                        best = Some((m, rec.name.clone()));
-                    }
+        let mut best: Option<(DateTime<Utc>, SegRef<'a>)> = None;
+        for r in self.archived(from, to) {
+            if let Some(m) = r.max_xact_time() {
+                if best.as_ref().is_none_or(|(b, _)| m > *b) {
+                    best = Some((m, r));
                 }
             }
-            s = s.next();
         }
-        best
+        best.map(|(t, r)| (t, r.name()))
     }
 }
 
 /// How a walk along the timeline ended.
+// One per located target: not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
-pub(super) enum Walk<'a> {
+pub(super) enum Walk {
     /// The predicate held in this segment.
-    Found(SegNo, &'a WalSegmentRecord),
+    Found(SegNo, WalEntry),
     /// Segment missing before the predicate held (a later one exists).
     Gap(SegNo),
     /// The archive ended first (after this segment, if any was seen).
@@ -241,7 +427,7 @@ pub(super) fn known_timelines(catalog: &Catalog) -> Vec<TimelineId> {
         .histories
         .keys()
         .copied()
-        .chain(catalog.wal.keys().map(|(t, _)| *t))
+        .chain(catalog.wal.timelines())
         .chain(std::iter::once(TimelineId::FIRST))
         .collect();
     all.sort();
@@ -255,30 +441,31 @@ pub(super) fn known_timelines(catalog: &Catalog) -> Vec<TimelineId> {
 fn locations(catalog: &Catalog, target: &RecoveryTarget) -> Vec<(TimelineId, Lsn)> {
     let size = catalog.config.wal_segment_size;
     let mut out = Vec::new();
-    for ((tli, segno), rec) in &catalog.wal {
-        let Some(sum) = &rec.summary else { continue };
-        match target {
-            RecoveryTarget::Name(n) => {
+    match target {
+        RecoveryTarget::Name(n) => {
+            for (r, points) in catalog.wal.restore_points() {
                 out.extend(
-                    sum.restore_points
+                    points
                         .iter()
-                        .filter(|r| &r.name == n)
-                        .map(|r| (*tli, r.lsn)),
+                        .filter(|p| &p.name == n)
+                        .map(|p| (r.timeline, p.lsn)),
                 );
             }
-            RecoveryTarget::Xid(x) if sum.may_hold_xid(x.xid()) => {
+        }
+        RecoveryTarget::Xid(x) => {
+            for r in catalog.wal.iter().filter(|r| r.may_hold_xid(x.xid())) {
                 // Where this segment's transaction ends lie: the newest
                 // one's record. (A timeline's first segment starts with a
                 // copy of its parent's WAL; its newest commit is the child's.)
-                let at = sum.max_xact.as_ref().map(|m| m.lsn);
                 out.push((
-                    *tli,
-                    at.or(sum.first_record)
-                        .unwrap_or_else(|| segno.start_lsn(size)),
+                    r.timeline,
+                    r.max_xact_lsn()
+                        .or(r.first_record())
+                        .unwrap_or_else(|| r.segno.start_lsn(size)),
                 ));
             }
-            _ => {}
         }
+        _ => {}
     }
     out
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::timeline::{known_timelines, Timeline};
 use super::PlanError;
 use crate::catalog::{BackupRecord, Catalog};
-use crate::pg::{Lsn, TimelineId};
+use crate::pg::{Lsn, SegNo, TimelineId};
 
 /// What can be restored along one timeline's history: from the end of
 /// the earliest backup on it (time and LSN) to the last transaction end
@@ -65,30 +65,32 @@ fn window_of(catalog: &Catalog, tli: TimelineId) -> Result<Window, PlanError> {
         gaps: Vec::new(),
     };
     if let (Some(e), Some(last)) = (earliest, line.last_on_history()) {
-        let mut s = e.start_lsn.segno(line.size);
-        while s <= last && window.gaps.len() < MAX_GAPS {
-            if line.segment(s).is_none() {
-                window.gaps.push(line.expected_name(s));
-            }
-            s = s.next();
-        }
+        window.gaps = line
+            .missing(e.start_lsn.segno(line.size), last, MAX_GAPS)
+            .into_iter()
+            .map(|s| line.expected_name(s))
+            .collect();
     }
     let Some(newest) = on_line.iter().max_by_key(|b| b.stop_lsn) else {
         return Ok(window);
     };
+    // The WAL continuous from the newest backup's start.
     let mut s = newest.start_lsn.segno(line.size);
-    while let Some(rec) = line.segment(s) {
-        if let Some(sum) = &rec.summary {
-            if let Some(m) = sum.max_xact_time() {
-                if window.latest.is_none_or(|l| m > l) {
-                    window.latest = Some(m);
-                    window.latest_segment = Some(rec.name.clone());
-                }
-            }
-            window.latest_lsn = sum.end_lsn.or(window.latest_lsn);
+    let mut latest_seg = None;
+    for rec in line.archived(s, SegNo::new(u64::MAX)) {
+        if rec.segno != s {
+            break;
         }
+        if let Some(m) = rec.max_xact_time() {
+            if window.latest.is_none_or(|l| m > l) {
+                window.latest = Some(m);
+                latest_seg = Some(rec);
+            }
+        }
+        window.latest_lsn = rec.end_lsn().or(window.latest_lsn);
         s = s.next();
     }
+    window.latest_segment = latest_seg.map(|r| r.name());
     Ok(window)
 }
 

@@ -61,8 +61,7 @@ pub(in crate::plan) fn locate(
         Walk::Gap(g) => Err(gap(line, backups, g)),
         Walk::End(last) => Err(after_end(
             last.and_then(|s| line.segment(s))
-                .and_then(|r| r.summary.as_ref())
-                .and_then(|x| x.end_lsn),
+                .and_then(|r| r.summary.and_then(|x| x.end_lsn)),
         )),
     }
 }

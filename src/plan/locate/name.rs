@@ -2,7 +2,7 @@
 //! point of that name on the timeline's history.
 
 use super::{gap, Located, StartBy};
-use crate::catalog::WalSegmentRecord;
+use crate::catalog::WalEntry;
 use crate::pg::wal::RestorePoint;
 use crate::plan::timeline::{LineBackups, Timeline, Walk};
 use crate::plan::{PlanError, RecoveryTarget, StopPoint};
@@ -12,14 +12,14 @@ pub(in crate::plan) fn locate(
     line: &Timeline<'_>,
     backups: &LineBackups<'_>,
 ) -> Result<Located, PlanError> {
-    let point = |r: &WalSegmentRecord| -> Option<RestorePoint> {
+    let point = |r: &WalEntry| -> Option<RestorePoint> {
         r.summary
             .as_ref()
             .and_then(|x| x.restore_points.iter().find(|p| p.name == n).cloned())
     };
     match line.walk_any(&backups.starts(), |_, r| point(r).is_some()) {
         Walk::Found(s, rec) => {
-            let rp = point(rec);
+            let rp = point(&rec);
             Ok(Located {
                 segno: s,
                 stop: StopPoint {

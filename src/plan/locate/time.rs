@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Located, StartBy};
-use crate::catalog::WalSegmentRecord;
+use crate::catalog::WalEntry;
 use crate::pg::SegNo;
 use crate::plan::resolve::TimeStop;
 use crate::plan::timeline::{LineBackups, Timeline, Walk};
@@ -52,7 +52,7 @@ pub(in crate::plan) fn locate(
     // Postgres' test (recoveryStopsBefore): after the time, or at or
     // after it when not inclusive.
     let past = |m: DateTime<Utc>| if inclusive { m > t } else { m >= t };
-    let after = |_: SegNo, r: &WalSegmentRecord| {
+    let after = |_: SegNo, r: &WalEntry| {
         r.summary
             .as_ref()
             .and_then(|x| x.max_xact_time())
@@ -146,16 +146,12 @@ pub(in crate::plan) fn locate(
 
 /// The last segment at or before `from`, and not before `first`, that
 /// ends a transaction (a missing segment ends the search).
-fn last_with_xacts<'a>(
-    line: &Timeline<'a>,
-    first: SegNo,
-    from: SegNo,
-) -> Option<(SegNo, &'a WalSegmentRecord)> {
+fn last_with_xacts(line: &Timeline<'_>, first: SegNo, from: SegNo) -> Option<(SegNo, WalEntry)> {
     let mut s = from;
     while s >= first {
-        let rec = line.segment(s)?;
-        if rec.summary.as_ref().is_some_and(|x| x.max_xact.is_some()) {
-            return Some((s, rec));
+        let rec = line.seg(s)?;
+        if rec.max_xact_lsn().is_some() {
+            return Some((s, rec.entry()));
         }
         s = SegNo::new(s.get().checked_sub(1)?);
     }

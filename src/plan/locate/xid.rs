@@ -56,8 +56,8 @@ pub fn xid_candidates(catalog: &Catalog, x: Xid) -> Vec<(TimelineId, SegNo)> {
     catalog
         .wal
         .iter()
-        .filter(|(_, r)| r.summary.as_ref().is_some_and(|s| s.may_hold_xid(x.xid())))
-        .map(|(k, _)| *k)
+        .filter(|r| r.may_hold_xid(x.xid()))
+        .map(|r| (r.timeline, r.segno))
         .collect()
 }
 
@@ -178,10 +178,10 @@ fn epoch_of(catalog: &Catalog, tli: TimelineId, segno: SegNo, xid: u32) -> Optio
     let line = Timeline::new(catalog, tli).ok()?;
     let next_at = |s: SegNo| {
         line.segment(s)
-            .and_then(|r| r.summary.as_ref())
+            .and_then(|r| r.summary)
             .and_then(|s| s.next_xid)
     };
-    let last = catalog.wal.keys().map(|(_, s)| *s).max()?;
+    let last = catalog.wal.last_segno()?;
     let mut next = None;
     let mut s = segno;
     loop {
