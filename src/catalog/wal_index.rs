@@ -162,6 +162,16 @@ impl<'a> SegRef<'a> {
         self.seg().flags & SUMMARY != 0
     }
 
+    /// Whether a transaction end may lie, unseen, across this segment's
+    /// end: its last record runs into the next segment, and the scanner
+    /// indexes only records it holds whole, so that record is in neither
+    /// segment's summary or transaction list (`WalSummary::tail_incomplete`;
+    /// a segment without a summary may hide anything).
+    pub fn may_hide_xact_end(&self) -> bool {
+        let f = self.seg().flags;
+        f & SUMMARY == 0 || f & TAIL_INCOMPLETE != 0
+    }
+
     /// `summary.max_xact_time()`.
     pub fn max_xact_time(&self) -> Option<DateTime<Utc>> {
         let s = self.seg();

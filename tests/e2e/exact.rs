@@ -254,6 +254,7 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
     );
     targets.push(at(c, "the last commit", &format!("'{}'", last.time), true));
 
+    let (mut resolved, mut refused) = (0, 0);
     for (n, t) in targets.iter().enumerate() {
         let stop = stop_index(&all, t.micros, t.inclusive);
         let want = expected(&all, stop, &written);
@@ -265,6 +266,16 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
         let mut plan_args = vec!["plan", "--json"];
         plan_args.extend(&args);
         let out = c.pitr.run(&plan_args);
+        if !out.status.success() && t.what == "the last commit" && out.status.code() == Some(4) {
+            // Kept only when no transaction end can hide across a segment
+            // end up to the end of the archive (the index sees whole
+            // records only); otherwise refused, as Postgres cannot stop
+            // there by time either.
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("after the latest"), "{}: {err}", t.what);
+            refused += 1;
+            continue;
+        }
         if !out.status.success() {
             let info = c.pitr.run(&["info", "--json"]);
             let listing: Vec<String> = std::fs::read_dir(c.pitr.repo.join("wal/00000001"))
@@ -284,34 +295,48 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
         }
         let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let ts = &p["time_stop"];
-        assert_eq!(ts["by"], "lsn", "{}: {p:#}", t.what);
-        let kept = stop.map_or(all.len(), |s| s) - 1;
-        assert_eq!(
-            ts["kept"]["xid"].as_u64(),
-            Some(all[kept].xid),
-            "{}: {p:#}",
-            t.what
-        );
-        assert_eq!(
-            ts["kept"]["lsn"].as_str(),
-            Some(all[kept].lsn.as_str()),
-            "{}",
-            t.what
-        );
-        match stop {
-            Some(s) => {
-                assert_eq!(
-                    ts["stops_before"]["lsn"].as_str(),
-                    Some(all[s].lsn.as_str()),
-                    "{}",
-                    t.what
-                );
-                assert_eq!(ts["inclusive"], false);
+        let by_lsn = ts["by"] == "lsn";
+        if by_lsn {
+            resolved += 1;
+            let kept = stop.map_or(all.len(), |s| s) - 1;
+            assert_eq!(
+                ts["kept"]["xid"].as_u64(),
+                Some(all[kept].xid),
+                "{}: {p:#}",
+                t.what
+            );
+            assert_eq!(
+                ts["kept"]["lsn"].as_str(),
+                Some(all[kept].lsn.as_str()),
+                "{}",
+                t.what
+            );
+            match stop {
+                Some(s) => {
+                    assert_eq!(
+                        ts["stops_before"]["lsn"].as_str(),
+                        Some(all[s].lsn.as_str()),
+                        "{}",
+                        t.what
+                    );
+                    assert_eq!(ts["inclusive"], false);
+                }
+                None => {
+                    assert!(ts["stops_before"].is_null(), "{}: {p:#}", t.what);
+                    assert_eq!(ts["inclusive"], true);
+                }
             }
-            None => {
-                assert!(ts["stops_before"].is_null(), "{}: {p:#}", t.what);
-                assert_eq!(ts["inclusive"], true);
-            }
+        } else {
+            // Left to Postgres: only because a record crosses a segment
+            // end on the way, which the index cannot see into.
+            assert_eq!(ts["by"], "time", "{}: {p:#}", t.what);
+            let reason = ts["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("runs from segment"), "{}: {p:#}", t.what);
+            assert!(
+                stop.is_some(),
+                "{}: the last commit is not left to Postgres",
+                t.what
+            );
         }
         args.extend(["--action", "pause"]);
         let name = format!("{tag}-{n}");
@@ -319,11 +344,20 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
         let got = r.psql("select count(*), coalesce(sum(x), 0) from w");
         assert_eq!(got.trim(), want, "{}: target {}", t.what, t.time);
         let auto = std::fs::read_to_string(r.pgdata.join("postgresql.auto.conf")).unwrap();
-        assert!(auto.contains("\nrecovery_target_lsn = "), "{auto}");
+        let setting = if by_lsn {
+            "\nrecovery_target_lsn = "
+        } else {
+            "\nrecovery_target_time = "
+        };
+        assert!(auto.contains(setting), "{auto}");
         drop(r);
         let _ = std::fs::remove_dir_all(c.path_of(&name));
     }
-    eprintln!("{tag}: {} time targets restored exactly", targets.len());
+    eprintln!(
+        "{tag}: {} time targets, each restored to Postgres' own record: {resolved} resolved to an LSN, {} left to Postgres' recovery_target_time, {refused} refused (the last commit, an end may hide past it)",
+        targets.len(),
+        targets.len() - resolved - refused
+    );
 }
 
 #[test]

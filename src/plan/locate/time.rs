@@ -83,10 +83,14 @@ pub(in crate::plan) fn locate(
                     },
                     start_by: StartBy::FinishedBefore(t),
                 },
-                TimeStop::Pending {
-                    stop_segment: rec.name.clone(),
-                    kept_segment,
-                    unless_resolved: None,
+                match s.get().checked_sub(1).and_then(|p| hidden_end(line, first, SegNo::new(p))) {
+                    // Postgres finds the record itself.
+                    Some(reason) => TimeStop::Time { reason },
+                    None => TimeStop::Pending {
+                        stop_segment: rec.name.clone(),
+                        kept_segment,
+                        unless_resolved: None,
+                    },
                 },
             ))
         }
@@ -111,7 +115,13 @@ pub(in crate::plan) fn locate(
             // have stopped); the last one archived is then kept.
             let at_target = latest.as_ref().is_some_and(|(l, _)| *l >= t);
             let end = last.and_then(|l| last_with_xacts(line, first, l));
+            // Keeping the last archived end needs every end up to the end
+            // of the archive seen: one hidden across a boundary, or across
+            // the last segment's end into WAL not archived yet, may be
+            // later in WAL order and at or before the time.
+            let hidden = last.and_then(|l| hidden_end(line, first, l));
             match end {
+                Some(_) if at_target && hidden.is_some() => Err(refusal),
                 Some((s, rec)) if at_target => {
                     let x = rec.summary.as_ref().and_then(|x| x.max_xact.clone());
                     Ok((
@@ -142,6 +152,23 @@ pub(in crate::plan) fn locate(
             }
         }
     }
+}
+
+/// Why the index cannot pin the exact record a time stops at: a segment
+/// in `first..=upto` (from the earliest backup's start to the last one
+/// before the stop record's) whose last record runs into the next one
+/// may hide a transaction end there (the scanner indexes whole records
+/// only), and that end, not one the index shows, could be where Postgres
+/// stops. None when every boundary on the way is seen.
+fn hidden_end(line: &Timeline<'_>, first: SegNo, upto: SegNo) -> Option<String> {
+    if upto < first {
+        return None;
+    }
+    let hiding = line.archived(first, upto).find(|r| r.may_hide_xact_end())?;
+    Some(format!(
+        "a record runs from segment {} into the next, and the WAL index does not see records across segments: a transaction end there could be where recovery stops, so recovery_target_time is written and Postgres finds the record",
+        hiding.name()
+    ))
 }
 
 /// The last segment at or before `from`, and not before `first`, that
@@ -242,6 +269,56 @@ mod tests {
             })
             .build();
         assert_eq!(at_time(&c, 50).unwrap().segno, SegNo::new(5));
+    }
+
+    /// A record that runs from one segment into the next is in neither
+    /// one's index (the scanner indexes whole records): a transaction end
+    /// hidden there could be where Postgres stops, so a boundary that may
+    /// hide one, before the stop, leaves the time to Postgres, and one
+    /// anywhere up to the end of the archive refuses the last archived end.
+    #[test]
+    fn a_record_across_a_segment_end_leaves_the_time_to_postgres() {
+        let time_stop = |c: &crate::catalog::Catalog, secs: i64| {
+            on_line(c, 1, |line, backups| {
+                locate(at(secs), true, line, backups).map(|(_, t)| t)
+            })
+        };
+        let seen = kit().build();
+        assert!(matches!(
+            time_stop(&seen, 35).unwrap(),
+            TimeStop::Pending { .. }
+        ));
+        let across = |s: u64| {
+            kit()
+                .edit(1, s, |r| {
+                    if let Some(x) = r.summary.as_mut() {
+                        x.tail_incomplete = true;
+                    }
+                })
+                .build()
+        };
+        // Boundary 3|4 lies before the stop record in segment 4.
+        match time_stop(&across(3), 35).unwrap() {
+            TimeStop::Time { reason } => assert!(reason.contains(&seg_name(1, 3)), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Boundary 4|5 lies after it: the stop record is still pinned.
+        assert!(matches!(
+            time_stop(&across(4), 35).unwrap(),
+            TimeStop::Pending { .. }
+        ));
+        // The last archived end (60 s, segment 6) is kept only when no end
+        // can hide after it, including past the last segment's end.
+        assert!(time_stop(&seen, 60).is_ok());
+        for s in [5, 6] {
+            assert!(
+                matches!(
+                    time_stop(&across(s), 60),
+                    Err(PlanError::AfterLatest { .. })
+                ),
+                "segment {s}"
+            );
+        }
     }
 
     #[test]
