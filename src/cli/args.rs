@@ -151,7 +151,8 @@ impl TargetArgs {
             let at = chrono::Utc::now()
                 .checked_sub_signed(d)
                 .ok_or_else(|| Failure::usage(format!("--by {by:?} is too long")))?;
-            RecoveryTarget::Time(at)
+            // Microseconds, as Postgres keeps them (see parse_time).
+            RecoveryTarget::Time(chrono::SubsecRound::round_subsecs(at, 6))
         } else if let Some(l) = &t.lsn {
             RecoveryTarget::Lsn(
                 l.parse()

@@ -217,6 +217,14 @@ pub enum TimeError {
 
 /// Parses a time with an explicit zone into UTC.
 pub fn parse_time(input: &str) -> Result<DateTime<Utc>, TimeError> {
+    // Postgres keeps microseconds and rounds the rest on input
+    // (timestamptz_in); so does pitr, so that a target compares with
+    // commit times as Postgres' recovery_target_time would.
+    use chrono::SubsecRound;
+    parse_time_exact(input).map(|t| t.round_subsecs(6))
+}
+
+fn parse_time_exact(input: &str) -> Result<DateTime<Utc>, TimeError> {
     let s = input.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -364,5 +372,15 @@ mod tests {
             );
         }
         assert!("4294967299".parse::<Xid>().is_ok());
+    }
+
+    #[test]
+    fn times_keep_microseconds_as_postgres_does() {
+        let t = parse_time("2026-11-25 14:02:17.1234567+00").unwrap();
+        assert_eq!(t.timestamp_subsec_nanos(), 123_457_000);
+        let t = parse_time("2026-11-25T14:02:17.1234564Z").unwrap();
+        assert_eq!(t.timestamp_subsec_nanos(), 123_456_000);
+        let t = parse_time("2026-11-25 14:02:17.5+00").unwrap();
+        assert_eq!(t.timestamp_subsec_nanos(), 500_000_000);
     }
 }
