@@ -240,7 +240,7 @@ fn refusal(x: Xid, timeline: TimelineId, finds: &[&Find], ends: &Ends) -> PlanEr
         timeline,
         searched: Some(ends.searched()),
         hint: if elsewhere.is_empty() {
-            "the transaction has not ended in archived WAL (SELECT pg_switch_wal() on the source), or the xid is wrong".into()
+            "the transaction has not ended in archived WAL (SELECT pg_switch_wal() on the source), or the xid is not a top-level transaction's: a row's xmin written inside a savepoint is a subtransaction's xid, which no commit record carries (give the top-level one, e.g. pg_current_xact_id() before the savepoint)".into()
         } else {
             format!(
                 "it commits only off this timeline's history, on {}: choose that timeline",
