@@ -84,7 +84,7 @@ if [ "${PITR_SKIP_S3:-0}" != 1 ]; then
         command -v python3 >/dev/null 2>&1 || apt_install python3
         if [ ! -x "$venv/bin/pip" ]; then
             rm -rf "$venv"
-            python3 -m venv "$venv" 2>/dev/null || {
+            python3 -m venv "$venv" >/dev/null 2>&1 || {
                 apt_install python3-venv
                 rm -rf "$venv"
                 python3 -m venv "$venv"

@@ -884,10 +884,30 @@ mod tests {
         }
     }
 
+    /// The child starts with the default action for the signals a stop
+    /// sends, whatever the test runner inherited: a job started by nohup,
+    /// or in the background of a shell without job control, ignores
+    /// SIGINT and SIGQUIT, and an ignored signal stays ignored across exec
+    /// (a real postmaster installs its own handlers; `sleep` does not).
+    fn default_signals(c: &mut Command) {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // allowed; signal(2) is one.
+        unsafe {
+            c.pre_exec(|| {
+                for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM] {
+                    signal(s, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+    }
+
     #[tokio::test]
     async fn a_server_that_stops_at_once_is_not_signalled_further() {
         let mut c = Command::new("sleep");
         c.arg("600").process_group(0);
+        default_signals(&mut c);
         let child = c.spawn().unwrap();
         let pid = i32::try_from(child.id().unwrap()).unwrap();
         let d = tempfile::tempdir().unwrap();
