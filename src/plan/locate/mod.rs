@@ -38,6 +38,11 @@ pub(super) enum StartBy {
     FinishedBefore(DateTime<Utc>),
     /// Consistent at or before this LSN.
     ConsistentBy(Lsn),
+    /// Consistent at or before `by`, and replay starting (at the backup's
+    /// redo, `start_lsn`) after `after`: a restore point whose name also
+    /// occurs earlier, at `after`, where replay from an older backup
+    /// would stop instead (Postgres stops at the first one it replays).
+    ConsistentByAfter { by: Lsn, after: Lsn },
     /// Any backup.
     Any,
 }
@@ -47,6 +52,7 @@ impl StartBy {
         match self {
             StartBy::FinishedBefore(t) => b.stop_time < *t,
             StartBy::ConsistentBy(l) => b.stop_lsn <= *l,
+            StartBy::ConsistentByAfter { by, after } => b.stop_lsn <= *by && b.start_lsn > *after,
             StartBy::Any => true,
         }
     }

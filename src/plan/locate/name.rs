@@ -1,5 +1,10 @@
 //! A restore point target: recovery stops right after the first restore
-//! point of that name on the timeline's history.
+//! point of that name that replay meets on the timeline's history. A name
+//! made more than once is met first where replay starts before the
+//! earlier one: the plan names the first one after the newest backup
+//! that reaches one, and admits only backups that start after the one
+//! before it (xlogrecovery.c: recoveryStopsAfter checks every restore
+//! point replayed).
 
 use super::{gap, Located, StartBy};
 use crate::catalog::WalEntry;
@@ -20,22 +25,44 @@ pub(in crate::plan) fn locate(
     match line.walk_any(&backups.starts(), |_, r| point(r).is_some()) {
         Walk::Found(s, rec) => {
             let rp = point(&rec);
+            // The same name earlier on this history, if any: the latest
+            // such point before this one.
+            let earlier = rp.as_ref().and_then(|p| {
+                line.catalog()
+                    .wal
+                    .restore_points()
+                    .filter(|(r, _)| line.seg(r.segno).is_some_and(|x| x.timeline == r.timeline))
+                    .flat_map(|(_, points)| points.iter())
+                    .filter(|q| q.name == n && q.lsn < p.lsn)
+                    .map(|q| q.lsn)
+                    .max()
+            });
             Ok(Located {
                 segno: s,
                 stop: StopPoint {
                     segment: rec.name.clone(),
                     description: format!(
-                        "restore point {n:?}{} in segment {}: recovery stops right after it",
+                        "restore point {n:?}{} in segment {}: recovery stops right after it{}",
                         rp.as_ref()
                             .map(|p| format!(" at {} (created {})", p.lsn, p.time))
                             .unwrap_or_default(),
-                        rec.name
+                        rec.name,
+                        earlier
+                            .map(|e| format!(" (the name is also at {e}, earlier: only a backup that starts after that one stops here)"))
+                            .unwrap_or_default()
                     ),
                     lsn: rp.as_ref().map(|p| p.lsn),
                     time: rp.as_ref().map(|p| p.time),
                     xid: None,
                 },
-                start_by: rp.map_or(StartBy::Any, |p| StartBy::ConsistentBy(p.lsn)),
+                start_by: match (&rp, earlier) {
+                    (Some(p), Some(e)) => StartBy::ConsistentByAfter {
+                        by: p.lsn,
+                        after: e,
+                    },
+                    (Some(p), None) => StartBy::ConsistentBy(p.lsn),
+                    (None, _) => StartBy::Any,
+                },
             })
         }
         Walk::Gap(g) => Err(gap(line, backups, g)),
@@ -95,5 +122,51 @@ mod tests {
             named(&c, "rp"),
             Err(PlanError::MissingSegment { segment, .. }) if segment == seg_name(1, 2)
         ));
+    }
+
+    /// A name made twice: Postgres stops at the first one replay meets,
+    /// so the point found after the newer backup is reached only from a
+    /// backup that starts after the earlier point, however cheap an older
+    /// backup is (one starting before it would stop at the earlier one).
+    #[test]
+    fn a_name_made_twice_admits_only_backups_after_the_earlier_one() {
+        let c = Kit::new()
+            .segments(1, 1..=6)
+            .restore_point(1, 2, "rp", 22)
+            .restore_point(1, 5, "rp", 55)
+            .backup("cheap-old", 1, 1, 1)
+            .backup("dear-new", 1, 3, 900)
+            .build();
+        let l = named(&c, "rp").unwrap();
+        assert_eq!(l.segno, SegNo::new(5));
+        assert_eq!(
+            l.start_by,
+            StartBy::ConsistentByAfter {
+                by: lsn(5, 0x2000),
+                after: lsn(2, 0x2000),
+            }
+        );
+        assert!(
+            l.stop.description.contains("also at"),
+            "{}",
+            l.stop.description
+        );
+        let admitted: Vec<&str> = c
+            .backups
+            .iter()
+            .filter(|b| l.start_by.admits(b))
+            .map(|b| b.id.as_str())
+            .collect();
+        assert_eq!(admitted, ["dear-new"]);
+        // And the whole planner restores from it, not the cheaper one.
+        let spec = crate::plan::TargetSpec::new(RecoveryTarget::Name("rp".into()));
+        let p = crate::plan::plan(&c, &spec, &crate::plan::cost::CostModel::default()).unwrap();
+        assert_eq!(p.backup.id, "dear-new");
+        // Made once, any backup consistent by it will do.
+        let once = kit().build();
+        assert_eq!(
+            named(&once, "rp").unwrap().start_by,
+            StartBy::ConsistentBy(lsn(3, 0x2000))
+        );
     }
 }
