@@ -1152,3 +1152,37 @@ fn a_restore_watched_by_an_unprivileged_role_still_promotes() {
     assert!(log.contains("received promote request"), "{log}");
     assert!(!r.pgdata.join("promote").exists());
 }
+
+/// A restore point name made twice, with backups before each: the plan
+/// says the later one, and the restore stops there (Postgres stops at the
+/// first one replay meets, so the plan restores from the backup taken
+/// between them, even though the older backup needs less to fetch).
+#[test]
+fn a_restore_point_name_made_twice_restores_to_the_one_the_plan_names() {
+    let c = Cluster::new();
+    c.create_table();
+    c.backup();
+    insert_rows(&c, 1, 2);
+    c.psql("select pg_create_restore_point('twice')");
+    insert_rows(&c, 3, 4);
+    let newer = c.backup();
+    insert_rows(&c, 5, 6);
+    c.psql("select pg_create_restore_point('twice')");
+    insert_rows(&c, 7, 8);
+    c.switch_and_archive();
+
+    // Fetching made dear and replay cheap: by cost alone the older
+    // backup wins, and replay from it would stop at the first point.
+    let rates = ["--restore-rate", "0.01", "--replay-rate", "10000"];
+    let mut args = vec!["plan", "--name", "twice"];
+    args.extend(rates);
+    let p = c.pitr.json(&args);
+    assert_eq!(p["backup"]["id"], newer["id"], "{p:#}");
+    let stop = p["stop"]["description"].as_str().unwrap();
+    assert!(stop.contains("also at"), "{p:#}");
+    let mut args = vec!["--name", "twice"];
+    args.extend(rates);
+    let (rows, out) = restore_rows(&c, "twice", &args);
+    assert_eq!(rows, "1,2,3,4,5,6", "{out:#}");
+    assert_eq!(out["backup_id"], newer["id"]);
+}
