@@ -54,13 +54,19 @@ pub struct SegmentScan {
     /// ends in a later segment. False when the scan ended at the end of WAL.
     pub tail_incomplete: bool,
     /// With `tail_incomplete`: the record running into the next segment
-    /// begins here and what is here of it shows that it hides no
-    /// transaction end — it is not one, or it is one and is in `xact_ends`
-    /// (its `end_lsn` in a later segment). False when its header is cut by
-    /// the segment's end, when the bytes here stop before its time or
-    /// prepared xid, and when one record covers the whole segment.
+    /// begins here and its header, here, shows that it is no transaction
+    /// end. False when it is one (see `tail_xact`), when its header is cut
+    /// by the segment's end, and when one record covers the whole segment.
     #[serde(default)]
     pub tail_seen: bool,
+    /// With `tail_incomplete`: the transaction end running into the next
+    /// segment, when its time (and, prepared, its xid) lie here; `end_lsn`
+    /// is in a later segment. Not in `xact_ends`: a plan that stops at or
+    /// after it needs that later segment archived, and a crash can leave it
+    /// unfinished (XLP_FIRST_IS_OVERWRITE_CONTRECORD there), which only the
+    /// next segment shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_xact: Option<XactEnd>,
 }
 
 /// Scans `buf`, one whole segment of `seg_size` bytes.
@@ -100,6 +106,7 @@ pub fn scan_segment(buf: &[u8], seg_size: WalSegmentSize) -> Result<SegmentScan,
             records: 0,
             tail_incomplete: false,
             tail_seen: false,
+            tail_xact: None,
         },
     };
     scanner.run(&mut Vec::new());
@@ -307,9 +314,9 @@ impl Scanner<'_> {
     }
 
     /// The record at `lsn`, `tot` bytes long, runs into the next segment and
-    /// `prefix` is what of it lies in this one. Whether it hides no
-    /// transaction end ([`SegmentScan::tail_seen`]); a transaction end whose
-    /// time (and, prepared, xid) lies in `prefix` is added to `xact_ends`.
+    /// `prefix` is what of it lies in this one. Whether it is no transaction
+    /// end ([`SegmentScan::tail_seen`]); a transaction end whose time (and,
+    /// prepared, xid) lies in `prefix` becomes [`SegmentScan::tail_xact`].
     /// xlogreader.c: XLogDecodeNextRecord reads xl_tot_len, the only field
     /// sure to be on the record's first page, and the rest of the header
     /// may lie on the next page — here, in the next segment: then nothing
@@ -344,13 +351,10 @@ impl Scanner<'_> {
             xid: h.xid,
         };
         let main = prefix.get(main.start..).unwrap_or_default();
-        match interpret(info, main, self.fmt) {
-            Interesting::Xact(x) => {
-                self.out.xact_ends.push(x);
-                true
-            }
-            _ => false,
+        if let Interesting::Xact(x) = interpret(info, main, self.fmt) {
+            self.out.tail_xact = Some(x);
         }
+        false
     }
 
     fn accept(&mut self, lsn: u64, end: u64, h: RecordHeader, main: &[u8]) {
@@ -669,15 +673,15 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_running_into_the_next_segment_is_indexed_where_it_starts() {
+    fn a_commit_running_into_the_next_segment_is_decoded_where_it_starts() {
         let mut main = 5_000_000i64.to_le_bytes().to_vec();
         main.extend_from_slice(&[0; 200]);
         let body = main_only(&main);
         // 40 bytes here: the header, the data header and xact_time.
         let (lsn, s) = straddle(40, 1, 0x00, 812, &body);
-        assert!(s.tail_incomplete && s.tail_seen);
-        assert_eq!(s.xact_ends.len(), 2);
-        let x = &s.xact_ends[1];
+        assert!(s.tail_incomplete && !s.tail_seen);
+        assert_eq!(s.xact_ends.len(), 1);
+        let x = s.tail_xact.as_ref().unwrap();
         assert_eq!(
             (x.lsn.as_u64(), x.kind, x.xid),
             (lsn, XactKind::Commit, 812)
@@ -697,11 +701,11 @@ mod tests {
 
         // Only 32 bytes: xact_time is cut, so the commit may hide there.
         let (_, s) = straddle(32, 1, 0x00, 812, &body);
-        assert!(s.tail_incomplete && !s.tail_seen);
+        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
         assert_eq!(s.xact_ends.len(), 1);
         // 16 bytes: the header itself is cut.
         let (_, s) = straddle(16, 1, 0x00, 812, &body);
-        assert!(s.tail_incomplete && !s.tail_seen);
+        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
         // Anything else is seen from its header alone.
         let (_, s) = straddle(16, 10, 0x00, 812, &body);
         assert!(
@@ -709,7 +713,7 @@ mod tests {
             "16 bytes hold no xl_rmid"
         );
         let (_, s) = straddle(24, 10, 0x00, 812, &body);
-        assert!(s.tail_incomplete && s.tail_seen);
+        assert!(s.tail_incomplete && s.tail_seen && s.tail_xact.is_none());
         assert_eq!(s.xact_ends.len(), 1);
     }
 
@@ -722,11 +726,11 @@ mod tests {
         let body = main_only(&main);
         // The twophase xid lies at record bytes 38..42.
         let (_, s) = straddle(40, 1, 0xC0, 0, &body);
+        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
+        let (lsn, s) = straddle(48, 1, 0xC0, 0, &body);
         assert!(s.tail_incomplete && !s.tail_seen);
         assert_eq!(s.xact_ends.len(), 1);
-        let (lsn, s) = straddle(48, 1, 0xC0, 0, &body);
-        assert!(s.tail_incomplete && s.tail_seen);
-        let x = &s.xact_ends[1];
+        let x = s.tail_xact.as_ref().unwrap();
         assert_eq!(
             (x.lsn.as_u64(), x.kind, x.xid),
             (lsn, XactKind::AbortPrepared, 555)
