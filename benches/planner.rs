@@ -120,6 +120,7 @@ fn synthetic() -> Catalog {
                     restore_points: Vec::new(),
                     switch_lsn: None,
                     tail_incomplete: false,
+                    tail_seen: false,
                     min_xid: Some(s as u32),
                     max_xid: Some(s as u32),
                     next_xid: None,

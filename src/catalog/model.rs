@@ -40,6 +40,12 @@ pub struct WalSummary {
     pub restore_points: Vec<RestorePoint>,
     pub switch_lsn: Option<Lsn>,
     pub tail_incomplete: bool,
+    /// With `tail_incomplete`: the record running into the next segment
+    /// begins here and is no transaction end, so the segment hides none
+    /// (`SegmentScan::tail_seen`). Absent (false) in entries written before
+    /// it existed: those may hide one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tail_seen: bool,
     /// Smallest and largest xid among the segment's transaction ends
     /// (commit/abort, prepared ones by their own xid): where an `--xid`
     /// target can lie. Absent in entries written before they existed.
@@ -68,6 +74,7 @@ impl WalSummary {
             restore_points: scan.restore_points.clone(),
             switch_lsn: scan.switch_lsn,
             tail_incomplete: scan.tail_incomplete,
+            tail_seen: scan.tail_incomplete && scan.tail_seen,
             min_xid: scan.xact_ends.iter().map(|x| x.xid).min(),
             max_xid: scan.xact_ends.iter().map(|x| x.xid).max(),
             next_xid: scan.checkpoints.last().map(|c| c.next_xid),

@@ -44,6 +44,7 @@ const SHA256: u16 = 1 << 9;
 const RESTORE_POINTS: u16 = 1 << 10;
 const ODD_NAME: u16 = 1 << 11;
 const NEXT_XID: u16 = 1 << 12;
+const TAIL_SEEN: u16 = 1 << 13;
 
 /// One segment, fixed size (a value absent from the record is zero here,
 /// with its `flags` bit clear).
@@ -165,11 +166,13 @@ impl<'a> SegRef<'a> {
     /// Whether a transaction end may lie, unseen, across this segment's
     /// end: its last record runs into the next segment, and the scanner
     /// indexes only records it holds whole, so that record is in neither
-    /// segment's summary or transaction list (`WalSummary::tail_incomplete`;
-    /// a segment without a summary may hide anything).
+    /// segment's summary or transaction list (`WalSummary::tail_incomplete`),
+    /// unless the scanner saw from its header that it is no transaction end
+    /// (`WalSummary::tail_seen`). A segment without a summary may hide
+    /// anything.
     pub fn may_hide_xact_end(&self) -> bool {
         let f = self.seg().flags;
-        f & SUMMARY == 0 || f & TAIL_INCOMPLETE != 0
+        f & SUMMARY == 0 || (f & TAIL_INCOMPLETE != 0 && f & TAIL_SEEN == 0)
     }
 
     /// `summary.max_xact_time()`.
@@ -283,6 +286,7 @@ impl<'a> SegRef<'a> {
             restore_points: points,
             switch_lsn: lsn(SWITCH, s.switch_lsn),
             tail_incomplete: has(TAIL_INCOMPLETE),
+            tail_seen: has(TAIL_SEEN),
             min_xid: has(MIN_XID).then_some(s.min_xid),
             max_xid: has(MAX_XID).then_some(s.max_xid),
             next_xid: if has(NEXT_XID) {
@@ -401,6 +405,9 @@ impl WalIndexBuilder {
             }
             if sum.tail_incomplete {
                 seg.flags |= TAIL_INCOMPLETE;
+            }
+            if sum.tail_seen {
+                seg.flags |= TAIL_SEEN;
             }
             if let Some(x) = sum.min_xid {
                 seg.flags |= MIN_XID;
@@ -808,6 +815,8 @@ mod tests {
                 restore_points: Vec::new(),
                 switch_lsn: Some(Lsn::new(s * SEG + 0x2000)),
                 tail_incomplete: true,
+                // Both ways, so the flag's round trip is checked.
+                tail_seen: s.is_multiple_of(3),
                 min_xid: Some(5),
                 max_xid: None,
                 // Only segments with a checkpoint have one: some do here.
@@ -877,6 +886,30 @@ mod tests {
                 .collect::<Vec<_>>(),
             [SegNo::new(4)]
         );
+        // A boundary may hide a transaction end unless its tail was seen.
+        let hides = |t: u32, s: u64| index.at(tli(t), SegNo::new(s)).unwrap().may_hide_xact_end();
+        assert!(!hides(1, 3), "tail_incomplete, tail_seen");
+        assert!(hides(1, 4) && hides(2, 10), "tail_incomplete only");
+        assert!(hides(1, 6), "no summary");
+    }
+
+    #[test]
+    fn tail_seen_is_optional_in_json() {
+        let mut r = record(1, 4);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["summary"].get("tail_seen"), None, "false is left out");
+        if let Some(s) = r.summary.as_mut() {
+            s.tail_seen = true;
+        }
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["summary"]["tail_seen"], true);
+        let mut older = json.clone();
+        older["summary"]
+            .as_object_mut()
+            .unwrap()
+            .remove("tail_seen");
+        let back: WalSegmentRecord = serde_json::from_value(older).unwrap();
+        assert!(!back.summary.unwrap().tail_seen, "older entries: not seen");
     }
 
     #[test]

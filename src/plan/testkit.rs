@@ -117,6 +117,7 @@ pub fn record(t: u32, s: u64, xid: u32, secs: i64) -> WalSegmentRecord {
             restore_points: Vec::new(),
             switch_lsn: None,
             tail_incomplete: false,
+            tail_seen: false,
             min_xid: Some(xid),
             max_xid: Some(xid),
             next_xid: None,

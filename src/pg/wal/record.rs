@@ -98,7 +98,14 @@ pub(crate) fn crc_ok(rec: &[u8]) -> bool {
 /// Not checked (they need BLCKSZ from pg_control): an uncompressed image's
 /// hole against BLCKSZ, and hole offsets.
 pub(crate) fn main_data(rec: &[u8], fmt: WalFormat) -> Option<Range<usize>> {
-    let tot_len = rec.len();
+    main_data_of(rec, rec.len(), fmt)
+}
+
+/// [`main_data`] for a record of `tot_len` bytes of which only the prefix
+/// `rec` is at hand (one that runs into the next segment): the range is in
+/// the whole record's coordinates and may reach past `rec`. `None` also when
+/// a fragment header lies past `rec`.
+pub(crate) fn main_data_of(rec: &[u8], tot_len: usize, fmt: WalFormat) -> Option<Range<usize>> {
     let mut off = RECORD_HEADER_SIZE;
     // Bytes of payload announced so far (blocks' data and images, main data).
     let mut datatotal: usize = 0;
@@ -112,7 +119,7 @@ pub(crate) fn main_data(rec: &[u8], fmt: WalFormat) -> Option<Range<usize>> {
         ($n:expr) => {{
             let at = off;
             let end = off.checked_add($n)?;
-            if end > tot_len {
+            if end > tot_len || end > rec.len() {
                 return None;
             }
             off = end;

@@ -138,6 +138,19 @@ pub(crate) fn is_switch(rmid: u8, info: u8) -> bool {
     rmid == RM_XLOG_ID && info & XLR_RMGR_INFO_MASK == XLOG_SWITCH
 }
 
+/// True for the records [`interpret`] reports as [`Interesting::Xact`] when
+/// their main data is whole: COMMIT, ABORT, COMMIT_PREPARED, ABORT_PREPARED.
+pub(crate) fn is_xact_end(rmid: u8, info: u8) -> bool {
+    rmid == RM_XACT_ID
+        && matches!(
+            info & XLOG_XACT_OPMASK,
+            XLOG_XACT_COMMIT
+                | XLOG_XACT_ABORT
+                | XLOG_XACT_COMMIT_PREPARED
+                | XLOG_XACT_ABORT_PREPARED
+        )
+}
+
 /// Classifies a valid record and extracts what we index from its main data.
 pub(crate) fn interpret(r: RecordInfo, main: &[u8], fmt: WalFormat) -> Interesting {
     let parsed = match r.rmid {

@@ -17,10 +17,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::WalScanError;
-use super::page::{LongPageHeader, PageHeader, WalFormat};
-use super::record::{crc_ok, main_data, RecordHeader, MAX_RECORD_LEN, RECORD_HEADER_SIZE};
+use super::page::{LongPageHeader, PageHeader, WalFormat, LONG_HEADER_SIZE, SHORT_HEADER_SIZE};
+use super::record::{
+    crc_ok, main_data, main_data_of, RecordHeader, MAX_RECORD_LEN, RECORD_HEADER_SIZE,
+};
 use super::rmgr::{
-    interpret, is_switch, CheckpointRec, Interesting, RecordInfo, RestorePoint, XactEnd,
+    interpret, is_switch, is_xact_end, CheckpointRec, Interesting, RecordInfo, RestorePoint,
+    XactEnd,
 };
 use crate::pg::bytes::{maxalign, u32_at};
 use crate::pg::lsn::{Lsn, WalSegmentSize};
@@ -50,6 +53,20 @@ pub struct SegmentScan {
     /// last record begun here (or the continuation filling the whole segment)
     /// ends in a later segment. False when the scan ended at the end of WAL.
     pub tail_incomplete: bool,
+    /// With `tail_incomplete`: the record running into the next segment
+    /// begins here and its header, here, shows that it is no transaction
+    /// end. False when it is one (see `tail_xact`), when its header is cut
+    /// by the segment's end, and when one record covers the whole segment.
+    #[serde(default)]
+    pub tail_seen: bool,
+    /// With `tail_incomplete`: the transaction end running into the next
+    /// segment, when its time (and, prepared, its xid) lie here; `end_lsn`
+    /// is in a later segment. Not in `xact_ends`: a plan that stops at or
+    /// after it needs that later segment archived, and a crash can leave it
+    /// unfinished (XLP_FIRST_IS_OVERWRITE_CONTRECORD there), which only the
+    /// next segment shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_xact: Option<XactEnd>,
 }
 
 /// Scans `buf`, one whole segment of `seg_size` bytes.
@@ -88,6 +105,8 @@ pub fn scan_segment(buf: &[u8], seg_size: WalSegmentSize) -> Result<SegmentScan,
             switch_lsn: None,
             records: 0,
             tail_incomplete: false,
+            tail_seen: false,
+            tail_xact: None,
         },
     };
     scanner.run(&mut Vec::new());
@@ -186,6 +205,7 @@ impl Scanner<'_> {
                     Gathered::Done { next } => (scratch.as_slice(), next),
                     Gathered::RunsIntoNextSegment => {
                         self.out.tail_incomplete = true;
+                        self.out.tail_seen = self.tail(lsn, prev, tot, scratch);
                         return;
                     }
                     Gathered::Overwritten { page } => {
@@ -293,6 +313,50 @@ impl Scanner<'_> {
         }
     }
 
+    /// The record at `lsn`, `tot` bytes long, runs into the next segment and
+    /// `prefix` is what of it lies in this one. Whether it is no transaction
+    /// end ([`SegmentScan::tail_seen`]); a transaction end whose time (and,
+    /// prepared, xid) lies in `prefix` becomes [`SegmentScan::tail_xact`].
+    /// xlogreader.c: XLogDecodeNextRecord reads xl_tot_len, the only field
+    /// sure to be on the record's first page, and the rest of the header
+    /// may lie on the next page — here, in the next segment: then nothing
+    /// is known. Without the rest of the record there is no CRC to check;
+    /// the header is checked as for any record, the page headers by
+    /// `gather`.
+    fn tail(&mut self, lsn: u64, prev: Option<u64>, tot: usize, prefix: &[u8]) -> bool {
+        let Some(h) = RecordHeader::read(prefix) else {
+            return false;
+        };
+        if !h.is_valid(lsn, prev, self.fmt) {
+            return false;
+        }
+        if !is_xact_end(h.rmid, h.info) {
+            return true;
+        }
+        let seg_end = self.seg_start + self.buf.len() as u64;
+        let rem = (tot as u64).checked_sub(prefix.len() as u64);
+        let Some(end) = rem.and_then(|rem| {
+            continuation_end(seg_end, rem, self.blcksz as u64, self.buf.len() as u64)
+        }) else {
+            return false;
+        };
+        let Some(main) = main_data_of(prefix, tot, self.fmt) else {
+            return false;
+        };
+        let info = RecordInfo {
+            lsn: Lsn::new(lsn),
+            end_lsn: Lsn::new(end),
+            rmid: h.rmid,
+            info: h.info,
+            xid: h.xid,
+        };
+        let main = prefix.get(main.start..).unwrap_or_default();
+        if let Interesting::Xact(x) = interpret(info, main, self.fmt) {
+            self.out.tail_xact = Some(x);
+        }
+        false
+    }
+
     fn accept(&mut self, lsn: u64, end: u64, h: RecordHeader, main: &[u8]) {
         let out = &mut self.out;
         out.records += 1;
@@ -314,6 +378,33 @@ impl Scanner<'_> {
             Interesting::Other => {}
         }
     }
+}
+
+/// Where a record ends whose last `rem` bytes go on from `next_seg`, the
+/// start of the next segment: CopyXLogRecordToWAL continues it after the
+/// long page header of a segment's first page (SizeOfXLogLongPHD) and the
+/// short one of each later page, and EndRecPtr is MAXALIGNed
+/// (XLogDecodeNextRecord: `pageHeaderSize + MAXALIGN(xlp_rem_len)`).
+/// `None` on overflow or a page too small for its header.
+fn continuation_end(next_seg: u64, mut rem: u64, blcksz: u64, seg_size: u64) -> Option<u64> {
+    let mut page = next_seg;
+    loop {
+        let header = if page.checked_rem(seg_size)? == 0 {
+            LONG_HEADER_SIZE
+        } else {
+            SHORT_HEADER_SIZE
+        } as u64;
+        let room = blcksz.checked_sub(header).filter(|&r| r > 0)?;
+        if rem <= room {
+            return page.checked_add(header)?.checked_add(maxalign_u64(rem)?);
+        }
+        rem -= room;
+        page = page.checked_add(blcksz)?;
+    }
+}
+
+fn maxalign_u64(n: u64) -> Option<u64> {
+    Some(n.checked_add(7)? & !7)
 }
 
 #[cfg(test)]
@@ -562,6 +653,113 @@ mod tests {
         assert_eq!(s.first_record, Some(Lsn::new(first)));
         assert_eq!(s.last_record, Some(Lsn::new(last_complete)));
         assert!(s.tail_incomplete);
+        assert!(s.tail_seen, "a logical message hides no transaction end");
+        assert_eq!(s.xact_ends.len(), 1);
+    }
+
+    /// A segment whose last record, begun `from_end` bytes before the
+    /// segment's end, is `body` and runs into the next segment.
+    fn straddle(from_end: usize, rmid: u8, info: u8, xid: u32, body: &[u8]) -> (u64, SegmentScan) {
+        let mut w = Writer::new();
+        let (r, i, x, b) = commit(1, 1);
+        w.put(r, i, x, &b);
+        while w.pos < SEG - BL {
+            w.fill_page();
+        }
+        w.pad_to(BL - from_end);
+        let lsn = w.put(rmid, info, xid, body);
+        assert!(24 + body.len() > from_end, "runs into the next segment");
+        (lsn, scan(&w.buf))
+    }
+
+    #[test]
+    fn a_commit_running_into_the_next_segment_is_decoded_where_it_starts() {
+        let mut main = 5_000_000i64.to_le_bytes().to_vec();
+        main.extend_from_slice(&[0; 200]);
+        let body = main_only(&main);
+        // 40 bytes here: the header, the data header and xact_time.
+        let (lsn, s) = straddle(40, 1, 0x00, 812, &body);
+        assert!(s.tail_incomplete && !s.tail_seen);
+        assert_eq!(s.xact_ends.len(), 1);
+        let x = s.tail_xact.as_ref().unwrap();
+        assert_eq!(
+            (x.lsn.as_u64(), x.kind, x.xid),
+            (lsn, XactKind::Commit, 812)
+        );
+        assert_eq!(
+            x.time,
+            s.xact_ends[0].time + chrono::Duration::microseconds(4_999_999)
+        );
+        // The other 194 bytes follow the next segment's long page header.
+        let rest = (24 + body.len() - 40) as u64;
+        assert_eq!(rest, 194);
+        assert_eq!(x.end_lsn.as_u64(), SEG_START + SEG as u64 + 40 + 200);
+        assert_eq!(
+            s.last_record.map(|l| l.as_u64()),
+            Some(lsn - (BL as u64 - 40 - 24))
+        );
+
+        // Only 32 bytes: xact_time is cut, so the commit may hide there.
+        let (_, s) = straddle(32, 1, 0x00, 812, &body);
+        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
+        assert_eq!(s.xact_ends.len(), 1);
+        // 16 bytes: the header itself is cut.
+        let (_, s) = straddle(16, 1, 0x00, 812, &body);
+        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
+        // Anything else is seen from its header alone.
+        let (_, s) = straddle(16, 10, 0x00, 812, &body);
+        assert!(
+            s.tail_incomplete && !s.tail_seen,
+            "16 bytes hold no xl_rmid"
+        );
+        let (_, s) = straddle(24, 10, 0x00, 812, &body);
+        assert!(s.tail_incomplete && s.tail_seen && s.tail_xact.is_none());
+        assert_eq!(s.xact_ends.len(), 1);
+    }
+
+    #[test]
+    fn a_prepared_end_needs_its_xid_before_the_segment_end() {
+        let mut main = 10i64.to_le_bytes().to_vec();
+        main.extend_from_slice(&0x10u32.to_le_bytes()); // xinfo: TWOPHASE
+        main.extend_from_slice(&555u32.to_le_bytes());
+        main.extend_from_slice(&[0; 100]);
+        let body = main_only(&main);
+        // The twophase xid lies at record bytes 38..42.
+        let (_, s) = straddle(40, 1, 0xC0, 0, &body);
+        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
+        let (lsn, s) = straddle(48, 1, 0xC0, 0, &body);
+        assert!(s.tail_incomplete && !s.tail_seen);
+        assert_eq!(s.xact_ends.len(), 1);
+        let x = s.tail_xact.as_ref().unwrap();
+        assert_eq!(
+            (x.lsn.as_u64(), x.kind, x.xid),
+            (lsn, XactKind::AbortPrepared, 555)
+        );
+        let rest = (24 + body.len() - 48) as u64;
+        assert_eq!(
+            x.end_lsn.as_u64(),
+            SEG_START + SEG as u64 + 40 + rest.next_multiple_of(8)
+        );
+    }
+
+    #[test]
+    fn continuation_ends_across_pages_and_segments() {
+        let (bl, seg) = (BL as u64, SEG as u64);
+        let next = SEG_START + seg;
+        assert_eq!(continuation_end(next, 1, bl, seg), Some(next + 40 + 8));
+        assert_eq!(continuation_end(next, bl - 40, bl, seg), Some(next + bl));
+        assert_eq!(
+            continuation_end(next, bl - 39, bl, seg),
+            Some(next + bl + 24 + 8)
+        );
+        // Through the whole next segment into the one after it.
+        let per_seg = (bl - 40) + (seg / bl - 1) * (bl - 24);
+        assert_eq!(
+            continuation_end(next, per_seg + 5, bl, seg),
+            Some(next + seg + 40 + 8)
+        );
+        assert_eq!(continuation_end(next, 5, 24, seg), None);
+        assert_eq!(continuation_end(u64::MAX - 8, 100, bl, seg), None);
     }
 
     #[test]

@@ -302,6 +302,20 @@ mod tests {
             TimeStop::Time { reason } => assert!(reason.contains(&seg_name(1, 3)), "{reason}"),
             other => panic!("{other:?}"),
         }
+        // A boundary whose last record the scanner saw is no transaction
+        // end hides none.
+        let seen_across = kit()
+            .edit(1, 3, |r| {
+                if let Some(x) = r.summary.as_mut() {
+                    x.tail_incomplete = true;
+                    x.tail_seen = true;
+                }
+            })
+            .build();
+        assert!(matches!(
+            time_stop(&seen_across, 35).unwrap(),
+            TimeStop::Pending { .. }
+        ));
         // Boundary 4|5 lies after it: the stop record is still pinned.
         assert!(matches!(
             time_stop(&across(4), 35).unwrap(),
