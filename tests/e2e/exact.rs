@@ -147,6 +147,12 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
         "pgbench: {}",
         String::from_utf8_lossy(&done.stderr)
     );
+    // A few more commits once the last backup has surely finished (on a
+    // loaded machine a backup can outlast pgbench's 10 s), so that the
+    // targets right after each backup lie inside the archived WAL.
+    for _ in 0..20 {
+        c.psql("insert into w(x) values (txid_current())");
+    }
     let end = c.psql("select pg_switch_wal()").trim().to_string();
     let seg = c
         .psql(&format!("select pg_walfile_name('{end}'::pg_lsn - 1)"))
