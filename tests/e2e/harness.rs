@@ -72,14 +72,22 @@ pub fn segment_data_object(repo: &Path, seg: &str) -> PathBuf {
 
 /// The xid an `insert … returning txid_current()` printed (its last line).
 pub fn returned_xid(psql_output: &str) -> u32 {
+    returned(psql_output)
+}
+
+/// The value a statement's `returning` printed: psql's last non-empty line.
+pub fn returned<T: std::str::FromStr>(psql_output: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
     psql_output
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
-        .unwrap()
+        .expect("psql printed a value")
         .trim()
         .parse()
-        .unwrap()
+        .expect("the value parses")
 }
 
 pub fn is_root() -> bool {

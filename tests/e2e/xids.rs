@@ -9,16 +9,9 @@ use super::{midpoint, restore_rows};
 
 /// Inserts row `i` in its own transaction; its `pg_current_xact_id()`.
 fn insert_full_xid(psql: impl Fn(&str) -> String, i: i32) -> u64 {
-    let out = psql(&format!(
+    returned(&psql(&format!(
         "select pg_sleep(0.1); insert into t(id) values ({i}) returning pg_current_xact_id()"
-    ));
-    out.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    )))
 }
 
 /// Stops the cluster, sets its xid epoch with pg_resetwal, starts it.

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Located, StartBy};
 use crate::catalog::WalEntry;
+use crate::pg::wal::XactEnd;
 use crate::pg::SegNo;
 use crate::plan::resolve::TimeStop;
 use crate::plan::timeline::{LineBackups, Timeline, Walk};
@@ -69,18 +70,11 @@ pub(in crate::plan) fn locate(
             Ok((
                 Located {
                     segno: s,
-                    stop: StopPoint {
-                        segment: rec.name.clone(),
-                        description: format!(
-                            "segment {} holds the end of transaction {} at {}, after the target: recovery stops there at the latest",
-                            rec.name,
-                            later.as_ref().map(|x| x.xid).unwrap_or_default(),
-                            later.as_ref().map(|x| x.time.to_string()).unwrap_or_default()
-                        ),
-                        lsn: later.as_ref().map(|x| x.lsn),
-                        time: later.as_ref().map(|x| x.time),
-                        xid: later.as_ref().map(|x| x.xid),
-                    },
+                    stop: stop_at(
+                        &rec.name,
+                        later.as_ref(),
+                        "holds the end of transaction {xid} at {time}, after the target: recovery stops there at the latest",
+                    ),
                     start_by: StartBy::FinishedBefore(t),
                 },
                 match s.get().checked_sub(1).and_then(|p| hidden_end(line, first, SegNo::new(p))) {
@@ -127,18 +121,11 @@ pub(in crate::plan) fn locate(
                     Ok((
                         Located {
                             segno: s,
-                            stop: StopPoint {
-                                segment: rec.name.clone(),
-                                description: format!(
-                                    "segment {} holds the last archived transaction end, at or before the target (the latest, of transaction {} at {}, is at it): recovery stops right after the last one",
-                                    rec.name,
-                                    x.as_ref().map(|x| x.xid).unwrap_or_default(),
-                                    x.as_ref().map(|x| x.time.to_string()).unwrap_or_default()
-                                ),
-                                lsn: x.as_ref().map(|x| x.lsn),
-                                time: x.as_ref().map(|x| x.time),
-                                xid: x.as_ref().map(|x| x.xid),
-                            },
+                            stop: stop_at(
+                                &rec.name,
+                                x.as_ref(),
+                                "holds the last archived transaction end, at or before the target (the latest, of transaction {xid} at {time}, is at it): recovery stops right after the last one",
+                            ),
                             start_by: StartBy::FinishedBefore(t),
                         },
                         TimeStop::Pending {
@@ -151,6 +138,21 @@ pub(in crate::plan) fn locate(
                 _ => Err(refusal),
             }
         }
+    }
+}
+
+/// The stop point at transaction end `x` of segment `name`, described as
+/// "segment <name> <what>" with `{xid}` and `{time}` filled in from `x`.
+fn stop_at(name: &str, x: Option<&XactEnd>, what: &str) -> StopPoint {
+    let what = what
+        .replace("{xid}", &x.map(|x| x.xid).unwrap_or_default().to_string())
+        .replace("{time}", &x.map(|x| x.time.to_string()).unwrap_or_default());
+    StopPoint {
+        segment: name.to_string(),
+        description: format!("segment {name} {what}"),
+        lsn: x.map(|x| x.lsn),
+        time: x.map(|x| x.time),
+        xid: x.map(|x| x.xid),
     }
 }
 
