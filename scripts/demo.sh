@@ -20,7 +20,9 @@ mkdir -p "$WORK/bin"
 cp target/debug/pitr "$WORK/bin/pitr"
 chmod -R a+rX "$WORK/bin"
 PITR="$WORK/bin/pitr"
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# From the work directory: postgres may not enter this checkout, and
+# initdb and pg_ctl warn when they cannot return to where they started.
+as_pg() { if [ "$(id -u)" -eq 0 ]; then (cd "$WORK" && runuser -u postgres -- "$@"); else "$@"; fi; }
 cleanup() {
     for d in "$WORK/primary" "$WORK/rolled-back"; do
         [ -f "$d/postmaster.pid" ] && as_pg "$BIN/pg_ctl" stop -D "$d" -m fast >/dev/null 2>&1 || true
