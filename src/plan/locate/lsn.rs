@@ -13,6 +13,17 @@ pub(in crate::plan) fn locate(
     line: &Timeline<'_>,
     backups: &LineBackups<'_>,
 ) -> Result<Located, PlanError> {
+    // Replay from a backup ends no earlier than where it is consistent:
+    // an LSN before every backup's end is refused as such, not as a
+    // missing segment before the first backup.
+    if backups.earliest.stop_lsn > l {
+        return Err(PlanError::NoBackupBefore {
+            target: RecoveryTarget::Lsn(l).to_string(),
+            timeline: line.tli,
+            earliest_lsn: backups.earliest.stop_lsn,
+            backup_id: backups.earliest.id.clone(),
+        });
+    }
     let want = l.segno(line.size);
     let first = backups.first_start().min(want);
     let mut starts: Vec<SegNo> = backups
@@ -117,6 +128,23 @@ mod tests {
                 end: Some(Lsn::new(7 * SEG - 8)),
             }
         );
+    }
+
+    #[test]
+    fn before_every_backup_is_consistent() {
+        let c = kit().build();
+        // b1 is consistent at 0/1000100: an LSN before that is refused as
+        // such (it used to name a missing segment 0).
+        assert_eq!(
+            at_lsn(&c, lsn(1, 0x80), true).unwrap_err(),
+            PlanError::NoBackupBefore {
+                target: "LSN 0/1000080".into(),
+                timeline: crate::plan::testkit::tli(1),
+                earliest_lsn: lsn(1, 0x100),
+                backup_id: "b1".into(),
+            }
+        );
+        assert!(at_lsn(&c, lsn(1, 0x100), true).is_ok());
     }
 
     #[test]
