@@ -451,6 +451,28 @@ impl Cluster {
         Restored::from_json(self.restore_report(verb, name, args))
     }
 
+    /// Rolls back to `to` into `<cluster dir>/<name>` and makes the copy a
+    /// primary that archives into the same repository: archiving on, a
+    /// restart, and its timeline's history file pushed (it was written
+    /// while archiving was off). The new timeline's server, running.
+    pub fn branch(&self, name: &str, to: &str) -> Restored {
+        let r = self.restore_to("rollback", name, &["--to", to]);
+        r.psql("alter system set archive_mode = on");
+        let mut restart = as_postgres(format!("{}/pg_ctl", self.bin));
+        restart
+            .args(["restart", "-w", "-m", "fast", "-D"])
+            .arg(&r.pgdata)
+            .arg("-l")
+            .arg(r.pgdata.join("restarted.log"));
+        run_ok(restart);
+        let tli = r.out["timeline"]
+            .as_u64()
+            .expect("the restore names its timeline");
+        let history = r.pgdata.join(format!("pg_wal/{tli:08X}.history"));
+        self.pitr.ok(&["wal-push", history.to_str().unwrap()]);
+        r
+    }
+
     /// The same, expecting failure: (exit code, stderr).
     pub fn restore_fails(&self, verb: &str, name: &str, args: &[&str]) -> (i32, String) {
         let all = self.restore_args(verb, name, args);

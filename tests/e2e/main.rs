@@ -769,21 +769,8 @@ fn every_target_kind_and_timeline_choice_restores_the_right_rows() {
 
     // Branch: roll back to t45 and make the copy a primary that archives
     // into the same repository (timeline 2).
-    let r = c.restore_to("rollback", "tl2", &["--to", &t45]);
+    let r = c.branch("tl2", &t45);
     assert_eq!(r.out["timeline"], 2);
-    r.psql("alter system set archive_mode = on");
-    let mut restart = as_postgres(format!("{PG_BIN}/pg_ctl"));
-    restart
-        .args(["restart", "-w", "-m", "fast", "-D"])
-        .arg(&r.pgdata)
-        .arg("-l")
-        .arg(r.pgdata.join("restarted.log"));
-    run_ok(restart);
-    // The history file was written while archiving was off: push it.
-    c.pitr.ok(&[
-        "wal-push",
-        r.pgdata.join("pg_wal/00000002.history").to_str().unwrap(),
-    ]);
     let tl2 = Cluster2 { r: &r };
     tl2.insert(100);
     let x101 = tl2.insert(101);

@@ -112,20 +112,8 @@ fn an_xid_committed_only_on_timeline_1_after_the_branch_restores_on_timeline_1()
 
     // Timeline 2 branches off between rows 1 and 2 and archives into the
     // same repository.
-    let r = c.restore_to("rollback", "tl2", &["--to", &t12]);
+    let r = c.branch("tl2", &t12);
     assert_eq!(r.out["timeline"], 2);
-    r.psql("alter system set archive_mode = on");
-    let mut restart = as_postgres(format!("{PG_BIN}/pg_ctl"));
-    restart
-        .args(["restart", "-w", "-m", "fast", "-D"])
-        .arg(&r.pgdata)
-        .arg("-l")
-        .arg(r.pgdata.join("restarted.log"));
-    run_ok(restart);
-    c.pitr.ok(&[
-        "wal-push",
-        r.pgdata.join("pg_wal/00000002.history").to_str().unwrap(),
-    ]);
 
     // Timeline 1 goes on: row 7's transaction commits only there.
     let x7 = insert_full_xid(|q| c.psql(q), 7);
