@@ -837,15 +837,7 @@ mod tests {
         c.args(["-c", "trap '' INT QUIT; sleep 600 & wait; wait"])
             .process_group(0)
             .kill_on_drop(false);
-        let child = c.spawn().unwrap();
-        let pid = i32::try_from(child.id().unwrap()).unwrap();
-        let d = tempfile::tempdir().unwrap();
-        let mut running = Running {
-            pgdata: d.path().to_path_buf(),
-            log: d.path().join(LOG_NAME),
-            postmaster: child,
-            pid,
-        };
+        let (_d, mut running, pid) = stand_in(&mut c);
         // The grandchild exists before we stop.
         let started = Instant::now();
         while std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -884,6 +876,21 @@ mod tests {
         }
     }
 
+    /// Starts `c` as a stand-in postmaster in a fresh directory: the
+    /// directory (kept while it lives), its `Running`, and its pid.
+    fn stand_in(c: &mut Command) -> (tempfile::TempDir, Running, i32) {
+        let child = c.spawn().unwrap();
+        let pid = i32::try_from(child.id().unwrap()).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let running = Running {
+            pgdata: d.path().to_path_buf(),
+            log: d.path().join(LOG_NAME),
+            postmaster: child,
+            pid,
+        };
+        (d, running, pid)
+    }
+
     /// The child starts with the default action for the signals a stop
     /// sends, whatever the test runner inherited: a job started by nohup,
     /// or in the background of a shell without job control, ignores
@@ -908,15 +915,7 @@ mod tests {
         let mut c = Command::new("sleep");
         c.arg("600").process_group(0);
         default_signals(&mut c);
-        let child = c.spawn().unwrap();
-        let pid = i32::try_from(child.id().unwrap()).unwrap();
-        let d = tempfile::tempdir().unwrap();
-        let mut running = Running {
-            pgdata: d.path().to_path_buf(),
-            log: d.path().join(LOG_NAME),
-            postmaster: child,
-            pid,
-        };
+        let (_d, mut running, _) = stand_in(&mut c);
         let started = Instant::now();
         stop_running(&mut running, Duration::from_secs(30))
             .await

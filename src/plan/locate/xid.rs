@@ -441,15 +441,20 @@ mod tests {
             .build()
     }
 
+    /// The kit with segment 5's xid range widened down to 900 (as a long
+    /// transaction ending there widens it): its range then holds xids
+    /// whose ends lie elsewhere, or nowhere.
+    fn widened() -> Kit {
+        kit().edit(1, 5, |r| {
+            if let Some(s) = r.summary.as_mut() {
+                s.min_xid = Some(900);
+            }
+        })
+    }
+
     #[test]
     fn stops_at_the_exact_commit() {
-        let c = kit()
-            .edit(1, 5, |r| {
-                if let Some(s) = r.summary.as_mut() {
-                    s.min_xid = Some(900);
-                }
-            })
-            .build();
+        let c = widened().build();
         let lists = lists_of(&c);
         // Segment 5's range holds 1004 too; its list does not.
         let l = of(&c, Xid::new(1004), true, &lists).unwrap();
@@ -470,13 +475,7 @@ mod tests {
 
     #[test]
     fn without_lists_the_bound_is_used_and_said() {
-        let c = kit()
-            .edit(1, 5, |r| {
-                if let Some(s) = r.summary.as_mut() {
-                    s.min_xid = Some(900);
-                }
-            })
-            .build();
+        let c = widened().build();
         let l = of(&c, Xid::new(950), true, &XactLists::new()).unwrap();
         assert_eq!(l.segno, SegNo::new(5));
         assert_eq!(l.start_by, StartBy::Any);
@@ -543,13 +542,7 @@ mod tests {
 
     #[test]
     fn an_absent_xid_is_refused_naming_the_segments_searched() {
-        let c = kit()
-            .edit(1, 5, |r| {
-                if let Some(s) = r.summary.as_mut() {
-                    s.min_xid = Some(900);
-                }
-            })
-            .build();
+        let c = widened().build();
         let lists = lists_of(&c);
         let err = choose(&c, &spec(Xid::new(950)), Xid::new(950), &lists).unwrap_err();
         let PlanError::NotFound { searched, .. } = &err else {
