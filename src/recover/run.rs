@@ -140,11 +140,9 @@ fn cost_model(catalog: &Catalog, opts: &PlanOptions) -> CostModel {
 /// install that would run it (or why none here can).
 pub async fn plan_only(repo: &Repo, opts: &PlanOptions) -> Result<Plan, RunError> {
     let catalog = repo.load_catalog().await?;
-    let xacts = xid_lists(repo, &catalog, &opts.target).await;
-    let mut plan = plan::plan_with(&catalog, &opts.target, &cost_model(&catalog, opts), &xacts)?;
+    let mut plan = planned(repo, &catalog, opts).await?;
     plan.damaged = catalog.damaged.clone();
     refine(repo, &mut plan).await;
-    resolve_time(repo, &mut plan).await?;
     plan.install = Some(match select_for(&catalog, &plan, &opts.search) {
         Ok(i) => format!("{} (PostgreSQL {})", i.bin_dir, i.version),
         Err(e) => format!("none here can run it: {}", with_sources(&e)),
@@ -152,13 +150,21 @@ pub async fn plan_only(repo: &Repo, opts: &PlanOptions) -> Result<Plan, RunError
     Ok(plan)
 }
 
-/// Adds the exact stop record to a plan when the repository has the stop
-/// segment's transaction list (segments archived by older pitr do not).
+/// The plan for `opts` on `catalog`, as `plan` and `restore` both need
+/// it: an xid proven from the transaction lists (read first, so the
+/// planner stays pure), and a time resolved to its exact record.
+async fn planned(repo: &Repo, catalog: &Catalog, opts: &PlanOptions) -> Result<Plan, RunError> {
+    let xacts = xid_lists(repo, catalog, &opts.target).await;
+    let mut plan = plan::plan_with(catalog, &opts.target, &cost_model(catalog, opts), &xacts)?;
+    resolve_time(repo, &mut plan).await?;
+    Ok(plan)
+}
+
+/// Words an xid plan's stop as its exact end record when the repository
+/// has the stop segment's transaction list (segments archived by older
+/// pitr do not). A time target is resolved by `resolve_time` instead.
 pub async fn refine(repo: &Repo, plan: &mut Plan) {
-    if !matches!(
-        plan.target,
-        RecoveryTarget::Time(_) | RecoveryTarget::Xid(_)
-    ) {
+    if !matches!(plan.target, RecoveryTarget::Xid(_)) {
         return;
     }
     let Ok(WalFileName::Segment(seg)) = WalFileName::parse(&plan.stop.segment) else {
@@ -265,15 +271,7 @@ async fn plan_and_restore(
 ) -> Result<Restored, RunError> {
     check(&opts.plan.target, opts.action, None)?;
     let catalog = repo.load_catalog().await?;
-    let xacts = xid_lists(repo, &catalog, &opts.plan.target).await;
-    let mut plan = plan::plan_with(
-        &catalog,
-        &opts.plan.target,
-        &cost_model(&catalog, &opts.plan),
-        &xacts,
-    )?;
-    // The exact stop record, so that recovery stops at its LSN.
-    resolve_time(repo, &mut plan).await?;
+    let mut plan = planned(repo, &catalog, &opts.plan).await?;
     // Before anything is fetched: an install that can run this backup.
     let chosen = select_for(&catalog, &plan, &opts.plan.search)?;
     plan.install = Some(format!(
