@@ -109,12 +109,6 @@ impl Plan {
     pub fn refine(&mut self, xacts: &[crate::pg::wal::XactEnd]) {
         let mut ordered: Vec<&crate::pg::wal::XactEnd> = xacts.iter().collect();
         ordered.sort_by_key(|x| x.lsn);
-        let kind = |k: crate::pg::wal::XactKind| match k {
-            crate::pg::wal::XactKind::Commit => "commit",
-            crate::pg::wal::XactKind::Abort => "abort",
-            crate::pg::wal::XactKind::CommitPrepared => "commit of prepared transaction",
-            crate::pg::wal::XactKind::AbortPrepared => "abort of prepared transaction",
-        };
         let old = self.stop.description.clone();
         let described = match &self.target {
             RecoveryTarget::Xid(x) => {
@@ -130,7 +124,7 @@ impl Plan {
                     } else {
                         "right before"
                     },
-                    kind(end.kind),
+                    resolve::kind_name(end.kind),
                     end.time,
                     end.lsn,
                     self.stop.segment
