@@ -121,12 +121,14 @@ fn synthetic() -> Catalog {
                     switch_lsn: None,
                     tail_incomplete: false,
                     tail_seen: false,
+                    head_read: false,
                     min_xid: Some(s as u32),
                     max_xid: Some(s as u32),
                     next_xid: None,
                 }),
                 scan_error: None,
                 data_tag: None,
+                tail: None,
             };
             wal.push(rec);
         }

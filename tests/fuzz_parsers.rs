@@ -997,6 +997,7 @@ fn segment_record(seg: &Segment, with_summary: bool) -> WalSegmentRecord {
         summary: with_summary.then(|| WalSummary::from_scan(&seg.scan)),
         scan_error: (!with_summary).then(|| "bad long page header".to_string()),
         data_tag: Some(blake3_tag(&seg.bytes)),
+        tail: None,
     }
 }
 

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::catalog::{ContentHash, RepoConfig, WalSegmentRecord, WalSummary};
 use crate::pg::history::TimelineHistory;
-use crate::pg::wal::{scan_segment, LongPageHeader};
-use crate::pg::{SegmentName, TimelineId, WalFileName, WalNameError};
+use crate::pg::wal::{join, scan_segment, Crossing, LongPageHeader, SegmentScan};
+use crate::pg::{SegNo, SegmentName, TimelineId, WalFileName, WalNameError, WalSegmentSize};
 use crate::repo::codec;
 
 use super::mapped::FileBytes;
@@ -226,54 +226,38 @@ async fn push_segment(
     // Compression of two halves on two threads (two zstd frames, read back
     // as one stream), the hash and the WAL scan on a third: a push costs
     // about its CPU time over two cores.
-    let (raw, stored, hash, summary, scan_error, xacts, finished) =
-        tokio::task::spawn_blocking(move || {
-            let done = std::thread::scope(|scope| {
-                let raw = &raw;
-                let other = scope.spawn(|| {
-                    let hash = ContentHash::of(raw);
-                    let scanned = scan_segment(raw, size);
-                    (hash, scanned)
-                });
-                let stored = codec::compress_split(raw);
-                let Ok((hash, scanned)) = other.join() else {
-                    return Err(std::io::Error::other("the hashing thread panicked"));
-                };
-                let written = header.last_page_written(raw);
-                let (summary, scan_error, xacts, finished) = match scanned {
-                    Ok(scan) => {
-                        let finished = written || scan.switch_lsn.is_some();
-                        (
-                            Some(WalSummary::from_scan(&scan)),
-                            None,
-                            Some(scan.xact_ends),
-                            finished,
-                        )
-                    }
-                    // The scanner could not read it: judge by the last page
-                    // alone, but only refuse what is plainly not this
-                    // segment's (another address), never mere zeros that a
-                    // switch may have left.
-                    Err(e) => (
-                        None,
-                        Some(e.to_string()),
-                        None,
-                        written || !recycled_tail(raw, &header),
-                    ),
-                };
-                Ok((stored, hash, summary, scan_error, xacts, finished))
+    let (raw, stored, hash, scanned, finished) = tokio::task::spawn_blocking(move || {
+        let done = std::thread::scope(|scope| {
+            let raw = &raw;
+            let other = scope.spawn(|| {
+                let hash = ContentHash::of(raw);
+                let scanned = scan_segment(raw, size);
+                (hash, scanned)
             });
-            done.map(|(stored, hash, summary, scan_error, xacts, finished)| {
-                (raw, stored, hash, summary, scan_error, xacts, finished)
-            })
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r)
-        .map_err(|source| PushError::Compress {
-            name: name.clone(),
-            source,
-        })?;
+            let stored = codec::compress_split(raw);
+            let Ok((hash, scanned)) = other.join() else {
+                return Err(std::io::Error::other("the hashing thread panicked"));
+            };
+            let written = header.last_page_written(raw);
+            let finished = match &scanned {
+                Ok(scan) => written || scan.switch_lsn.is_some(),
+                // The scanner could not read it: judge by the last page
+                // alone, but only refuse what is plainly not this
+                // segment's (another address), never mere zeros that a
+                // switch may have left.
+                Err(_) => written || !recycled_tail(raw, &header),
+            };
+            Ok((stored, hash, scanned, finished))
+        });
+        done.map(|(stored, hash, scanned, finished)| (raw, stored, hash, scanned, finished))
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(|source| PushError::Compress {
+        name: name.clone(),
+        source,
+    })?;
     if !finished {
         // A copy of the segment Postgres is still writing: accepting it
         // would make the real one a conflict forever.
@@ -284,6 +268,20 @@ async fn push_segment(
         source,
     })?;
 
+    let (summary, scan_error, xacts, tail) = match scanned {
+        Ok(mut scan) => {
+            let head = read_head(repo, seg, segno, size, &scan).await;
+            match &head {
+                Some(Crossing::Xact(x)) => scan.xact_ends.insert(0, x.clone()),
+                Some(Crossing::RestorePoint(p)) => scan.restore_points.insert(0, p.clone()),
+                Some(Crossing::Other) | None => {}
+            }
+            let mut summary = WalSummary::from_scan(&scan);
+            summary.head_read = head.is_some();
+            (Some(summary), None, Some(scan.xact_ends), scan.tail)
+        }
+        Err(e) => (None, Some(e.to_string()), None, None),
+    };
     let (sha256, blake3) = hash.into_fields();
     let tag = layout::DataTag::from_blake3(&blake3)?;
     let record = WalSegmentRecord {
@@ -298,6 +296,7 @@ async fn push_segment(
         summary,
         scan_error,
         data_tag: Some(tag.to_string()),
+        tail,
     };
     // The data object is named by its content: a racing push of other
     // bytes writes another object, never this one, and an existing object
@@ -354,6 +353,65 @@ async fn push_segment(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The record running into this segment from the previous one, read
+/// whole: the previous segment's record keeps its beginning
+/// (`WalSegmentRecord::tail`) and this scan its rest. `None` when nothing
+/// runs in, the previous segment is not archived yet (Postgres archives in
+/// order, so it normally is) or kept no beginning, or the halves do not
+/// make one record; the boundary then stays unknown to plans, which let
+/// Postgres find a time target's stop itself there. Never fails the push.
+async fn read_head(
+    repo: &Repo,
+    seg: &SegmentName,
+    segno: SegNo,
+    size: WalSegmentSize,
+    scan: &SegmentScan,
+) -> Option<Crossing> {
+    let cont = scan.continuation.as_ref()?;
+    let prev_no = SegNo::new(segno.get().checked_sub(1)?);
+    let prev = previous_record(repo, seg.timeline(), prev_no, size).await?;
+    let tail = prev.tail.as_ref()?;
+    match join(tail, cont, scan.header.magic) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(segment = %seg, previous = %prev.name, error = %e,
+                "the record running in from the previous segment does not join");
+            None
+        }
+    }
+}
+
+/// The archived record of segment `segno` that precedes timeline `tli`'s
+/// next one: `tli`'s own, else the one of the timeline that wrote that
+/// stretch of WAL by `tli`'s history (a timeline's first segments follow
+/// its parent's).
+async fn previous_record(
+    repo: &Repo,
+    tli: TimelineId,
+    segno: SegNo,
+    size: WalSegmentSize,
+) -> Option<WalSegmentRecord> {
+    let get = |t: TimelineId| {
+        let key = layout::segment_record(&SegmentName::new(t, segno, size));
+        async move { repo.get_meta::<WalSegmentRecord>(&key, KIND_WAL).await }
+    };
+    match get(tli).await {
+        Ok(r) => return Some(r),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the previous segment's record");
+            return None;
+        }
+    }
+    let text = repo.get_aux(&WalFileName::History(tli)).await.ok()?;
+    let history = TimelineHistory::parse(tli, std::str::from_utf8(&text).ok()?).ok()?;
+    let owner = history.tli_of_point(segno.start_lsn(size));
+    if owner == tli {
+        return None;
+    }
+    get(owner).await.ok()
 }
 
 /// Fault injection for the kill -9 tests (docs/reliability.md): with
@@ -492,6 +550,7 @@ mod tests {
             summary: None,
             scan_error: None,
             data_tag: None,
+            tail: None,
         }
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::wal_index::WalIndex;
 use crate::pg::control::{Fingerprint, PgMajor, SystemId};
 use crate::pg::history::TimelineHistory;
-use crate::pg::wal::{RestorePoint, SegmentScan, XactEnd};
+use crate::pg::wal::{RestorePoint, SegmentScan, TailPrefix, XactEnd};
 use crate::pg::{Lsn, SegNo, TimelineId, WalSegmentSize};
 
 /// `pitr.json`: the repository's identity, fixed at `pitr init`.
@@ -46,6 +46,18 @@ pub struct WalSummary {
     /// it existed: those may hide one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tail_seen: bool,
+    /// The record running in from the previous segment was read whole:
+    /// joined, when this segment was archived, with the beginning the
+    /// previous segment's record kept (`WalSegmentRecord::tail`,
+    /// `pg::wal::join`: length, xl_prev and CRC checked). A transaction end
+    /// or restore point it is counts among this segment's (in WAL order,
+    /// first), though it starts in the previous segment: recovery needs
+    /// this segment to read it. False when there was nothing to join (no
+    /// record runs in, or the previous segment was not archived first),
+    /// or the halves did not make a record; then the previous segment's
+    /// `tail_seen` alone says whether the boundary hides a transaction end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub head_read: bool,
     /// Smallest and largest xid among the segment's transaction ends
     /// (commit/abort, prepared ones by their own xid): where an `--xid`
     /// target can lie. Absent in entries written before they existed.
@@ -75,6 +87,7 @@ impl WalSummary {
             switch_lsn: scan.switch_lsn,
             tail_incomplete: scan.tail_incomplete,
             tail_seen: scan.tail_incomplete && scan.tail_seen,
+            head_read: false,
             min_xid: scan.xact_ends.iter().map(|x| x.xid).min(),
             max_xid: scan.xact_ends.iter().map(|x| x.xid).max(),
             next_xid: scan.checkpoints.last().map(|c| c.next_xid),
@@ -126,6 +139,12 @@ pub struct WalSegmentRecord {
     /// format version 2, whose data object has the plain name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_tag: Option<String>,
+    /// The beginning of the segment's last record when it runs into the
+    /// next segment and may be a transaction end or restore point
+    /// (`SegmentScan::tail`): the next segment's push completes it
+    /// (`WalSummary::head_read`). Not part of the WAL index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<TailPrefix>,
 }
 
 /// A compacted stretch of the WAL index (`catalog/wal/<TLI>/chunk-<N>.json`):

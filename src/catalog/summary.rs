@@ -145,6 +145,7 @@ mod tests {
                 summary: None,
                 scan_error: None,
                 data_tag: None,
+                tail: None,
             });
         }
         catalog.wal = WalIndex::from_records(size, records);

@@ -45,6 +45,7 @@ const RESTORE_POINTS: u16 = 1 << 10;
 const ODD_NAME: u16 = 1 << 11;
 const NEXT_XID: u16 = 1 << 12;
 const TAIL_SEEN: u16 = 1 << 13;
+const HEAD_READ: u16 = 1 << 14;
 
 /// One segment, fixed size (a value absent from the record is zero here,
 /// with its `flags` bit clear).
@@ -164,15 +165,23 @@ impl<'a> SegRef<'a> {
     }
 
     /// Whether a transaction end may lie, unseen, across this segment's
-    /// end: its last record runs into the next segment, and the scanner
-    /// indexes only records it holds whole, so that record is in neither
-    /// segment's summary or transaction list (`WalSummary::tail_incomplete`),
-    /// unless the scanner saw from its header that it is no transaction end
-    /// (`WalSummary::tail_seen`). A segment without a summary may hide
-    /// anything.
+    /// end, as far as this segment tells: its last record runs into the
+    /// next segment (`WalSummary::tail_incomplete`) and its header here
+    /// does not show it is no transaction end (`WalSummary::tail_seen`). A
+    /// segment without a summary may hide anything. The next segment may
+    /// still have read that record whole ([`SegRef::head_read`]); the
+    /// plan's timeline knows which segment is next.
     pub fn may_hide_xact_end(&self) -> bool {
         let f = self.seg().flags;
         f & SUMMARY == 0 || (f & TAIL_INCOMPLETE != 0 && f & TAIL_SEEN == 0)
+    }
+
+    /// `summary.head_read`: the record running in from the previous
+    /// segment was read whole, and is among this segment's if it is a
+    /// transaction end.
+    pub fn head_read(&self) -> bool {
+        let f = self.seg().flags;
+        f & (SUMMARY | HEAD_READ) == SUMMARY | HEAD_READ
     }
 
     /// `summary.max_xact_time()`.
@@ -287,6 +296,7 @@ impl<'a> SegRef<'a> {
             switch_lsn: lsn(SWITCH, s.switch_lsn),
             tail_incomplete: has(TAIL_INCOMPLETE),
             tail_seen: has(TAIL_SEEN),
+            head_read: has(HEAD_READ),
             min_xid: has(MIN_XID).then_some(s.min_xid),
             max_xid: has(MAX_XID).then_some(s.max_xid),
             next_xid: if has(NEXT_XID) {
@@ -408,6 +418,9 @@ impl WalIndexBuilder {
             }
             if sum.tail_seen {
                 seg.flags |= TAIL_SEEN;
+            }
+            if sum.head_read {
+                seg.flags |= HEAD_READ;
             }
             if let Some(x) = sum.min_xid {
                 seg.flags |= MIN_XID;
@@ -817,6 +830,7 @@ mod tests {
                 tail_incomplete: true,
                 // Both ways, so the flag's round trip is checked.
                 tail_seen: s.is_multiple_of(3),
+                head_read: s.is_multiple_of(4),
                 min_xid: Some(5),
                 max_xid: None,
                 // Only segments with a checkpoint have one: some do here.
@@ -824,6 +838,7 @@ mod tests {
             }),
             scan_error: Some("kept out".into()),
             data_tag: Some("kept out".into()),
+            tail: None,
         }
     }
 

@@ -118,12 +118,14 @@ pub fn record(t: u32, s: u64, xid: u32, secs: i64) -> WalSegmentRecord {
             switch_lsn: None,
             tail_incomplete: false,
             tail_seen: false,
+            head_read: false,
             min_xid: Some(xid),
             max_xid: Some(xid),
             next_xid: None,
         }),
         scan_error: None,
         data_tag: None,
+        tail: None,
     }
 }
 

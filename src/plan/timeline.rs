@@ -130,6 +130,24 @@ impl<'a> Timeline<'a> {
         self.catalog.wal.at(self.tli_for(segno), segno)
     }
 
+    /// Whether a transaction end may lie where the index does not see it,
+    /// in or at the end of `s`, a segment of this line: `s` has no summary,
+    /// or its last record runs into the next segment unseen
+    /// (`SegRef::may_hide_xact_end`) and the segment recovery reads next
+    /// did not read that record whole (`SegRef::head_read`).
+    pub fn hides_xact_end(&self, s: &SegRef<'_>) -> bool {
+        if !s.has_summary() {
+            return true;
+        }
+        s.may_hide_xact_end()
+            && !s
+                .segno
+                .get()
+                .checked_add(1)
+                .and_then(|n| self.seg(SegNo::new(n)))
+                .is_some_and(|n| n.head_read())
+    }
+
     /// Whether recovery finds `segno` archived.
     pub fn has(&self, segno: SegNo) -> bool {
         self.seg(segno).is_some()
@@ -572,6 +590,38 @@ mod tests {
         // Timeline 1 reads its own file of segment 4.
         let one = Timeline::new(&c, tli(1)).unwrap();
         assert_eq!(one.segment(seg(4)).unwrap().name, seg_name(1, 4));
+    }
+
+    /// Timeline 2's segment 4 read the record running in from timeline
+    /// 1's segment 3 (the push looked it up by the history): on line 2 the
+    /// boundary 3|4 is seen; on line 1, whose segment 4 did not read it,
+    /// it is not.
+    #[test]
+    fn a_boundary_is_seen_by_the_segment_the_line_reads_next() {
+        let tail = |r: &mut crate::catalog::WalSegmentRecord| {
+            if let Some(x) = r.summary.as_mut() {
+                x.tail_incomplete = true;
+            }
+        };
+        let c = forked()
+            .edit(1, 3, tail)
+            .edit(2, 4, |r| {
+                if let Some(x) = r.summary.as_mut() {
+                    x.head_read = true;
+                }
+            })
+            .build();
+        let two = Timeline::new(&c, tli(2)).unwrap();
+        let one = Timeline::new(&c, tli(1)).unwrap();
+        let three = two.seg(seg(3)).unwrap();
+        assert!(three.may_hide_xact_end(), "segment 3 alone cannot tell");
+        assert!(!two.hides_xact_end(&three));
+        assert!(one.hides_xact_end(&one.seg(seg(3)).unwrap()));
+        // The last archived segment of a line has no next one to read it.
+        let c = forked().edit(2, 8, tail).build();
+        let two = Timeline::new(&c, tli(2)).unwrap();
+        assert!(two.hides_xact_end(&two.seg(seg(8)).unwrap()));
+        assert!(!two.hides_xact_end(&two.seg(seg(7)).unwrap()));
     }
 
     #[test]

@@ -283,6 +283,7 @@ mod tests {
             summary: None,
             scan_error: None,
             data_tag: None,
+            tail: None,
         }
     }
 

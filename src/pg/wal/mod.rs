@@ -3,6 +3,7 @@
 //! checkpoints, the switch) plus where valid WAL begins and ends in it.
 //! Version-neutral results from per-major decoding (PG 12–18 page magics).
 
+mod crossing;
 mod error;
 mod page;
 mod record;
@@ -17,6 +18,7 @@ mod major_tests;
 #[cfg(test)]
 mod oracle_tests;
 
+pub use crossing::{join, Continuation, Crossing, JoinError, TailPrefix, MAX_JOINED_LEN};
 pub use error::WalScanError;
 pub use page::{pg_major_for_page_magic, LongPageHeader};
 pub use rmgr::{CheckpointRec, RestorePoint, XactEnd, XactKind};

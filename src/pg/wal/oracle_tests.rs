@@ -522,17 +522,24 @@ fn tails_agree_with_the_record_read_across_two_segments() {
             xid: h.xid,
         };
         let header_here = pos + 24 <= SEG as usize;
+        let joined = match (&scan.tail, &next.continuation) {
+            (Some(t), Some(c)) => Some(super::join(t, c, scan.header.magic)),
+            _ => None,
+        };
         match interpret(info, &whole[main], fmt) {
             Interesting::Xact(x) => {
                 xacts += 1;
                 assert!(!scan.tail_seen, "{name}");
-                if header_here && pos + 24 + 16 <= SEG as usize {
-                    assert_eq!(scan.tail_xact.as_ref(), Some(&x), "{name}");
-                }
+                assert_eq!(joined, Some(Ok(super::Crossing::Xact(x))), "{name}");
+            }
+            Interesting::RestorePoint(p) => {
+                assert_eq!(joined, Some(Ok(super::Crossing::RestorePoint(p))), "{name}");
             }
             _ => {
                 assert_eq!(scan.tail_seen, header_here, "{name}: rmid {}", h.rmid);
-                assert_eq!(scan.tail_xact, None, "{name}");
+                if !header_here {
+                    assert_eq!(joined, Some(Ok(super::Crossing::Other)), "{name}");
+                }
             }
         }
         compared += 1;

@@ -138,6 +138,11 @@ pub(crate) fn is_switch(rmid: u8, info: u8) -> bool {
     rmid == RM_XLOG_ID && info & XLR_RMGR_INFO_MASK == XLOG_SWITCH
 }
 
+/// True for XLOG_RESTORE_POINT (`pg_create_restore_point`).
+pub(crate) fn is_restore_point(rmid: u8, info: u8) -> bool {
+    rmid == RM_XLOG_ID && info & XLR_RMGR_INFO_MASK == XLOG_RESTORE_POINT
+}
+
 /// True for the records [`interpret`] reports as [`Interesting::Xact`] when
 /// their main data is whole: COMMIT, ABORT, COMMIT_PREPARED, ABORT_PREPARED.
 pub(crate) fn is_xact_end(rmid: u8, info: u8) -> bool {

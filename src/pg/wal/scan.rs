@@ -16,14 +16,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::crossing::{Continuation, TailPrefix, MAX_JOINED_LEN};
 use super::error::WalScanError;
-use super::page::{LongPageHeader, PageHeader, WalFormat, LONG_HEADER_SIZE, SHORT_HEADER_SIZE};
-use super::record::{
-    crc_ok, main_data, main_data_of, RecordHeader, MAX_RECORD_LEN, RECORD_HEADER_SIZE,
-};
+use super::page::{LongPageHeader, PageHeader, WalFormat};
+use super::record::{crc_ok, main_data, RecordHeader, MAX_RECORD_LEN, RECORD_HEADER_SIZE};
 use super::rmgr::{
-    interpret, is_switch, is_xact_end, CheckpointRec, Interesting, RecordInfo, RestorePoint,
-    XactEnd,
+    interpret, is_restore_point, is_switch, is_xact_end, CheckpointRec, Interesting, RecordInfo,
+    RestorePoint, XactEnd,
 };
 use crate::pg::bytes::{maxalign, u32_at};
 use crate::pg::lsn::{Lsn, WalSegmentSize};
@@ -55,18 +54,25 @@ pub struct SegmentScan {
     pub tail_incomplete: bool,
     /// With `tail_incomplete`: the record running into the next segment
     /// begins here and its header, here, shows that it is no transaction
-    /// end. False when it is one (see `tail_xact`), when its header is cut
-    /// by the segment's end, and when one record covers the whole segment.
+    /// end. False when it is one, when its header is cut by the segment's
+    /// end, and when one record covers the whole segment.
     #[serde(default)]
     pub tail_seen: bool,
-    /// With `tail_incomplete`: the transaction end running into the next
-    /// segment, when its time (and, prepared, its xid) lie here; `end_lsn`
-    /// is in a later segment. Not in `xact_ends`: a plan that stops at or
-    /// after it needs that later segment archived, and a crash can leave it
-    /// unfinished (XLP_FIRST_IS_OVERWRITE_CONTRECORD there), which only the
-    /// next segment shows.
+    /// With `tail_incomplete`: what of the record running into the next
+    /// segment lies here, when it may be a record a plan needs (a
+    /// transaction end or restore point by its header, or a header cut by
+    /// the segment's end). The next segment's `continuation` completes it
+    /// ([`super::crossing::join`]); only then is it known, CRC-checked, and
+    /// whether it was finished at all (a crash leaves
+    /// XLP_FIRST_IS_OVERWRITE_CONTRECORD there instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tail_xact: Option<XactEnd>,
+    pub tail: Option<TailPrefix>,
+    /// The rest of the record begun in the previous segment, when this
+    /// segment's first page continues one (XLP_FIRST_IS_CONTRECORD) and it
+    /// ends here. Transient: used to complete the previous segment's
+    /// `tail` when this one is archived, never stored.
+    #[serde(skip)]
+    pub continuation: Option<Continuation>,
 }
 
 /// Scans `buf`, one whole segment of `seg_size` bytes.
@@ -106,7 +112,8 @@ pub fn scan_segment(buf: &[u8], seg_size: WalSegmentSize) -> Result<SegmentScan,
             records: 0,
             tail_incomplete: false,
             tail_seen: false,
-            tail_xact: None,
+            tail: None,
+            continuation: None,
         },
     };
     scanner.run(&mut Vec::new());
@@ -159,6 +166,7 @@ impl Scanner<'_> {
     }
 
     fn run(&mut self, scratch: &mut Vec<u8>) {
+        self.out.continuation = self.continuation();
         let Some(mut pos) = self.skip_continuation() else {
             return;
         };
@@ -315,46 +323,67 @@ impl Scanner<'_> {
 
     /// The record at `lsn`, `tot` bytes long, runs into the next segment and
     /// `prefix` is what of it lies in this one. Whether it is no transaction
-    /// end ([`SegmentScan::tail_seen`]); a transaction end whose time (and,
-    /// prepared, xid) lies in `prefix` becomes [`SegmentScan::tail_xact`].
-    /// xlogreader.c: XLogDecodeNextRecord reads xl_tot_len, the only field
-    /// sure to be on the record's first page, and the rest of the header
-    /// may lie on the next page — here, in the next segment: then nothing
-    /// is known. Without the rest of the record there is no CRC to check;
-    /// the header is checked as for any record, the page headers by
-    /// `gather`.
+    /// end ([`SegmentScan::tail_seen`]); the prefix of one that may matter to
+    /// a plan is kept as [`SegmentScan::tail`]. xlogreader.c:
+    /// XLogDecodeNextRecord reads xl_tot_len, the only field sure to be on
+    /// the record's first page, and the rest of the header may lie on the
+    /// next page — here, in the next segment: then nothing is known yet.
+    /// Without the rest of the record there is no CRC to check; the header
+    /// is checked as for any record, the page headers by `gather`.
     fn tail(&mut self, lsn: u64, prev: Option<u64>, tot: usize, prefix: &[u8]) -> bool {
-        let Some(h) = RecordHeader::read(prefix) else {
-            return false;
+        let (keep, seen) = match RecordHeader::read(prefix) {
+            None => (prefix.len() < RECORD_HEADER_SIZE, false),
+            Some(h) if !h.is_valid(lsn, prev, self.fmt) => (false, false),
+            Some(h) => {
+                let xact = is_xact_end(h.rmid, h.info);
+                (xact || is_restore_point(h.rmid, h.info), !xact)
+            }
         };
-        if !h.is_valid(lsn, prev, self.fmt) {
-            return false;
+        if keep && tot <= MAX_JOINED_LEN {
+            self.out.tail = Some(TailPrefix {
+                lsn: Lsn::new(lsn),
+                tot_len: tot as u32,
+                prev: prev.map(Lsn::new),
+                bytes: prefix.to_vec(),
+            });
         }
-        if !is_xact_end(h.rmid, h.info) {
-            return true;
+        seen
+    }
+
+    /// This segment's share of a record begun in the previous one: the
+    /// bytes after each XLP_FIRST_IS_CONTRECORD page header, `xlp_rem_len`
+    /// checked on each page as XLogDecodeNextRecord does. `None` when the
+    /// first page continues nothing, was overwritten after a crash
+    /// (XLP_FIRST_IS_OVERWRITE_CONTRECORD), or the record goes on past
+    /// this segment or is longer than [`MAX_JOINED_LEN`].
+    fn continuation(&mut self) -> Option<Continuation> {
+        let bl = self.blcksz;
+        let first = self.page(0)?;
+        let rem = first.rem_len as usize;
+        if !first.is_contrecord() || rem == 0 || rem > MAX_JOINED_LEN {
+            return None;
         }
-        let seg_end = self.seg_start + self.buf.len() as u64;
-        let rem = (tot as u64).checked_sub(prefix.len() as u64);
-        let Some(end) = rem.and_then(|rem| {
-            continuation_end(seg_end, rem, self.blcksz as u64, self.buf.len() as u64)
-        }) else {
-            return false;
-        };
-        let Some(main) = main_data_of(prefix, tot, self.fmt) else {
-            return false;
-        };
-        let info = RecordInfo {
-            lsn: Lsn::new(lsn),
-            end_lsn: Lsn::new(end),
-            rmid: h.rmid,
-            info: h.info,
-            xid: h.xid,
-        };
-        let main = prefix.get(main.start..).unwrap_or_default();
-        if let Interesting::Xact(x) = interpret(info, main, self.fmt) {
-            self.out.tail_xact = Some(x);
+        let mut bytes = Vec::with_capacity(rem);
+        let mut idx = 0;
+        loop {
+            let h = self.page(idx)?;
+            if h.is_overwrite_contrecord()
+                || !h.is_contrecord()
+                || h.rem_len as usize != rem - bytes.len()
+            {
+                return None;
+            }
+            let data = idx * bl + h.size();
+            let take = (rem - bytes.len()).min(bl.checked_sub(h.size())?);
+            bytes.extend_from_slice(self.buf.get(data..data + take)?);
+            if bytes.len() == rem {
+                return Some(Continuation {
+                    end_lsn: Lsn::new(self.seg_start + (data + maxalign(take)) as u64),
+                    bytes,
+                });
+            }
+            idx += 1;
         }
-        false
     }
 
     fn accept(&mut self, lsn: u64, end: u64, h: RecordHeader, main: &[u8]) {
@@ -380,35 +409,9 @@ impl Scanner<'_> {
     }
 }
 
-/// Where a record ends whose last `rem` bytes go on from `next_seg`, the
-/// start of the next segment: CopyXLogRecordToWAL continues it after the
-/// long page header of a segment's first page (SizeOfXLogLongPHD) and the
-/// short one of each later page, and EndRecPtr is MAXALIGNed
-/// (XLogDecodeNextRecord: `pageHeaderSize + MAXALIGN(xlp_rem_len)`).
-/// `None` on overflow or a page too small for its header.
-fn continuation_end(next_seg: u64, mut rem: u64, blcksz: u64, seg_size: u64) -> Option<u64> {
-    let mut page = next_seg;
-    loop {
-        let header = if page.checked_rem(seg_size)? == 0 {
-            LONG_HEADER_SIZE
-        } else {
-            SHORT_HEADER_SIZE
-        } as u64;
-        let room = blcksz.checked_sub(header).filter(|&r| r > 0)?;
-        if rem <= room {
-            return page.checked_add(header)?.checked_add(maxalign_u64(rem)?);
-        }
-        rem -= room;
-        page = page.checked_add(blcksz)?;
-    }
-}
-
-fn maxalign_u64(n: u64) -> Option<u64> {
-    Some(n.checked_add(7)? & !7)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::crossing::{join, Crossing, JoinError};
     use super::super::page::{
         XLP_FIRST_IS_CONTRECORD, XLP_FIRST_IS_OVERWRITE_CONTRECORD, XLP_LONG_HEADER,
     };
@@ -437,8 +440,13 @@ mod tests {
 
     impl Writer {
         fn new() -> Writer {
+            Writer::spanning(1)
+        }
+
+        /// A writer of `n` consecutive segments (`SEG_START` onwards).
+        fn spanning(n: usize) -> Writer {
             Writer {
-                buf: vec![0; SEG],
+                buf: vec![0; n * SEG],
                 pos: 0,
                 prev: SEG_START - 0x100,
                 tli: 1,
@@ -452,7 +460,7 @@ mod tests {
         fn page_header(&mut self, info: u16, rem_len: u32) {
             let at = self.pos;
             assert_eq!(at % BL, 0);
-            let long = at == 0;
+            let long = at.is_multiple_of(SEG);
             let info = info | if long { XLP_LONG_HEADER } else { 0 };
             let b = &mut self.buf[at..];
             b[0..2].copy_from_slice(&MAGIC15.to_le_bytes());
@@ -471,7 +479,7 @@ mod tests {
         /// Raw bytes from the current position, spilling over pages with
         /// continuation headers; stops at the segment's end.
         fn spill(&mut self, mut bytes: &[u8], first_page_info: u16) {
-            if self.pos.is_multiple_of(BL) && self.pos < SEG {
+            if self.pos.is_multiple_of(BL) && self.pos < self.buf.len() {
                 self.page_header(first_page_info, 0);
             }
             loop {
@@ -480,7 +488,7 @@ mod tests {
                 self.buf[self.pos..self.pos + n].copy_from_slice(&bytes[..n]);
                 self.pos += n;
                 bytes = &bytes[n..];
-                if bytes.is_empty() || self.pos >= SEG {
+                if bytes.is_empty() || self.pos >= self.buf.len() {
                     break;
                 }
                 self.page_header(XLP_FIRST_IS_CONTRECORD, bytes.len() as u32);
@@ -534,7 +542,7 @@ mod tests {
         /// server does when it initializes pages ahead of the insert point.
         fn finish(mut self) -> Vec<u8> {
             self.pos = self.pos.next_multiple_of(BL);
-            while self.pos < SEG {
+            while self.pos < self.buf.len() {
                 self.page_header(0, 0);
                 self.pos = self.pos.next_multiple_of(BL);
             }
@@ -657,10 +665,17 @@ mod tests {
         assert_eq!(s.xact_ends.len(), 1);
     }
 
-    /// A segment whose last record, begun `from_end` bytes before the
-    /// segment's end, is `body` and runs into the next segment.
-    fn straddle(from_end: usize, rmid: u8, info: u8, xid: u32, body: &[u8]) -> (u64, SegmentScan) {
-        let mut w = Writer::new();
+    /// Two segments; the first one's last record, begun `from_end` bytes
+    /// before its end, is `body` and runs into the second. Returns the
+    /// record's LSN and both scans.
+    fn straddle(
+        from_end: usize,
+        rmid: u8,
+        info: u8,
+        xid: u32,
+        body: &[u8],
+    ) -> (u64, SegmentScan, SegmentScan) {
+        let mut w = Writer::spanning(2);
         let (r, i, x, b) = commit(1, 1);
         w.put(r, i, x, &b);
         while w.pos < SEG - BL {
@@ -669,97 +684,137 @@ mod tests {
         w.pad_to(BL - from_end);
         let lsn = w.put(rmid, info, xid, body);
         assert!(24 + body.len() > from_end, "runs into the next segment");
-        (lsn, scan(&w.buf))
+        let (r, i, x, b) = commit(2, 2);
+        w.put(r, i, x, &b);
+        let buf = w.finish();
+        (lsn, scan(&buf[..SEG]), scan(&buf[SEG..]))
+    }
+
+    fn joined(a: &SegmentScan, b: &SegmentScan) -> Result<Crossing, JoinError> {
+        let (tail, cont) = (a.tail.as_ref().unwrap(), b.continuation.as_ref().unwrap());
+        join(tail, cont, MAGIC15)
     }
 
     #[test]
-    fn a_commit_running_into_the_next_segment_is_decoded_where_it_starts() {
+    fn a_commit_running_into_the_next_segment_is_read_from_both() {
         let mut main = 5_000_000i64.to_le_bytes().to_vec();
         main.extend_from_slice(&[0; 200]);
         let body = main_only(&main);
-        // 40 bytes here: the header, the data header and xact_time.
-        let (lsn, s) = straddle(40, 1, 0x00, 812, &body);
-        assert!(s.tail_incomplete && !s.tail_seen);
-        assert_eq!(s.xact_ends.len(), 1);
-        let x = s.tail_xact.as_ref().unwrap();
-        assert_eq!(
-            (x.lsn.as_u64(), x.kind, x.xid),
-            (lsn, XactKind::Commit, 812)
-        );
-        assert_eq!(
-            x.time,
-            s.xact_ends[0].time + chrono::Duration::microseconds(4_999_999)
-        );
-        // The other 194 bytes follow the next segment's long page header.
-        let rest = (24 + body.len() - 40) as u64;
-        assert_eq!(rest, 194);
-        assert_eq!(x.end_lsn.as_u64(), SEG_START + SEG as u64 + 40 + 200);
-        assert_eq!(
-            s.last_record.map(|l| l.as_u64()),
-            Some(lsn - (BL as u64 - 40 - 24))
-        );
-
-        // Only 32 bytes: xact_time is cut, so the commit may hide there.
-        let (_, s) = straddle(32, 1, 0x00, 812, &body);
-        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
-        assert_eq!(s.xact_ends.len(), 1);
-        // 16 bytes: the header itself is cut.
-        let (_, s) = straddle(16, 1, 0x00, 812, &body);
-        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
-        // Anything else is seen from its header alone.
-        let (_, s) = straddle(16, 10, 0x00, 812, &body);
+        // 40, 32 (xact_time cut), 16 and 8 (the header cut) bytes here.
+        for from_end in [40, 32, 16, 8] {
+            let (lsn, a, b) = straddle(from_end, 1, 0x00, 812, &body);
+            assert!(a.tail_incomplete && !a.tail_seen, "{from_end}");
+            assert_eq!(a.xact_ends.len(), 1, "only the whole commit");
+            let tail = a.tail.as_ref().unwrap();
+            assert_eq!((tail.lsn.as_u64(), tail.bytes.len()), (lsn, from_end));
+            let Ok(Crossing::Xact(x)) = joined(&a, &b) else {
+                panic!("{from_end}: not joined as a transaction end");
+            };
+            assert_eq!(
+                (x.lsn.as_u64(), x.kind, x.xid),
+                (lsn, XactKind::Commit, 812)
+            );
+            assert_eq!(
+                x.time,
+                a.xact_ends[0].time + chrono::Duration::microseconds(4_999_999)
+            );
+            // The rest follows the next segment's long page header.
+            let rest = (24 + body.len() - from_end) as u64;
+            assert_eq!(
+                x.end_lsn.as_u64(),
+                SEG_START + SEG as u64 + 40 + rest.next_multiple_of(8)
+            );
+            assert_eq!(
+                b.first_record,
+                Some(x.end_lsn),
+                "the next record starts at its end"
+            );
+            assert_eq!(
+                b.xact_ends.len(),
+                1,
+                "the crossing commit is in neither scan"
+            );
+        }
+        // Anything else is seen from its header alone, and joins as Other.
+        let (_, a, b) = straddle(16, 10, 0x00, 812, &body);
         assert!(
-            s.tail_incomplete && !s.tail_seen,
+            a.tail_incomplete && !a.tail_seen,
             "16 bytes hold no xl_rmid"
         );
-        let (_, s) = straddle(24, 10, 0x00, 812, &body);
-        assert!(s.tail_incomplete && s.tail_seen && s.tail_xact.is_none());
-        assert_eq!(s.xact_ends.len(), 1);
+        assert_eq!(joined(&a, &b), Ok(Crossing::Other));
+        let (_, a, b) = straddle(24, 10, 0x00, 812, &body);
+        assert!(a.tail_incomplete && a.tail_seen && a.tail.is_none());
+        assert!(b.continuation.is_some());
     }
 
     #[test]
-    fn a_prepared_end_needs_its_xid_before_the_segment_end() {
+    fn a_join_checks_length_crc_and_xl_prev() {
+        let (_, a, b) = straddle(32, 1, 0x00, 812, &main_only(&[1; 100]));
+        let (tail, cont) = (a.tail.clone().unwrap(), b.continuation.clone().unwrap());
+        let mut short = cont.clone();
+        short.bytes.pop();
+        assert!(matches!(
+            join(&tail, &short, MAGIC15),
+            Err(JoinError::Length { .. })
+        ));
+        let mut flipped = cont.clone();
+        flipped.bytes[10] ^= 1;
+        assert!(matches!(
+            join(&tail, &flipped, MAGIC15),
+            Err(JoinError::Crc { .. })
+        ));
+        let mut moved = tail.clone();
+        moved.prev = Some(Lsn::new(tail.prev.unwrap().as_u64() - 8));
+        assert!(matches!(
+            join(&moved, &cont, MAGIC15),
+            Err(JoinError::Header { .. })
+        ));
+        assert!(matches!(
+            join(&tail, &cont, 0x1234),
+            Err(JoinError::Header { .. })
+        ));
+        assert!(matches!(join(&tail, &cont, MAGIC15), Ok(Crossing::Xact(_))));
+    }
+
+    #[test]
+    fn a_prepared_end_and_a_restore_point_join() {
         let mut main = 10i64.to_le_bytes().to_vec();
         main.extend_from_slice(&0x10u32.to_le_bytes()); // xinfo: TWOPHASE
         main.extend_from_slice(&555u32.to_le_bytes());
         main.extend_from_slice(&[0; 100]);
-        let body = main_only(&main);
-        // The twophase xid lies at record bytes 38..42.
-        let (_, s) = straddle(40, 1, 0xC0, 0, &body);
-        assert!(s.tail_incomplete && !s.tail_seen && s.tail_xact.is_none());
-        let (lsn, s) = straddle(48, 1, 0xC0, 0, &body);
-        assert!(s.tail_incomplete && !s.tail_seen);
-        assert_eq!(s.xact_ends.len(), 1);
-        let x = s.tail_xact.as_ref().unwrap();
+        let (lsn, a, b) = straddle(40, 1, 0xC0, 0, &main_only(&main));
+        let Ok(Crossing::Xact(x)) = joined(&a, &b) else {
+            panic!("not joined");
+        };
         assert_eq!(
             (x.lsn.as_u64(), x.kind, x.xid),
             (lsn, XactKind::AbortPrepared, 555)
         );
-        let rest = (24 + body.len() - 48) as u64;
-        assert_eq!(
-            x.end_lsn.as_u64(),
-            SEG_START + SEG as u64 + 40 + rest.next_multiple_of(8)
-        );
+
+        let mut rp = 77i64.to_le_bytes().to_vec();
+        let mut name = [0u8; 64];
+        name[..11].copy_from_slice(b"crossing-rp");
+        rp.extend_from_slice(&name);
+        let (lsn, a, b) = straddle(56, 0, 0x70, 0, &main_only(&rp));
+        assert!(a.tail_incomplete && a.tail_seen, "no transaction end");
+        let Ok(Crossing::RestorePoint(p)) = joined(&a, &b) else {
+            panic!("not joined");
+        };
+        assert_eq!((p.lsn.as_u64(), p.name.as_str()), (lsn, "crossing-rp"));
     }
 
     #[test]
-    fn continuation_ends_across_pages_and_segments() {
-        let (bl, seg) = (BL as u64, SEG as u64);
-        let next = SEG_START + seg;
-        assert_eq!(continuation_end(next, 1, bl, seg), Some(next + 40 + 8));
-        assert_eq!(continuation_end(next, bl - 40, bl, seg), Some(next + bl));
-        assert_eq!(
-            continuation_end(next, bl - 39, bl, seg),
-            Some(next + bl + 24 + 8)
-        );
-        // Through the whole next segment into the one after it.
-        let per_seg = (bl - 40) + (seg / bl - 1) * (bl - 24);
-        assert_eq!(
-            continuation_end(next, per_seg + 5, bl, seg),
-            Some(next + seg + 40 + 8)
-        );
-        assert_eq!(continuation_end(next, 5, 24, seg), None);
-        assert_eq!(continuation_end(u64::MAX - 8, 100, bl, seg), None);
+    fn an_overwritten_continuation_is_none() {
+        let (_, a, b) = straddle(32, 1, 0x00, 812, &main_only(&[1; 100]));
+        assert!(a.tail.is_some() && b.continuation.is_some());
+        let mut w = Writer::spanning(2);
+        w.pos = SEG;
+        w.page_header(XLP_FIRST_IS_OVERWRITE_CONTRECORD, 0);
+        let (r, i, x, body) = commit(3, 3);
+        w.put(r, i, x, &body);
+        let buf = w.finish();
+        let b = scan(&buf[SEG..]);
+        assert_eq!(b.continuation, None, "the torn record was abandoned");
     }
 
     #[test]

@@ -158,19 +158,28 @@ fn stop_at(name: &str, x: Option<&XactEnd>, what: &str) -> StopPoint {
 
 /// Why the index cannot pin the exact record a time stops at: a segment
 /// in `first..=upto` (from the earliest backup's start to the last one
-/// before the stop record's) whose last record runs into the next one
-/// may hide a transaction end there (the scanner indexes whole records
-/// only), and that end, not one the index shows, could be where Postgres
-/// stops. None when every boundary on the way is seen.
+/// before the stop record's) may hide a transaction end
+/// (`Timeline::hides_xact_end`: a record running into the next segment
+/// that the next one did not read whole, or no summary at all), and that
+/// end, not one the index shows, could be where Postgres stops. None when
+/// every segment and boundary on the way is seen.
 fn hidden_end(line: &Timeline<'_>, first: SegNo, upto: SegNo) -> Option<String> {
     if upto < first {
         return None;
     }
-    let hiding = line.archived(first, upto).find(|r| r.may_hide_xact_end())?;
-    Some(format!(
-        "a record runs from segment {} into the next, and the WAL index does not see records across segments: a transaction end there could be where recovery stops, so recovery_target_time is written and Postgres finds the record",
-        hiding.name()
-    ))
+    let hiding = line
+        .archived(first, upto)
+        .find(|r| line.hides_xact_end(r))?;
+    let name = hiding.name();
+    Some(if hiding.has_summary() {
+        format!(
+            "a record runs from segment {name} into the next, and the WAL index could not read it whole (the next segment is not archived, was archived before {name}, or was archived by an older pitr): a transaction end there could be where recovery stops, so recovery_target_time is written and Postgres finds the record"
+        )
+    } else {
+        format!(
+            "segment {name} has no WAL summary (its scan failed): a transaction end in it could be where recovery stops, so recovery_target_time is written and Postgres finds the record"
+        )
+    })
 }
 
 /// The last segment at or before `from`, and not before `first`, that
@@ -318,6 +327,39 @@ mod tests {
             time_stop(&seen_across, 35).unwrap(),
             TimeStop::Pending { .. }
         ));
+        // Nor one whose record the next segment read whole (the push of
+        // segment 4 joined it with segment 3's beginning).
+        let read_whole = |s: u64| {
+            kit()
+                .edit(1, s, |r| {
+                    if let Some(x) = r.summary.as_mut() {
+                        x.tail_incomplete = true;
+                    }
+                })
+                .edit(1, s + 1, |r| {
+                    if let Some(x) = r.summary.as_mut() {
+                        x.head_read = true;
+                    }
+                })
+                .build()
+        };
+        assert!(matches!(
+            time_stop(&read_whole(3), 35).unwrap(),
+            TimeStop::Pending { .. }
+        ));
+        // A read head is no help to a segment without a summary.
+        let unscanned = kit()
+            .edit(1, 3, |r| r.summary = None)
+            .edit(1, 4, |r| {
+                if let Some(x) = r.summary.as_mut() {
+                    x.head_read = true;
+                }
+            })
+            .build();
+        match time_stop(&unscanned, 35).unwrap() {
+            TimeStop::Time { reason } => assert!(reason.contains("no WAL summary"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
         // Boundary 4|5 lies after it: the stop record is still pinned.
         assert!(matches!(
             time_stop(&across(4), 35).unwrap(),
@@ -326,6 +368,7 @@ mod tests {
         // The last archived end (60 s, segment 6) is kept only when no end
         // can hide after it, including past the last segment's end.
         assert!(time_stop(&seen, 60).is_ok());
+        assert!(time_stop(&read_whole(5), 60).is_ok());
         for s in [5, 6] {
             assert!(
                 matches!(
