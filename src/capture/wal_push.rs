@@ -625,6 +625,74 @@ mod tests {
         repo.load_catalog().await.unwrap().wal.len()
     }
 
+    /// A record placed across a segment end (testdata/wal/pg15-crossing):
+    /// pushed in order, the next segment's push reads it whole, and a
+    /// transaction end or restore point it is counts among that segment's
+    /// (summary, transaction list); pushed out of order, nothing is read
+    /// and the boundary stays unknown.
+    #[tokio::test]
+    async fn a_record_across_a_segment_end_is_read_by_the_next_push() {
+        use crate::pg::wal::crossing_fixtures::cases;
+        for c in cases() {
+            let name = &c.case;
+            let expected = join(
+                scan_segment(&c.first.1, size_of(&c.first.1))
+                    .unwrap()
+                    .tail
+                    .as_ref()
+                    .unwrap(),
+                scan_segment(&c.next.1, size_of(&c.next.1))
+                    .unwrap()
+                    .continuation
+                    .as_ref()
+                    .unwrap(),
+                LongPageHeader::parse(&c.next.1).unwrap().magic,
+            )
+            .unwrap();
+            for in_order in [true, false] {
+                let (dir, repo, _) = repo_for(&c.first.1).await;
+                let order = if in_order {
+                    [&c.first, &c.next]
+                } else {
+                    [&c.next, &c.first]
+                };
+                for (n, raw) in order {
+                    push(&repo, dir.path(), n, raw).await.unwrap();
+                }
+                let seg = |n: &str| match WalFileName::parse(n).unwrap() {
+                    WalFileName::Segment(s) => s,
+                    other => panic!("{other:?}"),
+                };
+                let first: WalSegmentRecord = repo
+                    .get_meta(&layout::segment_record(&seg(&c.first.0)), KIND_WAL)
+                    .await
+                    .unwrap();
+                assert!(first.tail.is_some(), "{name}: the beginning is kept");
+                let next: WalSegmentRecord = repo
+                    .get_meta(&layout::segment_record(&seg(&c.next.0)), KIND_WAL)
+                    .await
+                    .unwrap();
+                let sum = next.summary.unwrap();
+                let xacts = repo.segment_xacts(&seg(&c.next.0)).await.unwrap();
+                assert_eq!(sum.head_read, in_order, "{name}");
+                let (want_x, want_p) = match (&expected, in_order) {
+                    (Crossing::Xact(x), true) => (vec![x.clone()], vec![]),
+                    (Crossing::RestorePoint(p), true) => (vec![], vec![p.clone()]),
+                    _ => (vec![], vec![]),
+                };
+                assert_eq!(xacts, want_x, "{name}, in order: {in_order}");
+                assert_eq!(sum.restore_points, want_p, "{name}, in order: {in_order}");
+                assert_eq!(sum.xact_count, want_x.len() as u64, "{name}");
+                assert_eq!(sum.max_xact, want_x.first().cloned(), "{name}");
+            }
+        }
+    }
+
+    fn size_of(raw: &[u8]) -> crate::pg::WalSegmentSize {
+        let h = LongPageHeader::parse(raw).unwrap();
+        crate::pg::WalSegmentSize::new(u64::from(h.seg_size)).unwrap()
+    }
+
     /// Finding 3 of issue 10: two pushes of different bytes under one name
     /// race; whichever is acknowledged is what wal-fetch returns, every time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -129,3 +129,50 @@ mod hex_bytes {
         hex::decode(s).map_err(serde::de::Error::custom)
     }
 }
+
+/// The records placed across segment ends on purpose
+/// (testdata/wal/pg15-crossing, by testdata/make-crossing-wal-fixtures.sh).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::path::Path;
+
+    /// One case of `crossing.txt`.
+    pub(crate) struct Case {
+        pub(crate) case: String,
+        /// (name, bytes) of segment N, where the record starts.
+        pub(crate) first: (String, Vec<u8>),
+        /// (name, bytes) of segment N+1, where it ends.
+        pub(crate) next: (String, Vec<u8>),
+        /// pg_waldump's line for the record.
+        pub(crate) waldump: String,
+    }
+
+    pub(crate) fn cases() -> Vec<Case> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/wal/pg15-crossing");
+        let read = |name: &str| {
+            let zst = std::fs::read(dir.join(format!("{name}.zst"))).unwrap_or_else(|e| {
+                panic!("{name}.zst: {e}: run testdata/make-crossing-wal-fixtures.sh as root")
+            });
+            (name.to_string(), zstd::decode_all(&zst[..]).unwrap())
+        };
+        let list = std::fs::read_to_string(dir.join("crossing.txt")).unwrap();
+        list.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let mut f = l.splitn(4, ' ');
+                let (case, n, n1, waldump) = (
+                    f.next().unwrap(),
+                    f.next().unwrap(),
+                    f.next().unwrap(),
+                    f.next().unwrap(),
+                );
+                Case {
+                    case: case.to_string(),
+                    first: read(n),
+                    next: read(n1),
+                    waldump: waldump.to_string(),
+                }
+            })
+            .collect()
+    }
+}

@@ -550,3 +550,53 @@ fn tails_agree_with_the_record_read_across_two_segments() {
         "no fixture pair has a record across the boundary"
     );
 }
+
+/// Records placed across segment ends on purpose (a commit, an abort, a
+/// commit of a prepared transaction and a restore point, starting 40, 32,
+/// 24, 16 or 8 bytes before the end, so that the header or the timestamp
+/// lies in the next segment): neither scan alone lists the record; the
+/// beginning one scan keeps and the rest the other gives join into exactly
+/// the record pg_waldump prints, ending where the next segment's first
+/// record starts.
+#[test]
+fn records_placed_across_segment_ends_join_as_pg_waldump_reads_them() {
+    use super::crossing::fixtures::cases;
+    use super::{join, Crossing};
+    let cases = cases();
+    assert_eq!(cases.len(), 7, "crossing.txt lists seven cases");
+    for c in &cases {
+        let name = &c.case;
+        let a = scan_segment(&c.first.1, seg_size()).unwrap();
+        let b = scan_segment(&c.next.1, seg_size()).unwrap();
+        let o = parse_oracle(&c.waldump);
+        let lsn: Lsn = field(&c.waldump, "lsn: ").parse().unwrap();
+        assert!(a.tail_incomplete, "{name}");
+        assert!(!a.xact_ends.iter().any(|x| x.lsn == lsn), "{name}");
+        assert!(!b.xact_ends.iter().any(|x| x.lsn == lsn), "{name}");
+        let tail = a
+            .tail
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no tail kept"));
+        assert_eq!(tail.lsn, lsn, "{name}");
+        let cont = b
+            .continuation
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no continuation"));
+        assert_eq!(
+            Some(cont.end_lsn),
+            b.first_record,
+            "{name}: the next record starts at its end"
+        );
+        match join(tail, cont, a.header.magic) {
+            Ok(Crossing::Xact(x)) => {
+                assert!(!a.tail_seen, "{name}");
+                assert_eq!(vec![(x.lsn, x.kind, x.xid, x.time)], o.xact_ends, "{name}");
+            }
+            Ok(Crossing::RestorePoint(p)) => {
+                assert!(a.tail_seen, "{name}: no transaction end");
+                assert_eq!(vec![(p.lsn, p.name)], o.restore_points, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
