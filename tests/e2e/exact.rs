@@ -430,6 +430,31 @@ fn across_segment_ends(c: &Cluster, tag: &str) {
         placed.push((gap, lsn));
         c.psql("insert into w(x) values (txid_current())");
     }
+    // A restore point 56 bytes before a segment end: its name runs on in
+    // the next segment. (Nothing flushes it: the commit after it does,
+    // before the WAL reader can see it.)
+    let (rp, rp_name, rows_at_rp) = (0..10)
+        .find_map(|i| {
+            let name = format!("across-{i}");
+            let at = c
+                .psql(&format!(
+                    "select pitr_place_at_segment_end(56, false); \
+                     select pg_create_restore_point('{name}')"
+                ))
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let rows = c.psql("select count(*), coalesce(sum(x), 0) from w");
+            c.psql("insert into w(x) values (txid_current())");
+            let kind = c.psql(&format!(
+                "select record_type from pg_get_wal_records_info('{at}', pg_current_wal_flush_lsn()) \
+                 where start_lsn = '{at}'"
+            ));
+            (kind.trim() == "RESTORE_POINT").then_some((at, name, rows))
+        })
+        .unwrap_or_else(|| panic!("{tag}: no restore point placed 56 bytes before a segment end"));
     let end = c.psql("select pg_switch_wal()").trim().to_string();
     let seg = c
         .psql(&format!("select pg_walfile_name('{end}'::pg_lsn - 1)"))
@@ -468,6 +493,18 @@ fn across_segment_ends(c: &Cluster, tag: &str) {
         targets.len(),
         "{tag}: every target resolved to an LSN"
     );
+
+    // The restore point is found (it used to be in neither segment's
+    // index) and recovery stops right after it.
+    let p = c.pitr.json(&["plan", "--name", &rp_name]);
+    assert_eq!(p["stop"]["lsn"].as_str(), Some(rp.as_str()), "{p:#}");
+    let r = c.restore_to(
+        "restore",
+        &format!("{tag}-rp"),
+        &["--name", &rp_name, "--action", "pause"],
+    );
+    let got = r.psql("select count(*), coalesce(sum(x), 0) from w");
+    assert_eq!(got, rows_at_rp, "{tag}: restore point across a segment end");
 }
 
 #[test]
