@@ -170,9 +170,29 @@ pub async fn refine(repo: &Repo, plan: &mut Plan) {
     let Ok(WalFileName::Segment(seg)) = WalFileName::parse(&plan.stop.segment) else {
         return;
     };
-    match repo.segment_xacts(&seg).await {
-        Ok(xacts) => plan.refine(&xacts),
-        Err(e) => tracing::debug!(error = %e, "no transaction list for the stop segment"),
+    if let Some(xacts) = transaction_list(repo, &seg).await {
+        plan.refine(&xacts);
+    }
+}
+
+/// The transaction list of `seg`, or `None` when the repository has none
+/// (a segment archived by an older pitr) or it cannot be read now; the
+/// callers then plan as without it (the segment's xid range, or
+/// `recovery_target_time`), which is correct, only less exact, so an
+/// unreadable list (a transient store error, a damaged object) is a
+/// warning, not a failure.
+async fn transaction_list(repo: &Repo, seg: &SegmentName) -> Option<Vec<crate::pg::wal::XactEnd>> {
+    match repo.segment_xacts(seg).await {
+        Ok(list) => Some(list),
+        Err(e) if e.is_not_found() => {
+            tracing::debug!(segment = %seg, "no transaction list (archived by an older pitr)");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(segment = %seg, error = %e,
+                "cannot read the transaction list; planning without it (less exact)");
+            None
+        }
     }
 }
 
@@ -191,9 +211,8 @@ pub async fn xid_lists(repo: &Repo, catalog: &Catalog, spec: &TargetSpec) -> Xac
     let size = catalog.config.wal_segment_size;
     for (tli, segno) in plan::xid_candidates(catalog, *x) {
         let seg = SegmentName::new(tli, segno, size);
-        match repo.segment_xacts(&seg).await {
-            Ok(list) => lists.insert(tli, segno, list),
-            Err(e) => tracing::debug!(segment = %seg, error = %e, "no transaction list"),
+        if let Some(list) = transaction_list(repo, &seg).await {
+            lists.insert(tli, segno, list);
         }
     }
     lists
@@ -206,13 +225,7 @@ pub async fn resolve_time(repo: &Repo, plan: &mut Plan) -> Result<(), PlanError>
     let mut lists: Vec<(String, Option<Vec<crate::pg::wal::XactEnd>>)> = Vec::new();
     for name in plan.time_lists() {
         let list = match WalFileName::parse(&name) {
-            Ok(WalFileName::Segment(seg)) => match repo.segment_xacts(&seg).await {
-                Ok(x) => Some(x),
-                Err(e) => {
-                    tracing::debug!(error = %e, segment = %name, "no transaction list");
-                    None
-                }
-            },
+            Ok(WalFileName::Segment(seg)) => transaction_list(repo, &seg).await,
             _ => None,
         };
         lists.push((name, list));
