@@ -6,6 +6,7 @@ mod exact;
 mod faults;
 mod harness;
 mod recovery_faults;
+mod runbooks;
 mod s3;
 mod store_conformance;
 mod trust;
