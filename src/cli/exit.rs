@@ -117,19 +117,22 @@ impl From<StoreError> for Failure {
     }
 }
 
+fn push_code(e: &PushError) -> Code {
+    match e {
+        PushError::Read { .. } | PushError::Name(_) => Code::Usage,
+        PushError::WrongSize { .. }
+        | PushError::BadSegment { .. }
+        | PushError::OtherCluster { .. } => Code::Incompatible,
+        PushError::Conflict { .. } => Code::Conflict,
+        PushError::Unfinished { .. } => Code::Conflict,
+        PushError::Compress { .. } => Code::Internal,
+        PushError::Repo(r) => repo_code(r),
+    }
+}
+
 impl From<PushError> for Failure {
     fn from(e: PushError) -> Self {
-        let code = match &e {
-            PushError::Read { .. } | PushError::Name(_) => Code::Usage,
-            PushError::WrongSize { .. }
-            | PushError::BadSegment { .. }
-            | PushError::OtherCluster { .. } => Code::Incompatible,
-            PushError::Conflict { .. } => Code::Conflict,
-            PushError::Unfinished { .. } => Code::Conflict,
-            PushError::Compress { .. } => Code::Internal,
-            PushError::Repo(r) => repo_code(r),
-        };
-        Failure::new(code, e)
+        Failure::new(push_code(&e), e)
     }
 }
 
@@ -258,6 +261,7 @@ impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
         let code = match &e {
             RunError::LatestNeedsPromote
+            | RunError::StandbyHasNoTarget
             | RunError::UpgradeNotAnInstall(_)
             | RunError::UpgradeNotNewer { .. } => Code::Usage,
             RunError::Repo(r) => repo_code(r),

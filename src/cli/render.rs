@@ -259,12 +259,40 @@ pub fn restore(r: &Restored, no_start: bool, as_json: bool) -> Result<(), Failur
             println!("  paused at the target (read-only); SELECT pg_wal_replay_resume() promotes")
         }
         Action::Shutdown => println!("  stopped at the target"),
+        Action::Standby => println!("  a standby, replaying WAL as it is archived"),
     }
     println!("  data directory: {}", out.data_directory);
     println!("  server log:     {}", out.server_log);
     if out.action != Action::Shutdown {
         println!("  connect:        {}", out.connect);
     }
+    Ok(())
+}
+
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// `follow`: the standby, and how to watch it.
+pub fn follow(r: &Restored, repository: &str, as_json: bool) -> Result<(), Failure> {
+    let out = &r.outcome;
+    if as_json {
+        return json_with_rss(out);
+    }
+    println!(
+        "following {repository}: a hot standby from backup {} on timeline {}, ready in {:.1}s",
+        out.backup_id,
+        or_dash(out.timeline),
+        out.elapsed_seconds
+    );
+    println!("  replayed to:    {}", or_dash(out.replay_lsn));
+    println!("  data directory: {}", out.data_directory);
+    println!("  server log:     {}", out.server_log);
+    println!("  connect:        {} (read-only)", out.connect);
+    println!(
+        "  watch it:       pitr status --pgdata {}",
+        out.data_directory
+    );
     Ok(())
 }
 

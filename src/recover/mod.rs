@@ -8,7 +8,8 @@
 //! was written leaves nothing behind: no marker in a directory the user
 //! made, and no directory pitr created for it. Success means the plan
 //! happened: where replay ended is checked against the plan (`verify`).
-//! Nothing here chooses a backup.
+//! Nothing here chooses a backup. Beside restores: a standby that follows
+//! the repository (`Action::Standby`, `standby`).
 
 pub mod install;
 pub mod instance;
@@ -17,6 +18,7 @@ pub mod pgdata;
 pub mod restore;
 pub mod run;
 pub mod settings;
+pub mod standby;
 pub mod upgrade;
 pub mod verify;
 

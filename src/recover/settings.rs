@@ -21,14 +21,21 @@ pub enum Action {
     Pause,
     /// Stop the server at the target.
     Shutdown,
+    /// No target: stay a hot standby (`standby.signal`), replaying
+    /// archived WAL as it arrives, and streaming from a primary when
+    /// `primary_conninfo` is given (`pitr follow`).
+    Standby,
 }
 
 impl Action {
-    pub fn as_guc(self) -> &'static str {
+    /// Its `recovery_target_action` (none for a standby, which has no
+    /// target).
+    pub fn as_guc(self) -> Option<&'static str> {
         match self {
-            Action::Promote => "promote",
-            Action::Pause => "pause",
-            Action::Shutdown => "shutdown",
+            Action::Promote => Some("promote"),
+            Action::Pause => Some("pause"),
+            Action::Shutdown => Some("shutdown"),
+            Action::Standby => None,
         }
     }
 }
@@ -50,6 +57,9 @@ pub struct RecoverySettings {
     /// `recovery_target_lsn` (with this `recovery_target_inclusive`)
     /// instead of the time (`resolved_lsn`).
     pub resolved: Option<(Lsn, bool)>,
+    /// A standby's (`Action::Standby`) connection to its primary, for
+    /// streaming: written as `primary_conninfo`.
+    pub primary_conninfo: Option<String>,
 }
 
 /// The LSN and inclusiveness a plan resolved its time target to, if it did
@@ -202,6 +212,60 @@ fn target_line(t: &RecoveryTarget, major: u32) -> Option<String> {
 
 /// The block appended to postgresql.auto.conf.
 pub fn auto_conf_block(s: &RecoverySettings) -> String {
+    let mut lines = if s.action == Action::Standby {
+        standby_lines(s)
+    } else {
+        target_lines(s)
+    };
+    if s.major >= 14 {
+        lines.extend([
+            "# The data directory was synced as restored: one syncfs at start-up instead"
+                .to_string(),
+            "# of an fsync per file (same guarantee).".to_string(),
+            "recovery_init_sync_method = 'syncfs'".to_string(),
+        ]);
+    }
+    lines.extend([
+        format!(
+            "recovery_target_timeline = {}",
+            guc_quote(&s.timeline.to_string())
+        ),
+        "# Archiving stays off so this copy never writes into the source's repository.".to_string(),
+        "archive_mode = 'off'".to_string(),
+        format!("port = {}", s.port),
+    ]);
+    if let Some(dir) = &s.socket_dir {
+        lines.push(format!("unix_socket_directories = {}", guc_quote(dir)));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// A standby's first lines (`standby.signal` goes beside them): no
+/// target, hot standby, and the primary to stream from when given.
+/// Postgres in standby mode retries restore_command every
+/// `wal_retrieve_retry_interval` (5 s) once the archive has no next
+/// segment, so archived WAL is replayed as it arrives.
+fn standby_lines(s: &RecoverySettings) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "# pitr follow: a standby from backup {}, replaying archived WAL as it arrives.",
+            s.backup_id
+        ),
+        "# Change these with ALTER SYSTEM (or remove them) and restart; pitr promote ends it."
+            .to_string(),
+        format!("restore_command = {}", guc_quote(&s.restore_command)),
+    ];
+    if let Some(c) = &s.primary_conninfo {
+        lines.push(format!("primary_conninfo = {}", guc_quote(c)));
+    }
+    lines.push("hot_standby = on".to_string());
+    lines
+}
+
+/// A restore's first lines: the target and what happens there.
+fn target_lines(s: &RecoverySettings) -> Vec<String> {
     let mut lines = vec![
         format!("# pitr restore: backup {} to {}.", s.backup_id, s.target),
         "# Change these with ALTER SYSTEM (or remove them) and restart.".to_string(),
@@ -230,40 +294,15 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
                 "recovery_target_action = 'pause'".to_string(),
                 "hot_standby = on".to_string(),
             ]);
-        } else {
-            lines.push(format!(
-                "recovery_target_action = {}",
-                guc_quote(s.action.as_guc())
-            ));
+        } else if let Some(action) = s.action.as_guc() {
+            lines.push(format!("recovery_target_action = {}", guc_quote(action)));
             if s.action == Action::Pause {
                 // Without hot standby Postgres shuts down instead of pausing.
                 lines.push("hot_standby = on".to_string());
             }
         }
     }
-    if s.major >= 14 {
-        lines.extend([
-            "# The data directory was synced as restored: one syncfs at start-up instead"
-                .to_string(),
-            "# of an fsync per file (same guarantee).".to_string(),
-            "recovery_init_sync_method = 'syncfs'".to_string(),
-        ]);
-    }
-    lines.extend([
-        format!(
-            "recovery_target_timeline = {}",
-            guc_quote(&s.timeline.to_string())
-        ),
-        "# Archiving stays off so this copy never writes into the source's repository.".to_string(),
-        "archive_mode = 'off'".to_string(),
-        format!("port = {}", s.port),
-    ]);
-    if let Some(dir) = &s.socket_dir {
-        lines.push(format!("unix_socket_directories = {}", guc_quote(dir)));
-    }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
+    lines
 }
 
 #[cfg(test)]
@@ -291,6 +330,7 @@ mod tests {
             backup_id: "20261125T140000Z".into(),
             major: 15,
             resolved: None,
+            primary_conninfo: None,
         };
         let want = "\
 # pitr restore: backup 20261125T140000Z to time 2026-11-25 14:02:17.250000+00.
@@ -327,6 +367,7 @@ unix_socket_directories = '/tmp'
                 backup_id: "b".into(),
                 major,
                 resolved: None,
+                primary_conninfo: None,
             })
         };
         let want = |value: &str, sync: &str| {
@@ -421,6 +462,7 @@ recovery_init_sync_method = 'syncfs'
             backup_id: "b".into(),
             major: 13,
             resolved: None,
+            primary_conninfo: None,
         };
         let lsn = base(RecoveryTarget::Lsn("0/3000060".parse().unwrap()), false);
         let text = auto_conf_block(&lsn);
@@ -461,6 +503,7 @@ recovery_init_sync_method = 'syncfs'
             backup_id: "b".into(),
             major: 15,
             resolved: Some(("0/3000060".parse().unwrap(), inclusive)),
+            primary_conninfo: None,
         };
         let text = auto_conf_block(&s(false));
         let want = "\n# time 2026-11-25 14:02:17.250000+00 resolved to its exact record: recovery stops right before the record at 0/3000060.\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'shutdown'\n";
@@ -471,6 +514,57 @@ recovery_init_sync_method = 'syncfs'
             text.contains("\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = on\n"),
             "{text}"
         );
+    }
+
+    fn standby(major: u32, primary: Option<&str>) -> RecoverySettings {
+        RecoverySettings {
+            restore_command: "/usr/local/bin/pitr wal-fetch --repo /srv/repo %f %p".into(),
+            target: RecoveryTarget::Latest,
+            inclusive: true,
+            timeline: TimelineId::new(3).unwrap(),
+            action: Action::Standby,
+            port: 54321,
+            socket_dir: Some("/tmp".into()),
+            backup_id: "20261125T140000Z".into(),
+            major,
+            resolved: None,
+            primary_conninfo: primary.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn exact_standby_block() {
+        let want = "\
+# pitr follow: a standby from backup 20261125T140000Z, replaying archived WAL as it arrives.
+# Change these with ALTER SYSTEM (or remove them) and restart; pitr promote ends it.
+restore_command = '/usr/local/bin/pitr wal-fetch --repo /srv/repo %f %p'
+primary_conninfo = 'host=/tmp port=5432 user=''rep'' application_name=pitr'
+hot_standby = on
+# The data directory was synced as restored: one syncfs at start-up instead
+# of an fsync per file (same guarantee).
+recovery_init_sync_method = 'syncfs'
+recovery_target_timeline = '3'
+# Archiving stays off so this copy never writes into the source's repository.
+archive_mode = 'off'
+port = 54321
+unix_socket_directories = '/tmp'
+";
+        let s = standby(
+            15,
+            Some("host=/tmp port=5432 user='rep' application_name=pitr"),
+        );
+        assert_eq!(auto_conf_block(&s), want);
+        // No target, no action, however the settings were filled in.
+        let mut odd = standby(13, None);
+        odd.target = RecoveryTarget::Name("rp".into());
+        let text = auto_conf_block(&odd);
+        assert!(!text.contains("recovery_target ="), "{text}");
+        assert!(!text.contains("recovery_target_name"), "{text}");
+        assert!(!text.contains("recovery_target_action"), "{text}");
+        assert!(!text.contains("primary_conninfo"), "{text}");
+        assert!(!text.contains("recovery_init_sync_method"), "{text}");
+        assert!(text.contains("\nhot_standby = on\n"), "{text}");
+        assert_eq!(Action::Standby.as_guc(), None);
     }
 
     #[test]
