@@ -489,6 +489,43 @@ pub enum Command {
         #[command(flatten)]
         args: FollowArgs,
     },
+    /// Where the server of a data directory is: recovery, replay position, lag behind the repository.
+    Status {
+        /// The server's data directory.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// Repository to measure the lag against (default: the one the
+        /// server's restore_command, or archive_command, names).
+        #[arg(long, env = "PITR_REPO")]
+        repo: Option<String>,
+        #[command(flatten)]
+        s3: S3Flags,
+        /// Database role pitr connects as.
+        #[arg(long, default_value = "postgres")]
+        db_user: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Make the standby of a data directory a primary (and archive into a repository).
+    Promote {
+        /// The standby's data directory.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// Turn archiving on into this repository (it must hold this
+        /// database system) and push the new timeline's history file.
+        #[arg(long, value_name = "REPO")]
+        archive_to: Option<String>,
+        #[command(flatten)]
+        s3: S3Flags,
+        /// Database role pitr connects as.
+        #[arg(long, default_value = "postgres")]
+        db_user: String,
+        /// Seconds the promotion may take.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        wait: u64,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// A new database as it was at --to TIME (or --by DURATION ago), promoted.
     Rollback {
         #[command(flatten)]

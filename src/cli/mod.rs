@@ -51,6 +51,11 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             hand_over(args, Action::Promote, upgrade_to.as_deref())?
         }
         Command::Follow { args } => hand_over_standby(args)?,
+        // The server's files and its peer-authenticated role are its
+        // owner's.
+        Command::Status { pgdata, .. } | Command::Promote { pgdata, .. } => {
+            user::become_user(&user::owner_of(pgdata)?)?
+        }
         Command::WalFetch { .. }
         | Command::WalPrefetch { .. }
         | Command::Info { .. }
@@ -169,5 +174,30 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             command::rollback::run(&args, upgrade_to.as_deref(), created()).await
         }
         Command::Follow { args } => command::follow::run(&args, created()).await,
+        Command::Status {
+            pgdata,
+            repo,
+            s3,
+            db_user,
+            json,
+        } => command::status::run(&pgdata, repo.as_deref(), &s3, &db_user, json.json).await,
+        Command::Promote {
+            pgdata,
+            archive_to,
+            s3,
+            db_user,
+            wait,
+            json,
+        } => {
+            let a = command::promote::Args {
+                pgdata,
+                archive_to,
+                s3,
+                db_user,
+                wait: std::time::Duration::from_secs(wait),
+                json: json.json,
+            };
+            command::promote::run(&a).await
+        }
     }
 }
