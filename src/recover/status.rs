@@ -97,7 +97,6 @@ struct Sample {
     receiver: Option<String>,
     receiver_running: bool,
     target_timeline: String,
-    checkpoint_timeline: Option<i64>,
 }
 
 const SAMPLE_SQL: &str = "select pg_is_in_recovery(), \
@@ -107,8 +106,7 @@ const SAMPLE_SQL: &str = "select pg_is_in_recovery(), \
      pg_last_wal_receive_lsn()::text, \
      (select status from pg_stat_wal_receiver limit 1), \
      exists (select 1 from pg_stat_wal_receiver where pid is not null), \
-     current_setting('recovery_target_timeline'), \
-     (select timeline_id from pg_control_checkpoint())::int8";
+     current_setting('recovery_target_timeline')";
 
 fn lsn_of(v: Option<String>) -> Option<Lsn> {
     v.and_then(|l| l.parse().ok())
@@ -129,7 +127,6 @@ async fn sample(c: &tokio_postgres::Client) -> Result<Sample, ServerError> {
         receiver: row.try_get(5).map_err(bad)?,
         receiver_running: row.try_get(6).map_err(bad)?,
         target_timeline: row.try_get(7).map_err(bad)?,
-        checkpoint_timeline: row.try_get(8).map_err(bad)?,
     })
 }
 
@@ -203,16 +200,11 @@ pub async fn status(
     let server = LiveServer::find(pgdata)?;
     let client = server.connect(db_user, "pitr status").await?;
     let s = sample(&client).await?;
-    let timeline = if s.in_recovery {
+    let timeline = match s.target_timeline.parse::<u32>() {
         // pitr follow writes the timeline; `latest` or `current` leave the
-        // last restartpoint's.
-        s.target_timeline
-            .parse::<u32>()
-            .ok()
-            .or_else(|| s.checkpoint_timeline.and_then(|t| u32::try_from(t).ok()))
-            .and_then(|t| TimelineId::new(t).ok())
-    } else {
-        instance::query_timeline(&client, false).await
+        // last restartpoint's (a query a role may be refused: then none).
+        Ok(t) if s.in_recovery => TimelineId::new(t).ok(),
+        _ => instance::query_timeline(&client, s.in_recovery).await,
     };
     let mut out = Status {
         data_directory: pgdata.display().to_string(),
