@@ -50,6 +50,19 @@ pub struct RepoArg {
     /// Repository: a local path, file:///path or s3://BUCKET/PREFIX.
     #[arg(long, env = "PITR_REPO")]
     pub repo: String,
+    #[command(flatten)]
+    pub s3: S3Flags,
+}
+
+impl RepoArg {
+    pub fn s3_settings(&self) -> crate::repo::store::S3Settings {
+        self.s3.settings()
+    }
+}
+
+/// How to reach an S3 repository (the AWS_* environment gives the same).
+#[derive(Args, Debug, Clone, Default)]
+pub struct S3Flags {
     /// S3 region (default: the AWS configuration's, else us-east-1).
     #[arg(long, env = "AWS_REGION", value_name = "REGION")]
     pub s3_region: Option<String>,
@@ -66,8 +79,8 @@ pub struct RepoArg {
     pub s3_path_style: bool,
 }
 
-impl RepoArg {
-    pub fn s3_settings(&self) -> crate::repo::store::S3Settings {
+impl S3Flags {
+    pub fn settings(&self) -> crate::repo::store::S3Settings {
         crate::repo::store::S3Settings {
             region: self.s3_region.clone().filter(|s| !s.is_empty()),
             endpoint: self.s3_endpoint.clone().filter(|s| !s.is_empty()),
@@ -266,7 +279,75 @@ impl RestoreArgs {
             start: !self.no_start,
             stall_timeout: std::time::Duration::from_secs(self.stall_timeout.max(1)),
             created_dir,
+            primary_conninfo: None,
         })
+    }
+}
+
+/// `pitr follow`: a standby restored from the repository's newest backup.
+#[derive(Args, Debug, Clone)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Data directory to create for the standby (must be new or empty).
+    #[arg(long)]
+    pub pgdata: PathBuf,
+    /// Port for the standby (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Also stream WAL from this primary (libpq connection string, written
+    /// as primary_conninfo), e.g. "host=db1 port=5432 user=replicator".
+    #[arg(long, value_name = "CONNINFO")]
+    pub primary_conninfo: Option<String>,
+    /// Directory holding pg_ctl and postgres of the install to run.
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+    /// Unix socket directory for the standby (default: /var/run/postgresql if writable, else /tmp).
+    #[arg(long)]
+    pub socket_dir: Option<PathBuf>,
+    /// Database role pitr connects as to see the standby ready.
+    #[arg(long, default_value = "postgres")]
+    pub db_user: String,
+    /// OS user that runs the standby when pitr runs as root.
+    #[arg(long, default_value = "postgres")]
+    pub os_user: String,
+    /// Parallel file downloads (default: the cores; 4x that on S3).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Fail when the standby shows no progress towards accepting
+    /// connections for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub stall_timeout: u64,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+impl FollowArgs {
+    /// The library's options: a standby (`Action::Standby`) of the plan
+    /// for `--latest` on the newest timeline.
+    pub fn run_options(&self, search: Search, created_dir: Option<PathBuf>) -> RunOptions {
+        RunOptions {
+            plan: PlanOptions {
+                target: TargetSpec {
+                    target: RecoveryTarget::Latest,
+                    inclusive: true,
+                    timeline: TimelineChoice::Latest,
+                },
+                restore_rate: None,
+                replay_rate: None,
+                search,
+            },
+            pgdata: self.pgdata.clone(),
+            port: self.port,
+            socket_dir: self.socket_dir.clone(),
+            action: Action::Standby,
+            db_user: self.db_user.clone(),
+            jobs: self.jobs.unwrap_or_else(|| default_jobs(&self.repo.repo)),
+            start: true,
+            stall_timeout: std::time::Duration::from_secs(self.stall_timeout.max(1)),
+            created_dir,
+            primary_conninfo: self.primary_conninfo.clone(),
+        }
     }
 }
 
@@ -400,6 +481,48 @@ pub enum Command {
         /// Another bin directory to consider (repeatable).
         #[arg(long = "pg-bin")]
         pg_bin: Vec<PathBuf>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// A standby restored from the newest backup, replaying WAL as it is archived.
+    Follow {
+        #[command(flatten)]
+        args: FollowArgs,
+    },
+    /// Where the server of a data directory is: recovery, replay position, lag behind the repository.
+    Status {
+        /// The server's data directory.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// Repository to measure the lag against (default: the one the
+        /// server's restore_command, or archive_command, names).
+        #[arg(long, env = "PITR_REPO")]
+        repo: Option<String>,
+        #[command(flatten)]
+        s3: S3Flags,
+        /// Database role pitr connects as.
+        #[arg(long, default_value = "postgres")]
+        db_user: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Make the standby of a data directory a primary (and archive into a repository).
+    Promote {
+        /// The standby's data directory.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// Turn archiving on into this repository (it must hold this
+        /// database system) and push the new timeline's history file.
+        #[arg(long, value_name = "REPO")]
+        archive_to: Option<String>,
+        #[command(flatten)]
+        s3: S3Flags,
+        /// Database role pitr connects as.
+        #[arg(long, default_value = "postgres")]
+        db_user: String,
+        /// Seconds the promotion may take.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        wait: u64,
         #[command(flatten)]
         json: JsonArg,
     },

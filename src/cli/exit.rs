@@ -13,8 +13,11 @@ use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
 use crate::plan::{PlanError, TimeError};
 use crate::recover::install::SelectError;
+use crate::recover::live::ServerError;
 use crate::recover::pgdata::PgdataError;
+use crate::recover::promote::PromoteError;
 use crate::recover::run::RunError;
+use crate::recover::status::StatusError;
 use crate::recover::RecoverError;
 use crate::repo::init::InitError;
 use crate::repo::store::StoreError;
@@ -117,19 +120,22 @@ impl From<StoreError> for Failure {
     }
 }
 
+fn push_code(e: &PushError) -> Code {
+    match e {
+        PushError::Read { .. } | PushError::Name(_) => Code::Usage,
+        PushError::WrongSize { .. }
+        | PushError::BadSegment { .. }
+        | PushError::OtherCluster { .. } => Code::Incompatible,
+        PushError::Conflict { .. } => Code::Conflict,
+        PushError::Unfinished { .. } => Code::Conflict,
+        PushError::Compress { .. } => Code::Internal,
+        PushError::Repo(r) => repo_code(r),
+    }
+}
+
 impl From<PushError> for Failure {
     fn from(e: PushError) -> Self {
-        let code = match &e {
-            PushError::Read { .. } | PushError::Name(_) => Code::Usage,
-            PushError::WrongSize { .. }
-            | PushError::BadSegment { .. }
-            | PushError::OtherCluster { .. } => Code::Incompatible,
-            PushError::Conflict { .. } => Code::Conflict,
-            PushError::Unfinished { .. } => Code::Conflict,
-            PushError::Compress { .. } => Code::Internal,
-            PushError::Repo(r) => repo_code(r),
-        };
-        Failure::new(code, e)
+        Failure::new(push_code(&e), e)
     }
 }
 
@@ -258,6 +264,7 @@ impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
         let code = match &e {
             RunError::LatestNeedsPromote
+            | RunError::StandbyHasNoTarget
             | RunError::UpgradeNotAnInstall(_)
             | RunError::UpgradeNotNewer { .. } => Code::Usage,
             RunError::Repo(r) => repo_code(r),
@@ -301,6 +308,48 @@ impl From<UserError> for Failure {
             | UserError::Stat { .. }
             | UserError::Switch { .. }
             | UserError::RootOwned { .. } => Code::Usage,
+        };
+        Failure::new(code, e)
+    }
+}
+
+/// A server that is not there, or does not answer what pitr asks: a
+/// PostgreSQL failure (8), so a script can tell "not running" from "no
+/// such repository" (2) and "storage" (6).
+fn server_code(e: &ServerError) -> Code {
+    match e {
+        ServerError::NotRunning { .. }
+        | ServerError::NotReady { .. }
+        | ServerError::Connect { .. }
+        | ServerError::WrongServer { .. }
+        | ServerError::Sql { .. } => Code::Postgres,
+    }
+}
+
+impl From<StatusError> for Failure {
+    fn from(e: StatusError) -> Self {
+        let code = match &e {
+            StatusError::Server(s) => server_code(s),
+            StatusError::Repo(r) => repo_code(r),
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<PromoteError> for Failure {
+    fn from(e: PromoteError) -> Self {
+        let code = match &e {
+            PromoteError::Server(s) => server_code(s),
+            PromoteError::Repo(r) => repo_code(r),
+            PromoteError::OtherSystem { .. } => Code::Incompatible,
+            PromoteError::Control { .. }
+            | PromoteError::StartOptions { .. }
+            | PromoteError::Install { .. } => Code::Usage,
+            PromoteError::NotPromoted { .. } => Code::Recovery,
+            PromoteError::Restart(r) => recover_code(r),
+            PromoteError::NoTimeline | PromoteError::ArchivingOff(_) => Code::Postgres,
+            PromoteError::History { source, .. } => push_code(source),
+            PromoteError::Exe(_) => Code::Internal,
         };
         Failure::new(code, e)
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::recover::{self, Action};
 use crate::repo::RepoLocation;
 use crate::server::user;
-use args::{Cli, Command, RestoreArgs};
+use args::{Cli, Command, FollowArgs, RestoreArgs};
 use exit::Failure;
 
 /// The outermost directory `drop_privileges` created for a restore's
@@ -50,6 +50,12 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
         Command::Rollback { args, upgrade_to } => {
             hand_over(args, Action::Promote, upgrade_to.as_deref())?
         }
+        Command::Follow { args } => hand_over_standby(args)?,
+        // The server's files and its peer-authenticated role are its
+        // owner's.
+        Command::Status { pgdata, .. } | Command::Promote { pgdata, .. } => {
+            user::become_user(&user::owner_of(pgdata)?)?
+        }
         Command::WalFetch { .. }
         | Command::WalPrefetch { .. }
         | Command::Info { .. }
@@ -65,16 +71,45 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
 /// copy) for `--os-user`, then become that user.
 fn hand_over(args: &RestoreArgs, action: Action, upgrade_to: Option<&Path>) -> Result<(), Failure> {
     recover::run::check(&args.target.spec()?, action, upgrade_to)?;
-    let os_user = user::lookup(&args.os_user)?;
-    if let Some(port) = args.port {
-        let sockets = args.socket_dir.clone();
+    let physical = upgrade_to.map(|_| recover::run::physical_dir(&args.pgdata));
+    hand_over_dirs(
+        &args.pgdata,
+        physical.as_deref(),
+        args.port,
+        args.socket_dir.as_deref(),
+        &args.os_user,
+    )
+}
+
+/// follow as root: the same for the standby's data directory.
+fn hand_over_standby(args: &FollowArgs) -> Result<(), Failure> {
+    hand_over_dirs(
+        &args.pgdata,
+        None,
+        args.port,
+        args.socket_dir.as_deref(),
+        &args.os_user,
+    )
+}
+
+/// Refuses a `--port` anything holds, creates the data directory (and the
+/// physical copy) for `os_user`, and becomes that user.
+fn hand_over_dirs(
+    pgdata: &Path,
+    physical: Option<&Path>,
+    port: Option<u16>,
+    socket_dir: Option<&Path>,
+    os_user: &str,
+) -> Result<(), Failure> {
+    let os_user = user::lookup(os_user)?;
+    if let Some(port) = port {
+        let sockets = socket_dir.map(Path::to_path_buf);
         recover::instance::check_port(
             port,
             &sockets.unwrap_or_else(recover::instance::default_socket_dir),
         )?;
     }
-    let physical = upgrade_to.map(|_| recover::run::physical_dir(&args.pgdata));
-    let created = recover::pgdata::hand_over(&args.pgdata, physical.as_deref(), &os_user)?;
+    let created = recover::pgdata::hand_over(pgdata, physical, &os_user)?;
     if let Some(root) = created {
         let _ = CREATED_PGDATA.set(root);
     }
@@ -137,6 +172,32 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => command::inspect::run(pgdata.as_deref(), backup.as_deref(), repo, json.json).await,
         Command::Rollback { args, upgrade_to } => {
             command::rollback::run(&args, upgrade_to.as_deref(), created()).await
+        }
+        Command::Follow { args } => command::follow::run(&args, created()).await,
+        Command::Status {
+            pgdata,
+            repo,
+            s3,
+            db_user,
+            json,
+        } => command::status::run(&pgdata, repo.as_deref(), &s3, &db_user, json.json).await,
+        Command::Promote {
+            pgdata,
+            archive_to,
+            s3,
+            db_user,
+            wait,
+            json,
+        } => {
+            let a = command::promote::Args {
+                pgdata,
+                archive_to,
+                s3,
+                db_user,
+                wait: std::time::Duration::from_secs(wait),
+                json: json.json,
+            };
+            command::promote::run(&a).await
         }
     }
 }

@@ -11,7 +11,9 @@ use crate::catalog::{BackupRecord, DamagedObject, RepoConfig};
 use crate::pg::control::{ControlFile, Fingerprint, PgMajor};
 use crate::pg::Lsn;
 use crate::plan::{explain, Plan};
+use crate::recover::promote::Promoted;
 use crate::recover::run::{Restored, Upgraded};
+use crate::recover::status::Status;
 use crate::recover::Action;
 use crate::repo::init::Initialized;
 
@@ -259,11 +261,140 @@ pub fn restore(r: &Restored, no_start: bool, as_json: bool) -> Result<(), Failur
             println!("  paused at the target (read-only); SELECT pg_wal_replay_resume() promotes")
         }
         Action::Shutdown => println!("  stopped at the target"),
+        Action::Standby => println!("  a standby, replaying WAL as it is archived"),
     }
     println!("  data directory: {}", out.data_directory);
     println!("  server log:     {}", out.server_log);
     if out.action != Action::Shutdown {
         println!("  connect:        {}", out.connect);
+    }
+    Ok(())
+}
+
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// `follow`: the standby, and how to watch it.
+pub fn follow(r: &Restored, repository: &str, as_json: bool) -> Result<(), Failure> {
+    let out = &r.outcome;
+    if as_json {
+        return json_with_rss(out);
+    }
+    println!(
+        "following {repository}: a hot standby from backup {} on timeline {}, ready in {:.1}s",
+        out.backup_id,
+        or_dash(out.timeline),
+        out.elapsed_seconds
+    );
+    println!("  replayed to:    {}", or_dash(out.replay_lsn));
+    println!("  data directory: {}", out.data_directory);
+    println!("  server log:     {}", out.server_log);
+    println!("  connect:        {} (read-only)", out.connect);
+    println!(
+        "  watch it:       pitr status --pgdata {}",
+        out.data_directory
+    );
+    Ok(())
+}
+
+pub fn status(s: &Status, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(s);
+    }
+    println!("data directory  {}", s.data_directory);
+    if s.in_recovery {
+        println!(
+            "role            standby{}, timeline {}",
+            if s.replay_paused {
+                " (replay paused)"
+            } else {
+                ""
+            },
+            or_dash(s.timeline)
+        );
+        println!("replayed to     {}", or_dash(s.replay_lsn));
+        println!("last commit     {}", or_dash(s.last_replayed_commit));
+        println!(
+            "streaming       {}",
+            match (&s.wal_receiver, s.streaming) {
+                (_, true) => format!("yes, received to {}", or_dash(s.receive_lsn)),
+                (Some(r), false) => format!("no (WAL receiver: {r})"),
+                (None, false) => "no".to_string(),
+            }
+        );
+    } else {
+        println!("role            primary, timeline {}", or_dash(s.timeline));
+        println!("written to      {}", or_dash(s.current_lsn));
+    }
+    match (&s.repository, &s.archive) {
+        (Some(repo), Some(a)) => {
+            println!("repository      {repo}");
+            println!(
+                "archived to     {} (segment {}), newest transaction end {}",
+                or_dash(a.end_lsn),
+                a.segment,
+                or_dash(a.newest_commit)
+            );
+            let secs = s.lag_seconds.map(|v| format!(", {v:.3} s"));
+            println!(
+                "lag             {}{} {}",
+                s.lag_bytes
+                    .map(explain::human_bytes)
+                    .unwrap_or_else(|| "unknown".into()),
+                secs.unwrap_or_default(),
+                if s.in_recovery {
+                    "archived, not replayed yet"
+                } else {
+                    "written, not archived yet"
+                }
+            );
+        }
+        (repo, _) => {
+            if let Some(repo) = repo {
+                println!("repository      {repo}");
+            }
+            if let Some(note) = &s.archive_note {
+                println!("lag             unknown: {note}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn promote(p: &Promoted, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(p);
+    }
+    if p.promoted {
+        println!(
+            "promoted {} in {:.1}s: a primary on timeline {}{}",
+            p.data_directory,
+            p.elapsed_seconds,
+            p.timeline,
+            p.switch_lsn
+                .map(|l| format!(" (from {l})"))
+                .unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{} was already a primary, on timeline {}",
+            p.data_directory, p.timeline
+        );
+    }
+    if let Some(a) = &p.archiving {
+        println!(
+            "  archiving into {}{}",
+            a.repository,
+            if a.restarted { " (restarted)" } else { "" }
+        );
+        if let Some(h) = &a.history_file {
+            println!("  history file:  {h} pushed");
+        }
+        println!(
+            "  archive_command = {}",
+            crate::recover::settings::guc_quote(&a.archive_command)
+        );
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ pub use resolve::{TimeStop, XactList, XactRef};
 pub use target::{
     parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice, Xid, XidError,
 };
-pub use window::{restorable_window, restorable_windows, Window};
+pub use window::{archive_end, restorable_window, restorable_windows, ArchiveEnd, Window};
 
 /// A route to a target, proven from the catalog before anything is fetched.
 #[derive(Clone, Debug, Serialize)]

@@ -94,6 +94,49 @@ fn window_of(catalog: &Catalog, tli: TimelineId) -> Result<Window, PlanError> {
     Ok(window)
 }
 
+/// The newest WAL archived along one timeline's history: what a standby
+/// following that timeline from the repository can replay up to
+/// (`pitr status` measures its lag against it).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ArchiveEnd {
+    pub timeline: TimelineId,
+    /// The last archived segment, under the name the history reads it by.
+    pub segment: String,
+    /// Where its last whole record ends, as Postgres' replay position
+    /// would be after it (the segment's end after a switch record).
+    pub end_lsn: Option<Lsn>,
+    /// The newest transaction end (commit or abort) archived in the
+    /// segments from the one asked for on, and its segment.
+    pub newest_commit: Option<DateTime<Utc>>,
+    pub newest_commit_segment: Option<String>,
+}
+
+/// The end of the WAL archived along `tli`'s history (None: nothing is
+/// archived on it), with the newest transaction end in segments `from`
+/// onwards: a standby that has replayed up to segment `from` has every
+/// transaction end before it.
+pub fn archive_end(
+    catalog: &Catalog,
+    tli: TimelineId,
+    from: SegNo,
+) -> Result<Option<ArchiveEnd>, PlanError> {
+    let line = Timeline::new(catalog, tli)?;
+    let Some(last) = line.last_on_history() else {
+        return Ok(None);
+    };
+    let Some(seg) = line.seg(last) else {
+        return Ok(None);
+    };
+    let newest = line.latest_time(from.min(last), last);
+    Ok(Some(ArchiveEnd {
+        timeline: tli,
+        segment: seg.name(),
+        end_lsn: seg.end_lsn(),
+        newest_commit: newest.as_ref().map(|(t, _)| *t),
+        newest_commit_segment: newest.map(|(_, s)| s),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +216,44 @@ mod tests {
         assert_eq!(w.earliest, None);
         assert_eq!(w.latest, None);
         assert!(w.gaps.is_empty());
+    }
+
+    #[test]
+    fn the_archive_ends_where_the_history_reads_its_last_segment() {
+        let c = forked().backup("b1", 1, 1, 1).build();
+        let e = archive_end(&c, tli(2), SegNo::new(0)).unwrap().unwrap();
+        assert_eq!(e.segment, seg_name(2, 9));
+        assert_eq!(e.end_lsn, Some(Lsn::new(10 * SEG - 8)));
+        assert_eq!(e.newest_commit, Some(at(1090)));
+        assert_eq!(e.newest_commit_segment, Some(seg_name(2, 9)));
+        // Timeline 1 ends at its own last segment, not its child's.
+        let e = archive_end(&c, tli(1), SegNo::new(0)).unwrap().unwrap();
+        assert_eq!(e.segment, seg_name(1, 6));
+        assert_eq!(e.newest_commit, Some(at(60)));
+        // Transaction ends only from `from` on; none there: none.
+        let c = forked()
+            .edit(2, 9, |r| {
+                if let Some(s) = r.summary.as_mut() {
+                    s.max_xact = None;
+                    s.xact_count = 0;
+                }
+            })
+            .build();
+        let e = archive_end(&c, tli(2), SegNo::new(9)).unwrap().unwrap();
+        assert_eq!(e.newest_commit, None);
+        let e = archive_end(&c, tli(2), SegNo::new(8)).unwrap().unwrap();
+        assert_eq!(e.newest_commit_segment, Some(seg_name(2, 8)));
+        // Past the end: the last segment alone.
+        let e = archive_end(&c, tli(2), SegNo::new(50)).unwrap().unwrap();
+        assert_eq!(e.newest_commit, None);
+        assert_eq!(
+            archive_end(&Kit::new().build(), tli(1), SegNo::new(0)),
+            Ok(None)
+        );
+        assert_eq!(
+            archive_end(&c, tli(3), SegNo::new(0)),
+            Err(PlanError::NoHistory(tli(3)))
+        );
     }
 
     #[test]

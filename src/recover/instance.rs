@@ -91,8 +91,9 @@ pub fn default_socket_dir() -> PathBuf {
 }
 
 /// Appends the recovery block to postgresql.auto.conf, creates
-/// recovery.signal, and supplies postgresql.conf / pg_hba.conf when the
-/// backup had none (Debian keeps them in /etc/postgresql).
+/// recovery.signal (standby.signal for a standby), and supplies
+/// postgresql.conf / pg_hba.conf when the backup had none (Debian keeps
+/// them in /etc/postgresql).
 pub fn write_config(pgdata: &Path, s: &RecoverySettings) -> Result<(), RecoverError> {
     use std::io::Write;
     let werr = |p: &Path| {
@@ -122,7 +123,14 @@ pub fn write_config(pgdata: &Path, s: &RecoverySettings) -> Result<(), RecoverEr
     f.write_all(format!("\n{}", auto_conf_block(s)).as_bytes())
         .map_err(werr(&auto))?;
     f.sync_all().map_err(werr(&auto))?;
-    super::materialize::write_synced(&pgdata.join("recovery.signal"), b"")?;
+    // A standby waits for more WAL when the archive has no next segment;
+    // archive recovery ends there.
+    let signal = if s.action == Action::Standby {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    };
+    super::materialize::write_synced(&pgdata.join(signal), b"")?;
     Ok(())
 }
 
@@ -306,7 +314,7 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
 /// The server's last FATAL or PANIC line, attached to a failure as
 /// information only: nothing is decided by it (the words are translated
 /// under a non-English lc_messages, and so may these markers be).
-fn fatal_line(log: &Path) -> Option<String> {
+pub(crate) fn fatal_line(log: &Path) -> Option<String> {
     let mut offset = 0;
     let text = read_log_from(log, &mut offset);
     text.lines()
@@ -388,9 +396,9 @@ async fn sample(c: &tokio_postgres::Client, num: i32) -> Result<Sample, tokio_po
 /// No single SQL round trip may hold up the watch loop (and with it the
 /// deadlines) longer than this: a stopped server accepts a connection on
 /// its socket and then never answers.
-const ROUND_TRIP: Duration = Duration::from_secs(5);
+pub(crate) const ROUND_TRIP: Duration = Duration::from_secs(5);
 
-async fn within<T, E: std::fmt::Display>(
+pub(crate) async fn within<T, E: std::fmt::Display>(
     limit: Duration,
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
@@ -443,7 +451,7 @@ pub async fn check_identity(
 /// A cheap fingerprint of pg_wal's entries (names, sizes, times), without
 /// pitr's own prefetch spool: it changes as restore_command delivers
 /// segments and as the server writes WAL.
-fn pg_wal_signature(pgdata: &Path) -> u64 {
+pub(crate) fn pg_wal_signature(pgdata: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     if let Ok(rd) = std::fs::read_dir(pgdata.join("pg_wal")) {
@@ -466,13 +474,20 @@ fn pg_wal_signature(pgdata: &Path) -> u64 {
 }
 
 /// When anything that shows recovery moving last changed.
-struct Progress {
+pub(crate) struct Progress {
     seen: Option<(u64, u64, String)>,
-    since: Instant,
+    pub(crate) since: Instant,
 }
 
 impl Progress {
-    fn note(&mut self, now: (u64, u64, String)) {
+    pub(crate) fn new() -> Progress {
+        Progress {
+            seen: None,
+            since: Instant::now(),
+        }
+    }
+
+    pub(crate) fn note(&mut self, now: (u64, u64, String)) {
         if self.seen.as_ref() != Some(&now) {
             self.seen = Some(now);
             self.since = Instant::now();
@@ -701,7 +716,7 @@ pub async fn watch(
 /// recovery" (xlog.c: CreateRestartPoint at shutdown). Replay then ended
 /// at or after pg_control's minimum recovery point and the last replay
 /// position seen over SQL.
-fn exited(
+pub(crate) fn exited(
     running: &Running,
     action: Action,
     status: std::process::ExitStatus,
@@ -740,7 +755,10 @@ fn exited(
     })
 }
 
-async fn query_timeline(c: &tokio_postgres::Client, in_recovery: bool) -> Option<TimelineId> {
+pub(crate) async fn query_timeline(
+    c: &tokio_postgres::Client,
+    in_recovery: bool,
+) -> Option<TimelineId> {
     let q = if in_recovery {
         "select timeline_id::int from pg_control_checkpoint()"
     } else {

@@ -8,15 +8,21 @@
 //! was written leaves nothing behind: no marker in a directory the user
 //! made, and no directory pitr created for it. Success means the plan
 //! happened: where replay ended is checked against the plan (`verify`).
-//! Nothing here chooses a backup.
+//! Nothing here chooses a backup. Beside restores: a standby that follows
+//! the repository (`Action::Standby`, `standby`), and what `status` and
+//! `promote` do to a server already running on a data directory (`live`).
 
 pub mod install;
 pub mod instance;
+pub mod live;
 pub mod materialize;
 pub mod pgdata;
+pub mod promote;
 pub mod restore;
 pub mod run;
 pub mod settings;
+pub mod standby;
+pub mod status;
 pub mod upgrade;
 pub mod verify;
 

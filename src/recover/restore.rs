@@ -119,6 +119,8 @@ pub struct RestoreOptions {
     /// privileges); removed again if the restore is refused before any
     /// data is written. `restore` tracks what it creates itself.
     pub created_dir: Option<PathBuf>,
+    /// `Action::Standby`: the primary to stream from (`primary_conninfo`).
+    pub primary_conninfo: Option<String>,
 }
 
 /// `RestoreOptions::stall_timeout` unless told otherwise.
@@ -205,11 +207,15 @@ pub async fn restore(
         .await?;
         let materialize_seconds = materialize_started.elapsed().as_secs_f64();
         let spool = spool_dir(&opts.pgdata);
+        // A standby fetches without the prefetch spool: it runs for as long
+        // as it follows, mostly asking for a segment not archived yet, which
+        // the prefetcher would poll the store for twice a second.
+        let standby = opts.action == Action::Standby;
         let restore_command = settings::restore_command(
             &opts.pitr_exe.display().to_string(),
             &repo.location().to_arg(),
             repo.s3_settings(),
-            Some(&spool),
+            (!standby).then_some(spool.as_path()),
         );
         let s = settings::RecoverySettings {
             restore_command,
@@ -222,29 +228,19 @@ pub async fn restore(
             backup_id: plan.backup.id.clone(),
             major: config.pg_major.get(),
             resolved: settings::resolved_lsn(plan),
+            primary_conninfo: opts.primary_conninfo.clone(),
         };
         instance::write_config(&opts.pgdata, &s)?;
         if !opts.start {
             on_event(RecoverEvent::Done);
             return Ok(RestoreOutcome {
-                data_directory: opts.pgdata.display().to_string(),
-                port,
-                socket_directory: socket_dir.display().to_string(),
-                action: opts.action,
-                timeline: None,
-                replay_lsn: None,
-                recovery_end_lsn: None,
-                last_replayed_commit: None,
-                target: target.clone(),
-                backup_id: plan.backup.id.clone(),
-                elapsed_seconds: started.elapsed().as_secs_f64(),
-                server_log: String::new(),
                 connect: format!(
                     "{} start -D {} -l {}",
                     bin.join("pg_ctl").display(),
                     opts.pgdata.display(),
                     opts.pgdata.join(instance::LOG_NAME).display()
                 ),
+                ..outcome(opts, port, &socket_dir, plan, started)
             });
         }
         on_event(RecoverEvent::Starting { port });
@@ -258,6 +254,18 @@ pub async fn restore(
             fast_promote: s.fast_promote(),
             stall_timeout: opts.stall_timeout,
         };
+        if standby {
+            // No end to watch for: ready once consistent, and replaying on.
+            let watched = super::standby::wait_consistent(r, &spec).await?;
+            on_event(RecoverEvent::Done);
+            return Ok(RestoreOutcome {
+                timeline: Some(plan.timeline),
+                replay_lsn: watched.replay_lsn,
+                last_replayed_commit: watched.last_commit,
+                server_log: watched.log,
+                ..outcome(opts, port, &socket_dir, plan, started)
+            });
+        }
         let watched = instance::watch(r, &spec, on_event.clone()).await?;
         // Recovery is over: the prefetcher sees its spool gone and exits.
         if let Err(e) = crate::capture::wal_spool::remove(&spool) {
@@ -285,25 +293,13 @@ pub async fn restore(
             },
         )
         .await;
-        let connect = format!(
-            "psql -h {} -p {port} -U {} postgres",
-            socket_dir.display(),
-            opts.db_user
-        );
         Ok(RestoreOutcome {
-            data_directory: opts.pgdata.display().to_string(),
-            port,
-            socket_directory: socket_dir.display().to_string(),
-            action: opts.action,
             timeline: watched.timeline,
             replay_lsn: watched.replay_lsn,
             recovery_end_lsn: watched.end.map(|e| e.lsn()),
             last_replayed_commit: watched.last_commit,
-            target: target.clone(),
-            backup_id: plan.backup.id.clone(),
-            elapsed_seconds: started.elapsed().as_secs_f64(),
             server_log: watched.log.clone(),
-            connect,
+            ..outcome(opts, port, &socket_dir, plan, started)
         })
     }
     .await;
@@ -323,6 +319,37 @@ pub async fn restore(
         }
     }
     result
+}
+
+/// What a restore of `plan` into `opts.pgdata`, served on `port`, reports
+/// before anything of its replay is known: where it is and how to
+/// connect.
+fn outcome(
+    opts: &RestoreOptions,
+    port: u16,
+    socket_dir: &Path,
+    plan: &Plan,
+    started: Instant,
+) -> RestoreOutcome {
+    RestoreOutcome {
+        data_directory: opts.pgdata.display().to_string(),
+        port,
+        socket_directory: socket_dir.display().to_string(),
+        action: opts.action,
+        timeline: None,
+        replay_lsn: None,
+        recovery_end_lsn: None,
+        last_replayed_commit: None,
+        target: plan.target.clone(),
+        backup_id: plan.backup.id.clone(),
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+        server_log: String::new(),
+        connect: format!(
+            "psql -h {} -p {port} -U {} postgres",
+            socket_dir.display(),
+            opts.db_user
+        ),
+    }
 }
 
 /// The wal-fetch prefetch spool of a restored data directory: inside

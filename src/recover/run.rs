@@ -23,6 +23,8 @@ use super::{Action, OnEvent, RecoverError, RestoreOptions, RestoreOutcome};
 pub enum RunError {
     #[error("--latest replays all archived WAL and then always promotes: --action pause/shutdown need a target")]
     LatestNeedsPromote,
+    #[error("a standby has no recovery target: it replays all archived WAL and waits for more")]
+    StandbyHasNoTarget,
     #[error("--upgrade-to {}: not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)", .0.display())]
     UpgradeNotAnInstall(PathBuf),
     #[error("--upgrade-to {} is PostgreSQL {version}, not newer than the repository's {repo_major}: use plain rollback", .bin_dir.display())]
@@ -83,6 +85,8 @@ pub struct RunOptions {
     /// `pgdata::hand_over`): removed again if the restore is refused
     /// before any data is written.
     pub created_dir: Option<PathBuf>,
+    /// `Action::Standby` (`pitr follow`): the primary to stream from.
+    pub primary_conninfo: Option<String>,
 }
 
 /// A finished restore, with the backup's major and the install it ran on.
@@ -100,16 +104,19 @@ pub struct Upgraded {
     pub backup_major: PgMajor,
 }
 
-/// What restore and rollback refuse before anything is created: `--latest`
-/// with an action other than promote, an `--upgrade-to` that is not an
-/// install.
+/// What restore, rollback and follow refuse before anything is created:
+/// `--latest` with an action other than promote, a standby with a target,
+/// an `--upgrade-to` that is not an install.
 pub fn check(
     target: &TargetSpec,
     action: Action,
     upgrade_to: Option<&Path>,
 ) -> Result<(), RunError> {
-    if target.target == RecoveryTarget::Latest && action != Action::Promote {
-        return Err(RunError::LatestNeedsPromote);
+    let latest = target.target == RecoveryTarget::Latest;
+    match action {
+        Action::Standby if !latest => return Err(RunError::StandbyHasNoTarget),
+        Action::Pause | Action::Shutdown if latest => return Err(RunError::LatestNeedsPromote),
+        Action::Promote | Action::Pause | Action::Shutdown | Action::Standby => {}
     }
     if let Some(dir) = upgrade_to {
         upgrade_install(dir)?;
@@ -264,7 +271,10 @@ fn with_sources(e: &dyn std::error::Error) -> String {
 
 /// `pitr restore` / `pitr rollback`: plans, picks an install (before
 /// anything is fetched) and restores. A refusal before any data was
-/// written takes away the directories `opts.created_dir` names.
+/// written takes away the directories `opts.created_dir` names. With
+/// `Action::Standby` (`pitr follow`, target `--latest`): the plan's backup
+/// restored as a hot standby of its timeline, returned once it is
+/// consistent; it goes on replaying WAL as it is archived.
 pub async fn restore(
     repo: &Repo,
     opts: &RunOptions,
@@ -304,6 +314,7 @@ async fn plan_and_restore(
         start: opts.start,
         stall_timeout: opts.stall_timeout,
         created_dir: opts.created_dir.clone(),
+        primary_conninfo: opts.primary_conninfo.clone(),
     };
     let outcome = super::restore(repo, &plan, &ropts, on_event)
         .await
@@ -430,6 +441,12 @@ mod tests {
         }
         let immediate = spec(RecoveryTarget::Immediate);
         assert!(check(&immediate, Action::Pause, None).is_ok());
+        // A standby replays everything archived, and goes on.
+        assert!(check(&latest, Action::Standby, None).is_ok());
+        assert!(matches!(
+            check(&immediate, Action::Standby, None),
+            Err(RunError::StandbyHasNoTarget)
+        ));
     }
 
     #[test]

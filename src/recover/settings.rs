@@ -21,14 +21,21 @@ pub enum Action {
     Pause,
     /// Stop the server at the target.
     Shutdown,
+    /// No target: stay a hot standby (`standby.signal`), replaying
+    /// archived WAL as it arrives, and streaming from a primary when
+    /// `primary_conninfo` is given (`pitr follow`).
+    Standby,
 }
 
 impl Action {
-    pub fn as_guc(self) -> &'static str {
+    /// Its `recovery_target_action` (none for a standby, which has no
+    /// target).
+    pub fn as_guc(self) -> Option<&'static str> {
         match self {
-            Action::Promote => "promote",
-            Action::Pause => "pause",
-            Action::Shutdown => "shutdown",
+            Action::Promote => Some("promote"),
+            Action::Pause => Some("pause"),
+            Action::Shutdown => Some("shutdown"),
+            Action::Standby => None,
         }
     }
 }
@@ -50,6 +57,9 @@ pub struct RecoverySettings {
     /// `recovery_target_lsn` (with this `recovery_target_inclusive`)
     /// instead of the time (`resolved_lsn`).
     pub resolved: Option<(Lsn, bool)>,
+    /// A standby's (`Action::Standby`) connection to its primary, for
+    /// streaming: written as `primary_conninfo`.
+    pub primary_conninfo: Option<String>,
 }
 
 /// The LSN and inclusiveness a plan resolved its time target to, if it did
@@ -172,6 +182,151 @@ pub fn guc_quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// `s` as an SQL string literal for a statement that takes no parameters
+/// (`ALTER SYSTEM`): an escape string, so it means the same whatever
+/// `standard_conforming_strings` says.
+pub fn sql_literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The value of the last `name = value` line of a configuration file's
+/// text (later lines win, as Postgres reads them; see guc-file.l), quotes
+/// and escapes undone (DeescapeQuotedString).
+pub fn conf_value(text: &str, name: &str) -> Option<String> {
+    text.lines().rev().find_map(|l| conf_line(l, name))
+}
+
+fn conf_line(line: &str, name: &str) -> Option<String> {
+    let line = line.trim_start();
+    let rest = line.strip_prefix(name)?;
+    if rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        return None; // a longer name
+    }
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+    let Some(quoted) = rest.strip_prefix('\'') else {
+        return rest
+            .split(|c: char| c.is_whitespace() || c == '#')
+            .next()
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+    };
+    let mut out = String::new();
+    let mut chars = quoted.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if chars.peek() == Some(&'\'') => {
+                chars.next();
+                out.push('\'');
+            }
+            '\'' => return Some(out),
+            '\\' => match chars.next()? {
+                'b' => out.push('\u{8}'),
+                'f' => out.push('\u{c}'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None // unterminated
+}
+
+/// The words `/bin/sh` would split `cmd` into (single and double quotes,
+/// backslashes), or None when a quote is not closed. Operators (`||`,
+/// `2>/dev/null`) come out as words of their own: enough to find a
+/// command's arguments, not to run it.
+fn shell_words(cmd: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = cmd.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if let Some(w) = word.take() {
+                    words.push(w);
+                }
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => w.push(c),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => match chars.next()? {
+                            c @ ('"' | '\\' | '$' | '`') => w.push(c),
+                            c => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                        },
+                        c => w.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                let w = word.get_or_insert_with(String::new);
+                if let Some(c) = chars.next() {
+                    w.push(c);
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Some(words)
+}
+
+/// The repository and S3 settings a `restore_command` that calls `pitr
+/// wal-fetch` fetches from (what `restore_command` writes, read back), or
+/// None when it calls no `wal-fetch --repo`. `%%` is the server's escape
+/// for `%` and is undone.
+pub fn repo_of_restore_command(cmd: &str) -> Option<(String, S3Settings)> {
+    repo_of_command(cmd, "wal-fetch")
+}
+
+/// The same for an `archive_command` calling `pitr wal-push`.
+pub fn repo_of_archive_command(cmd: &str) -> Option<(String, S3Settings)> {
+    repo_of_command(cmd, "wal-push")
+}
+
+fn repo_of_command(cmd: &str, verb: &str) -> Option<(String, S3Settings)> {
+    let words = shell_words(cmd)?;
+    let at = words.iter().position(|w| w == verb)?;
+    let mut repo = None;
+    let mut s3 = S3Settings::default();
+    let mut args = words[at + 1..].iter().map(|w| w.replace("%%", "%"));
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next());
+        match flag.as_str() {
+            "--repo" => repo = value(),
+            "--s3-region" => s3.region = value(),
+            "--s3-endpoint" => s3.endpoint = value(),
+            "--s3-path-style" => s3.path_style = true,
+            "--spool" | "--prefetch" => {
+                value();
+            }
+            f if f.starts_with("--") => {}
+            _ => break, // %f %p, or what follows the command
+        }
+    }
+    Some((repo?, s3))
+}
+
 /// `recovery_target_xid`'s value for a server of `major`: PostgreSQL 13+
 /// parses it as a 64-bit number and keeps the low 32 bits
 /// (check_recovery_target_xid: strtou64, the epoch form of
@@ -202,6 +357,60 @@ fn target_line(t: &RecoveryTarget, major: u32) -> Option<String> {
 
 /// The block appended to postgresql.auto.conf.
 pub fn auto_conf_block(s: &RecoverySettings) -> String {
+    let mut lines = if s.action == Action::Standby {
+        standby_lines(s)
+    } else {
+        target_lines(s)
+    };
+    if s.major >= 14 {
+        lines.extend([
+            "# The data directory was synced as restored: one syncfs at start-up instead"
+                .to_string(),
+            "# of an fsync per file (same guarantee).".to_string(),
+            "recovery_init_sync_method = 'syncfs'".to_string(),
+        ]);
+    }
+    lines.extend([
+        format!(
+            "recovery_target_timeline = {}",
+            guc_quote(&s.timeline.to_string())
+        ),
+        "# Archiving stays off so this copy never writes into the source's repository.".to_string(),
+        "archive_mode = 'off'".to_string(),
+        format!("port = {}", s.port),
+    ]);
+    if let Some(dir) = &s.socket_dir {
+        lines.push(format!("unix_socket_directories = {}", guc_quote(dir)));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// A standby's first lines (`standby.signal` goes beside them): no
+/// target, hot standby, and the primary to stream from when given.
+/// Postgres in standby mode retries restore_command every
+/// `wal_retrieve_retry_interval` (5 s) once the archive has no next
+/// segment, so archived WAL is replayed as it arrives.
+fn standby_lines(s: &RecoverySettings) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "# pitr follow: a standby from backup {}, replaying archived WAL as it arrives.",
+            s.backup_id
+        ),
+        "# Change these with ALTER SYSTEM (or remove them) and restart; pitr promote ends it."
+            .to_string(),
+        format!("restore_command = {}", guc_quote(&s.restore_command)),
+    ];
+    if let Some(c) = &s.primary_conninfo {
+        lines.push(format!("primary_conninfo = {}", guc_quote(c)));
+    }
+    lines.push("hot_standby = on".to_string());
+    lines
+}
+
+/// A restore's first lines: the target and what happens there.
+fn target_lines(s: &RecoverySettings) -> Vec<String> {
     let mut lines = vec![
         format!("# pitr restore: backup {} to {}.", s.backup_id, s.target),
         "# Change these with ALTER SYSTEM (or remove them) and restart.".to_string(),
@@ -230,40 +439,15 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
                 "recovery_target_action = 'pause'".to_string(),
                 "hot_standby = on".to_string(),
             ]);
-        } else {
-            lines.push(format!(
-                "recovery_target_action = {}",
-                guc_quote(s.action.as_guc())
-            ));
+        } else if let Some(action) = s.action.as_guc() {
+            lines.push(format!("recovery_target_action = {}", guc_quote(action)));
             if s.action == Action::Pause {
                 // Without hot standby Postgres shuts down instead of pausing.
                 lines.push("hot_standby = on".to_string());
             }
         }
     }
-    if s.major >= 14 {
-        lines.extend([
-            "# The data directory was synced as restored: one syncfs at start-up instead"
-                .to_string(),
-            "# of an fsync per file (same guarantee).".to_string(),
-            "recovery_init_sync_method = 'syncfs'".to_string(),
-        ]);
-    }
-    lines.extend([
-        format!(
-            "recovery_target_timeline = {}",
-            guc_quote(&s.timeline.to_string())
-        ),
-        "# Archiving stays off so this copy never writes into the source's repository.".to_string(),
-        "archive_mode = 'off'".to_string(),
-        format!("port = {}", s.port),
-    ]);
-    if let Some(dir) = &s.socket_dir {
-        lines.push(format!("unix_socket_directories = {}", guc_quote(dir)));
-    }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
+    lines
 }
 
 #[cfg(test)]
@@ -291,6 +475,7 @@ mod tests {
             backup_id: "20261125T140000Z".into(),
             major: 15,
             resolved: None,
+            primary_conninfo: None,
         };
         let want = "\
 # pitr restore: backup 20261125T140000Z to time 2026-11-25 14:02:17.250000+00.
@@ -327,6 +512,7 @@ unix_socket_directories = '/tmp'
                 backup_id: "b".into(),
                 major,
                 resolved: None,
+                primary_conninfo: None,
             })
         };
         let want = |value: &str, sync: &str| {
@@ -421,6 +607,7 @@ recovery_init_sync_method = 'syncfs'
             backup_id: "b".into(),
             major: 13,
             resolved: None,
+            primary_conninfo: None,
         };
         let lsn = base(RecoveryTarget::Lsn("0/3000060".parse().unwrap()), false);
         let text = auto_conf_block(&lsn);
@@ -461,6 +648,7 @@ recovery_init_sync_method = 'syncfs'
             backup_id: "b".into(),
             major: 15,
             resolved: Some(("0/3000060".parse().unwrap(), inclusive)),
+            primary_conninfo: None,
         };
         let text = auto_conf_block(&s(false));
         let want = "\n# time 2026-11-25 14:02:17.250000+00 resolved to its exact record: recovery stops right before the record at 0/3000060.\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'shutdown'\n";
@@ -471,6 +659,118 @@ recovery_init_sync_method = 'syncfs'
             text.contains("\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = on\n"),
             "{text}"
         );
+    }
+
+    fn standby(major: u32, primary: Option<&str>) -> RecoverySettings {
+        RecoverySettings {
+            restore_command: "/usr/local/bin/pitr wal-fetch --repo /srv/repo %f %p".into(),
+            target: RecoveryTarget::Latest,
+            inclusive: true,
+            timeline: TimelineId::new(3).unwrap(),
+            action: Action::Standby,
+            port: 54321,
+            socket_dir: Some("/tmp".into()),
+            backup_id: "20261125T140000Z".into(),
+            major,
+            resolved: None,
+            primary_conninfo: primary.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn exact_standby_block() {
+        let want = "\
+# pitr follow: a standby from backup 20261125T140000Z, replaying archived WAL as it arrives.
+# Change these with ALTER SYSTEM (or remove them) and restart; pitr promote ends it.
+restore_command = '/usr/local/bin/pitr wal-fetch --repo /srv/repo %f %p'
+primary_conninfo = 'host=/tmp port=5432 user=''rep'' application_name=pitr'
+hot_standby = on
+# The data directory was synced as restored: one syncfs at start-up instead
+# of an fsync per file (same guarantee).
+recovery_init_sync_method = 'syncfs'
+recovery_target_timeline = '3'
+# Archiving stays off so this copy never writes into the source's repository.
+archive_mode = 'off'
+port = 54321
+unix_socket_directories = '/tmp'
+";
+        let s = standby(
+            15,
+            Some("host=/tmp port=5432 user='rep' application_name=pitr"),
+        );
+        assert_eq!(auto_conf_block(&s), want);
+        // No target, no action, however the settings were filled in.
+        let mut odd = standby(13, None);
+        odd.target = RecoveryTarget::Name("rp".into());
+        let text = auto_conf_block(&odd);
+        assert!(!text.contains("recovery_target ="), "{text}");
+        assert!(!text.contains("recovery_target_name"), "{text}");
+        assert!(!text.contains("recovery_target_action"), "{text}");
+        assert!(!text.contains("primary_conninfo"), "{text}");
+        assert!(!text.contains("recovery_init_sync_method"), "{text}");
+        assert!(text.contains("\nhot_standby = on\n"), "{text}");
+        assert_eq!(Action::Standby.as_guc(), None);
+    }
+
+    #[test]
+    fn the_repository_is_read_back_from_the_restore_command() {
+        let s3 = S3Settings {
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            path_style: true,
+        };
+        for (repo, s3) in [
+            ("/srv/repo", S3Settings::default()),
+            ("/srv/it's 50% repo", S3Settings::default()),
+            ("s3://b/p%1", s3),
+        ] {
+            for spool in [None, Some(std::path::Path::new("/d/50%/pg_wal/pitr-spool"))] {
+                let cmd = restore_command("/opt/my pitr/pitr", repo, &s3, spool);
+                assert_eq!(
+                    repo_of_restore_command(&cmd),
+                    Some((repo.to_string(), s3.clone())),
+                    "{cmd}"
+                );
+                // As the server keeps it in postgresql.auto.conf.
+                let conf = format!("# x\nrestore_command = {}\n", guc_quote(&cmd));
+                assert_eq!(conf_value(&conf, "restore_command"), Some(cmd.clone()));
+            }
+        }
+        assert_eq!(
+            repo_of_restore_command("cp /archive/%f %p"),
+            None,
+            "not pitr's"
+        );
+        assert_eq!(repo_of_restore_command("pitr wal-fetch --repo '/x"), None);
+        assert_eq!(
+            repo_of_restore_command("pitr wal-fetch --repo=/x %f %p"),
+            Some(("/x".into(), S3Settings::default()))
+        );
+        let s3 = S3Settings {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            path_style: true,
+            ..S3Settings::default()
+        };
+        let cmd = archive_command("/bin/pitr", "s3://b/p%1", &s3);
+        assert_eq!(
+            repo_of_archive_command(&cmd),
+            Some(("s3://b/p%1".into(), s3))
+        );
+        assert_eq!(repo_of_restore_command(&cmd), None);
+    }
+
+    #[test]
+    fn configuration_values_are_read_as_postgres_reads_them() {
+        let text = "restore_command = 'a'\nrestore_command_x = 'b'\n  restore_command='it''s \\\\ \\n'  # c\nport = 5433 # p\nhot_standby on\n";
+        assert_eq!(
+            conf_value(text, "restore_command").as_deref(),
+            Some("it's \\ \n")
+        );
+        assert_eq!(conf_value(text, "port").as_deref(), Some("5433"));
+        assert_eq!(conf_value(text, "hot_standby").as_deref(), Some("on"));
+        assert_eq!(conf_value(text, "archive_mode"), None);
+        assert_eq!(conf_value("x = 'open", "x"), None);
+        assert_eq!(sql_literal("it's \\"), "E'it''s \\\\'");
     }
 
     #[test]

@@ -14,9 +14,10 @@ pub enum PmStatus {
     Starting,
     /// Shutting down.
     Stopping,
-    /// Accepting connections (not in recovery).
+    /// Accepting connections: a primary, or a hot standby once
+    /// consistent (postmaster.c: PMSIGNAL_BEGIN_HOT_STANDBY).
     Ready,
-    /// In recovery, accepting read-only connections (hot standby).
+    /// Up in standby mode, not accepting connections (hot_standby off).
     Standby,
 }
 

@@ -452,24 +452,30 @@ impl Cluster {
     }
 
     /// Rolls back to `to` into `<cluster dir>/<name>` and makes the copy a
-    /// primary that archives into the same repository: archiving on, a
-    /// restart, and its timeline's history file pushed (it was written
-    /// while archiving was off). The new timeline's server, running.
+    /// primary that archives into the same repository with `pitr promote
+    /// --archive-to` (already promoted: archiving on, a restart, and its
+    /// timeline's history file pushed, written while archiving was off).
+    /// The new timeline's server, running.
     pub fn branch(&self, name: &str, to: &str) -> Restored {
         let r = self.restore_to("rollback", name, &["--to", to]);
-        r.psql("alter system set archive_mode = on");
-        let mut restart = as_postgres(format!("{}/pg_ctl", self.bin));
-        restart
-            .args(["restart", "-w", "-m", "fast", "-D"])
-            .arg(&r.pgdata)
-            .arg("-l")
-            .arg(r.pgdata.join("restarted.log"));
-        run_ok(restart);
+        let p = self.pitr.json(&[
+            "promote",
+            "--pgdata",
+            r.pgdata.to_str().unwrap(),
+            "--archive-to",
+            &self.pitr.spec,
+        ]);
+        assert_eq!(p["promoted"], false, "{p:#}");
+        assert_eq!(p["timeline"], r.out["timeline"], "{p:#}");
         let tli = r.out["timeline"]
             .as_u64()
             .expect("the restore names its timeline");
-        let history = r.pgdata.join(format!("pg_wal/{tli:08X}.history"));
-        self.pitr.ok(&["wal-push", history.to_str().unwrap()]);
+        assert_eq!(
+            p["archiving"]["history_file"].as_str(),
+            Some(format!("{tli:08X}.history").as_str()),
+            "{p:#}"
+        );
+        assert_eq!(r.psql("show archive_mode").trim(), "on");
         r
     }
 

@@ -4,6 +4,7 @@
 
 mod exact;
 mod faults;
+mod follow;
 mod harness;
 mod recovery_faults;
 mod runbooks;

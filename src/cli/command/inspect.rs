@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::capture::backup;
 use crate::catalog::BackupRecord;
-use crate::cli::args::RepoArg;
+use crate::cli::args::{RepoArg, S3Flags};
 use crate::cli::exit::Failure;
 use crate::cli::render::{self, DataDirFacts};
 use crate::repo::{layout, KIND_BACKUP};
@@ -37,10 +37,12 @@ pub async fn run(
             };
             let arg = RepoArg {
                 repo: repo_spec,
-                s3_region: std::env::var("AWS_REGION").ok(),
-                s3_endpoint: std::env::var("AWS_ENDPOINT_URL").ok(),
-                s3_path_style: std::env::var("PITR_S3_PATH_STYLE")
-                    .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on")),
+                s3: S3Flags {
+                    s3_region: std::env::var("AWS_REGION").ok(),
+                    s3_endpoint: std::env::var("AWS_ENDPOINT_URL").ok(),
+                    s3_path_style: std::env::var("PITR_S3_PATH_STYLE")
+                        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on")),
+                },
             };
             let repo = super::open_repo(&arg).await?;
             let key = layout::backup_record(id)?;

@@ -4,13 +4,16 @@
 //! caller would need lives here.
 
 pub mod backup;
+pub mod follow;
 pub mod info;
 pub mod init;
 pub mod inspect;
 pub mod installs;
 pub mod plan;
+pub mod promote;
 pub mod restore;
 pub mod rollback;
+pub mod status;
 pub mod wal_fetch;
 pub mod wal_prefetch;
 pub mod wal_push;
