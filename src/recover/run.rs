@@ -516,6 +516,7 @@ mod tests {
             start: true,
             stall_timeout: Duration::from_secs(5),
             created_dir: created,
+            primary_conninfo: None,
         };
         let noop: OnEvent = std::sync::Arc::new(|_| {});
         let err = rollback_upgrade(&repo, &opts, bin, noop).await.unwrap_err();
