@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::catalog::{ContentHash, RepoConfig, WalSegmentRecord, WalSummary};
 use crate::pg::history::TimelineHistory;
 use crate::pg::wal::{join, scan_segment, Crossing, LongPageHeader, SegmentScan};
-use crate::pg::{SegNo, SegmentName, TimelineId, WalFileName, WalNameError, WalSegmentSize};
+use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalFileName, WalNameError, WalSegmentSize};
 use crate::repo::codec;
 
 use super::mapped::FileBytes;
@@ -95,8 +95,7 @@ pub async fn wal_push(repo: &Repo, path: &Path) -> Result<PushOutcome, PushError
     match &name {
         WalFileName::Segment(seg) => {
             let raw = FileBytes::read(path).map_err(read_err)?;
-            push_missing_history(repo, seg.timeline(), path).await;
-            let out = push_segment(repo, &config, seg, raw).await?;
+            let out = push_segment(repo, &config, seg, raw, path).await?;
             compact_previous_chunk(repo, &config, seg).await;
             Ok(out)
         }
@@ -237,6 +236,7 @@ async fn push_segment(
     config: &RepoConfig,
     seg: &SegmentName,
     raw: FileBytes,
+    path: &Path,
 ) -> Result<PushOutcome, PushError> {
     let name = seg.to_string();
     let size = config.wal_segment_size;
@@ -260,6 +260,11 @@ async fn push_segment(
             ),
         });
     }
+    // Only a segment that is plainly this repository's may bring its
+    // timeline's history (created once: a wrong one would stay), and
+    // before the scan, so that the first segment of a timeline can read
+    // the record running in from its parent's segment by that history.
+    push_missing_history(repo, seg.timeline(), path).await;
     let record_key = layout::segment_record(seg);
 
     // Fast path for a re-push: the record is the commit marker.
@@ -331,6 +336,7 @@ async fn push_segment(
         }
         Err(e) => (None, Some(e.to_string()), None, None),
     };
+    let head_read = summary.as_ref().is_some_and(|s| s.head_read);
     let (sha256, blake3) = hash.into_fields();
     let tag = layout::DataTag::from_blake3(&blake3)?;
     let record = WalSegmentRecord {
@@ -352,7 +358,7 @@ async fn push_segment(
     // under this name already holds these bytes (writes are atomic).
     let data =
         async { create_or_same(repo, &layout::segment_data(seg, Some(&tag)), &stored).await };
-    // Every transaction end, for exact explanations (not read by plan).
+    // Every transaction end: what pins a time or xid target's exact record.
     let xacts = async {
         let bytes = xacts.and_then(|x| {
             crate::catalog::Envelope::seal(KIND_WAL_XACTS, &x)
@@ -360,7 +366,8 @@ async fn push_segment(
                 .and_then(|b| codec::compress(&b).ok())
         });
         if let Some(bytes) = bytes {
-            create_or_same(repo, &layout::segment_xacts(seg, Some(&tag)), &bytes).await?;
+            let key = layout::segment_xacts(seg, Some(&tag), head_read);
+            create_or_same(repo, &key, &bytes).await?;
         }
         Ok::<(), PushError>(())
     };
@@ -456,7 +463,12 @@ async fn previous_record(
     }
     let text = repo.get_aux(&WalFileName::History(tli)).await.ok()?;
     let history = TimelineHistory::parse(tli, std::str::from_utf8(&text).ok()?).ok()?;
-    let owner = history.tli_of_point(segno.start_lsn(size));
+    // Recovery reads a segment from the timeline that holds its last
+    // byte (the child's file of the segment it branches in: Postgres'
+    // XLogFileReadAnyTLI, `plan::Timeline::tli_for`); only a segment wholly
+    // before the branch is the parent's.
+    let last_byte = Lsn::new(segno.start_lsn(size).as_u64() + size.bytes() - 1);
+    let owner = history.tli_of_point(last_byte);
     if owner == tli {
         return None;
     }
@@ -502,10 +514,17 @@ async fn put_index_entry(
     seg: &SegmentName,
     record: &WalSegmentRecord,
 ) -> Result<(), PushError> {
+    // The index entry is what `load_catalog` reads for every segment:
+    // without the tail's bytes, which only the next segment's push needs
+    // (from the record object).
+    let entry = WalSegmentRecord {
+        tail: None,
+        ..record.clone()
+    };
     repo.put_meta(
         &layout::wal_index_pending(seg),
         KIND_WAL,
-        record,
+        &entry,
         PutMode::Overwrite,
     )
     .await
@@ -735,6 +754,60 @@ mod tests {
                 assert_eq!(sum.max_xact, want_x.first().cloned(), "{name}");
             }
         }
+    }
+
+    /// A push of N+1 before N that died after writing its transaction list
+    /// (without the crossing commit), retried once N is archived: the
+    /// retry reads the commit whole, and the list read back is the one
+    /// with it, not the first push's (review of the crossing change).
+    #[tokio::test]
+    async fn a_retried_push_never_pairs_its_summary_with_another_list() {
+        use crate::pg::wal::crossing_fixtures::cases;
+        let c = cases().into_iter().find(|c| c.case == "commit_32").unwrap();
+        let (dir, repo, faults) = repo_for(&c.first.1).await;
+        let WalFileName::Segment(next) = WalFileName::parse(&c.next.0).unwrap() else {
+            panic!("a segment name")
+        };
+        let rk = layout::segment_record(&next);
+        faults.fail_writes(Some(Box::new(move |k: &ObjectKey| *k == rk)));
+        assert!(push(&repo, dir.path(), &c.next.0, &c.next.1).await.is_err());
+        faults.fail_writes(None);
+        push(&repo, dir.path(), &c.first.0, &c.first.1)
+            .await
+            .unwrap();
+        push(&repo, dir.path(), &c.next.0, &c.next.1).await.unwrap();
+        let record: WalSegmentRecord = repo
+            .get_meta(&layout::segment_record(&next), KIND_WAL)
+            .await
+            .unwrap();
+        assert!(record.summary.as_ref().unwrap().head_read);
+        let list = repo.segment_xacts(&next).await.unwrap();
+        assert_eq!(
+            list.len(),
+            1,
+            "the crossing commit is in the list read back"
+        );
+    }
+
+    /// A segment refused as another cluster's brings no history file along
+    /// (it is created once: a wrong one would stay).
+    #[tokio::test]
+    async fn a_refused_segment_brings_no_history() {
+        let ours = segment("9");
+        let theirs = &crate::pg::wal::crossing_fixtures::cases()[0].first.1;
+        let (dir, repo, _) = repo_for(&ours).await;
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let name = "000000020000000000000007";
+        std::fs::write(sub.path().join(name), theirs).unwrap();
+        std::fs::write(
+            sub.path().join("00000002.history"),
+            "1\t0/7000028\tno recovery target specified\n",
+        )
+        .unwrap();
+        let err = wal_push(&repo, &sub.path().join(name)).await.unwrap_err();
+        assert!(matches!(err, PushError::OtherCluster { .. }), "{err}");
+        let history = WalFileName::History(TimelineId::new(2).unwrap());
+        assert!(repo.get_aux(&history).await.unwrap_err().is_not_found());
     }
 
     fn size_of(raw: &[u8]) -> crate::pg::WalSegmentSize {

@@ -94,7 +94,9 @@ fn repo_code(e: &RepoError) -> Code {
     match e {
         RepoError::NotInitialized(_) | RepoError::UnsupportedScheme(_) => Code::Usage,
         RepoError::Store(s) => store_code(s),
-        RepoError::Meta { .. } | RepoError::Codec { .. } => Code::Storage,
+        RepoError::Meta { .. } | RepoError::Codec { .. } | RepoError::Inconsistent { .. } => {
+            Code::Storage
+        }
     }
 }
 

@@ -142,7 +142,7 @@ fn time_stop(t: &super::TimeStop) -> String {
                 ))
                 .unwrap_or_default()
         ),
-        TimeStop::Time { reason } => format!("recovery_target_time is written: {reason}"),
+        TimeStop::Time { reason, .. } => format!("recovery_target_time is written: {reason}"),
         TimeStop::Pending { stop_segment, .. } => format!(
             "not yet: the transaction list of segment {stop_segment} decides the exact record"
         ),

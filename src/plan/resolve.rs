@@ -52,7 +52,16 @@ pub enum TimeStop {
         stops_before: Option<XactRef>,
     },
     /// `recovery_target_time`, as given: the exact record is not known.
-    Time { reason: String },
+    Time {
+        reason: String,
+        /// Where the first transaction end the WAL index may not see could
+        /// start (a record running into the next segment unread, or a
+        /// segment without summary): recovery may rightly stop there, or
+        /// anywhere later up to the stop the index shows. None when no
+        /// such place is known (no transaction list).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unseen_from: Option<Lsn>,
+    },
     /// Not resolved yet: the transaction lists of these segments decide
     /// (`plan::plan` alone; the commands always resolve).
     Pending {
@@ -161,6 +170,7 @@ impl Plan {
                 return Err(e);
             }
             self.time_stop = Some(TimeStop::Time {
+                unseen_from: None,
                 reason: format!(
                     "segment {stop_segment} has no transaction list (archived by an older pitr): recovery_target_time is written, and Postgres stops before the first transaction end {} the target in that segment",
                     if self.inclusive { "after" } else { "at or after" }
@@ -197,6 +207,7 @@ impl Plan {
         } else {
             let Some(pos) = ordered.iter().position(|x| after(x)) else {
                 self.time_stop = Some(TimeStop::Time {
+                    unseen_from: None,
                     reason: format!(
                         "the transaction list of segment {stop_segment} holds no transaction end after the target, though the WAL index says it does: recovery_target_time is written"
                     ),
@@ -359,7 +370,7 @@ mod tests {
         let mut p = planned(35, true).unwrap();
         p.resolve_time(&[(&seg_name(1, 4), None)]).unwrap();
         match &p.time_stop {
-            Some(TimeStop::Time { reason }) => {
+            Some(TimeStop::Time { reason, .. }) => {
                 assert!(reason.contains("no transaction list"), "{reason}")
             }
             other => panic!("{other:?}"),

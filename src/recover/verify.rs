@@ -137,14 +137,16 @@ pub fn expected(plan: &Plan, xacts: Option<&[XactEnd]>, size: WalSegmentSize) ->
             });
             // Left to Postgres because the WAL index may not see every
             // transaction end on the way (`TimeStop::Time`): an unseen one
-            // before that record can be where recovery rightly stops, so
-            // only "not past it" holds.
-            let unseen = matches!(plan.time_stop, Some(TimeStop::Time { .. }));
+            // from `unseen_from` on can be where recovery rightly stops,
+            // so the lower bound is the earlier of the two (none when
+            // where is not known).
+            let lower = |r: Lsn| match &plan.time_stop {
+                Some(TimeStop::Time { unseen_from, .. }) => unseen_from.map(|u| u.min(r)),
+                _ => Some(r),
+            };
             match rec {
                 Some(r) => {
-                    if !unseen {
-                        e.after = Some((minus_gap(r.lsn), false));
-                    }
+                    e.after = lower(r.lsn).map(|l| (minus_gap(l), false));
                     e.until = Some(r.lsn);
                 }
                 None => e.until = plan.stop.lsn,
@@ -512,7 +514,8 @@ mod tests {
         // previous segment, even), never later.
         let mut hidden = p.clone();
         hidden.time_stop = Some(TimeStop::Time {
-            reason: "a record runs from segment ... into the next".into(),
+            reason: "a record runs from segment 2 into the next".into(),
+            unseen_from: Some(lsn(2 * MB + 0xFFFE0)),
         });
         assert!(run(&hidden, Some(&xacts), ReplayEnd::Exact(lsn(3 * MB + 0x300))).is_ok());
         assert!(run(
@@ -522,6 +525,9 @@ mod tests {
         )
         .is_ok());
         assert!(run(&hidden, Some(&xacts), ReplayEnd::Exact(lsn(3 * MB + 0x328))).is_err());
+        // Not earlier than where the unseen record could start.
+        assert!(run(&hidden, Some(&xacts), ReplayEnd::Exact(lsn(2 * MB + 0x100))).is_err());
+        assert!(run(&hidden, Some(&xacts), ReplayEnd::Exact(lsn(0))).is_err());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! wal/<TLI>/<segment>.<tag>.zst              segment data, named by its content
 //!                                            (tag: 32 hex digits of its BLAKE3)
 //! wal/<TLI>/<segment>.<tag>.xacts.zst        its transaction ends
+//! wal/<TLI>/<segment>.<tag>.head.xacts.zst   … with the one running in from
+//!                                            the previous segment (head_read)
 //! wal/<TLI>/<segment>.zst                    segment data (records without a tag,
 //!                                            written before format version 2)
 //! wal/<TLI>/<segment>.json                   WalSegmentRecord (its commit marker)
@@ -73,12 +75,18 @@ pub fn segment_data(seg: &SegmentName, tag: Option<&DataTag>) -> ObjectKey {
     }
 }
 
-/// Every transaction end of a segment (`pitr.wal-xacts`, zstd): read only
-/// to explain exactly where a plan stops. Named like the data.
-pub fn segment_xacts(seg: &SegmentName, tag: Option<&DataTag>) -> ObjectKey {
+/// Every transaction end of a segment (`pitr.wal-xacts`, zstd): what pins
+/// the exact record a time or xid target stops at. Named like the data,
+/// and apart when it also holds the transaction end running in from the
+/// previous segment (`head`: `WalSummary::head_read`): the list depends on
+/// whether that segment was archived first, and a push retried after it
+/// was must not find the other list under its name and keep it.
+pub fn segment_xacts(seg: &SegmentName, tag: Option<&DataTag>, head: bool) -> ObjectKey {
+    let dir = tli_dir(seg.timeline());
+    let head = if head { ".head" } else { "" };
     match tag {
-        Some(t) => key(format!("{}/{seg}.{t}.xacts.zst", tli_dir(seg.timeline()))),
-        None => key(format!("{}/{seg}.xacts.zst", tli_dir(seg.timeline()))),
+        Some(t) => key(format!("{dir}/{seg}.{t}{head}.xacts.zst")),
+        None => key(format!("{dir}/{seg}{head}.xacts.zst")),
     }
 }
 

@@ -34,6 +34,9 @@ pub enum RepoError {
         "no pitr repository at {0}: run `pitr init --repo {0} --pgdata <data directory>` first"
     )]
     NotInitialized(String),
+    /// Objects that disagree with each other (a list and its record).
+    #[error("object {key}: {reason}")]
+    Inconsistent { key: ObjectKey, reason: String },
     #[error("unsupported repository address {0:?}: use a local path, file:///path or s3://BUCKET/PREFIX")]
     UnsupportedScheme(String),
 }
@@ -143,13 +146,32 @@ impl Repo {
             .get_meta(&layout::segment_record(segment), KIND_WAL)
             .await?;
         let tag = layout::record_tag(&record)?;
-        let key = layout::segment_xacts(segment, tag.as_ref());
+        let head = record.summary.as_ref().is_some_and(|s| s.head_read);
+        let key = layout::segment_xacts(segment, tag.as_ref(), head);
         let stored = self.store.get(&key).await?;
         let raw = codec::decompress(&stored).map_err(|source| RepoError::Codec {
             key: key.clone(),
             source,
         })?;
-        Envelope::open(KIND_WAL_XACTS, &raw).map_err(|source| RepoError::Meta { key, source })
+        let list: Vec<crate::pg::wal::XactEnd> =
+            Envelope::open(KIND_WAL_XACTS, &raw).map_err(|source| RepoError::Meta {
+                key: key.clone(),
+                source,
+            })?;
+        // The list must be the one the record summarizes.
+        if let Some(s) = &record.summary {
+            if s.xact_count != list.len() as u64 {
+                return Err(RepoError::Inconsistent {
+                    key,
+                    reason: format!(
+                        "it lists {} transaction ends, but segment {segment}'s record counts {}",
+                        list.len(),
+                        s.xact_count
+                    ),
+                });
+            }
+        }
+        Ok(list)
     }
 
     /// Reads an archived non-segment file (history, .backup, .partial).

@@ -17,7 +17,12 @@ fn sh_blocks(md: &str) -> Vec<String> {
     for line in md.lines() {
         match (&mut current, line.trim_start().strip_prefix("```")) {
             (None, Some(info)) => {
-                current = (info.trim() == "sh").then(String::new);
+                let info = info.trim();
+                assert!(
+                    !matches!(info, "bash" | "shell" | "console" | "zsh"),
+                    "a ```{info} block: mark commands the test runs `sh`, and others `text`"
+                );
+                current = (info == "sh").then(String::new);
                 if current.is_none() {
                     // A block of another kind: skip to its end.
                     current = Some(String::from("\u{0}skip"));

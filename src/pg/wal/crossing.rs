@@ -19,11 +19,17 @@ use super::record::{crc_ok, main_data, RecordHeader};
 use super::rmgr::{interpret, Interesting, RecordInfo, RestorePoint, XactEnd};
 use crate::pg::lsn::Lsn;
 
-/// The longest crossing record the scanner keeps for joining. A commit
-/// record is tens of bytes, a restore point about a hundred; only a
+/// The longest transaction end or restore point whose beginning the
+/// scanner keeps for joining (it is stored in the segment's record). A
+/// commit record is tens of bytes, a restore point about a hundred; only a
 /// transaction that drops or invalidates very many relations writes a
-/// longer one, and such a boundary stays unknown.
+/// longer one, and such a boundary stays unknown. A record whose header
+/// is cut is kept whatever its length: at most 16 bytes lie in the segment.
 pub const MAX_JOINED_LEN: usize = 64 * 1024;
+
+/// The most of a record's rest the scanner reads from the segment it ends
+/// in (held in memory for the push only, never stored).
+pub const MAX_CONTINUATION: usize = 16 << 20;
 
 /// The beginning of a record that runs into the next segment, as the scan
 /// of its first segment saw it.

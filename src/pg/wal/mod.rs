@@ -20,7 +20,9 @@ mod oracle_tests;
 
 #[cfg(test)]
 pub(crate) use crossing::fixtures as crossing_fixtures;
-pub use crossing::{join, Continuation, Crossing, JoinError, TailPrefix, MAX_JOINED_LEN};
+pub use crossing::{
+    join, Continuation, Crossing, JoinError, TailPrefix, MAX_CONTINUATION, MAX_JOINED_LEN,
+};
 pub use error::WalScanError;
 pub use page::{pg_major_for_page_magic, LongPageHeader};
 pub use rmgr::{CheckpointRec, RestorePoint, XactEnd, XactKind};

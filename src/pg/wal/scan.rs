@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::crossing::{Continuation, TailPrefix, MAX_JOINED_LEN};
+use super::crossing::{Continuation, TailPrefix, MAX_CONTINUATION, MAX_JOINED_LEN};
 use super::error::WalScanError;
 use super::page::{LongPageHeader, PageHeader, WalFormat};
 use super::record::{crc_ok, main_data, RecordHeader, MAX_RECORD_LEN, RECORD_HEADER_SIZE};
@@ -339,7 +339,8 @@ impl Scanner<'_> {
                 (xact || is_restore_point(h.rmid, h.info), !xact)
             }
         };
-        if keep && tot <= MAX_JOINED_LEN {
+        // A cut header keeps at most 16 bytes, whatever the record's length.
+        if keep && (prefix.len() < RECORD_HEADER_SIZE || tot <= MAX_JOINED_LEN) {
             self.out.tail = Some(TailPrefix {
                 lsn: Lsn::new(lsn),
                 tot_len: tot as u32,
@@ -355,12 +356,12 @@ impl Scanner<'_> {
     /// checked on each page as XLogDecodeNextRecord does. `None` when the
     /// first page continues nothing, was overwritten after a crash
     /// (XLP_FIRST_IS_OVERWRITE_CONTRECORD), or the record goes on past
-    /// this segment or is longer than [`MAX_JOINED_LEN`].
+    /// this segment or more than [`MAX_CONTINUATION`] of it lies here.
     fn continuation(&mut self) -> Option<Continuation> {
         let bl = self.blcksz;
         let first = self.page(0)?;
         let rem = first.rem_len as usize;
-        if !first.is_contrecord() || rem == 0 || rem > MAX_JOINED_LEN {
+        if !first.is_contrecord() || rem == 0 || rem > MAX_CONTINUATION {
             return None;
         }
         let mut bytes = Vec::with_capacity(rem);

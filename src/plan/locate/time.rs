@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use super::{Located, StartBy};
 use crate::catalog::WalEntry;
 use crate::pg::wal::XactEnd;
-use crate::pg::SegNo;
+use crate::pg::{Lsn, SegNo};
 use crate::plan::resolve::TimeStop;
 use crate::plan::timeline::{LineBackups, Timeline, Walk};
 use crate::plan::{PlanError, StopPoint};
@@ -79,7 +79,10 @@ pub(in crate::plan) fn locate(
                 },
                 match s.get().checked_sub(1).and_then(|p| hidden_end(line, first, SegNo::new(p))) {
                     // Postgres finds the record itself.
-                    Some(reason) => TimeStop::Time { reason },
+                    Some((reason, unseen_from)) => TimeStop::Time {
+                        reason,
+                        unseen_from: Some(unseen_from),
+                    },
                     None => TimeStop::Pending {
                         stop_segment: rec.name.clone(),
                         kept_segment,
@@ -163,7 +166,7 @@ fn stop_at(name: &str, x: Option<&XactEnd>, what: &str) -> StopPoint {
 /// that the next one did not read whole, or no summary at all), and that
 /// end, not one the index shows, could be where Postgres stops. None when
 /// every segment and boundary on the way is seen.
-fn hidden_end(line: &Timeline<'_>, first: SegNo, upto: SegNo) -> Option<String> {
+fn hidden_end(line: &Timeline<'_>, first: SegNo, upto: SegNo) -> Option<(String, Lsn)> {
     if upto < first {
         return None;
     }
@@ -171,13 +174,21 @@ fn hidden_end(line: &Timeline<'_>, first: SegNo, upto: SegNo) -> Option<String> 
         .archived(first, upto)
         .find(|r| line.hides_xact_end(r))?;
     let name = hiding.name();
+    let start = hiding.segno.start_lsn(line.size);
     Some(if hiding.has_summary() {
-        format!(
-            "a record runs from segment {name} into the next, and the WAL index could not read it whole (the next segment is not archived, was archived before {name}, or was archived by an older pitr): a transaction end there could be where recovery stops, so recovery_target_time is written and Postgres finds the record"
+        (
+            format!(
+                "a record runs from segment {name} into the next, and the WAL index could not read it whole (the next segment was not archived after it, the record could not be joined, or it was archived by an older pitr): a transaction end there could be where recovery stops, so recovery_target_time is written and Postgres finds the record"
+            ),
+            // The crossing record starts where the last whole one ends.
+            hiding.end_lsn().unwrap_or(start),
         )
     } else {
-        format!(
-            "segment {name} has no WAL summary (its scan failed): a transaction end in it could be where recovery stops, so recovery_target_time is written and Postgres finds the record"
+        (
+            format!(
+                "segment {name} has no WAL summary (its scan failed): a transaction end in it could be where recovery stops, so recovery_target_time is written and Postgres finds the record"
+            ),
+            start,
         )
     })
 }
@@ -310,7 +321,18 @@ mod tests {
         };
         // Boundary 3|4 lies before the stop record in segment 4.
         match time_stop(&across(3), 35).unwrap() {
-            TimeStop::Time { reason } => assert!(reason.contains(&seg_name(1, 3)), "{reason}"),
+            TimeStop::Time {
+                reason,
+                unseen_from,
+            } => {
+                assert!(reason.contains(&seg_name(1, 3)), "{reason}");
+                let end = lsn(4, 0).as_u64() - 8; // the kit's segments end 8 bytes short
+                assert_eq!(
+                    unseen_from,
+                    Some(Lsn::new(end)),
+                    "where the crossing record starts"
+                );
+            }
             other => panic!("{other:?}"),
         }
         // A boundary whose last record the scanner saw is no transaction
@@ -357,7 +379,13 @@ mod tests {
             })
             .build();
         match time_stop(&unscanned, 35).unwrap() {
-            TimeStop::Time { reason } => assert!(reason.contains("no WAL summary"), "{reason}"),
+            TimeStop::Time {
+                reason,
+                unseen_from,
+            } => {
+                assert!(reason.contains("no WAL summary"), "{reason}");
+                assert_eq!(unseen_from, Some(lsn(3, 0)), "the segment's start");
+            }
             other => panic!("{other:?}"),
         }
         // Boundary 4|5 lies after it: the stop record is still pinned.
