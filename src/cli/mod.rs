@@ -23,6 +23,10 @@ use exit::Failure;
 /// --pgdata: removed again if the restore is refused before writing data.
 static CREATED_PGDATA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// The same for a fork's local --new-repo: removed again (while empty) if
+/// the fork fails.
+static CREATED_NEW_REPO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Before any thread exists: when running as root, become the OS user the
 /// command's files belong to (see `server::user`), after the library has
 /// prepared what that user must own.
@@ -46,9 +50,18 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Restore { args, action } => hand_over(args, Action::from(*action), None)?,
+        Command::Restore { args, action } => hand_over(args, Action::from(*action), None, None)?,
         Command::Rollback { args, upgrade_to } => {
-            hand_over(args, Action::Promote, upgrade_to.as_deref())?
+            hand_over(args, Action::Promote, upgrade_to.as_deref(), None)?
+        }
+        Command::Fork { args, new_repo, .. } => {
+            let source = RepoLocation::parse(&args.repo.repo)?;
+            let new = RepoLocation::parse(new_repo)?;
+            recover::fork::check(&source, &new, !args.no_start, Action::Promote)?;
+            if let Some(path) = new.local_path() {
+                recover::fork::check_local_empty(path)?;
+            }
+            hand_over(args, Action::Promote, None, new.local_path())?
         }
         Command::WalFetch { .. }
         | Command::WalPrefetch { .. }
@@ -60,10 +73,17 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-/// restore and rollback as root: refuse what cannot run before anything is
-/// created, have the library create --pgdata (and the upgrade's physical
-/// copy) for `--os-user`, then become that user.
-fn hand_over(args: &RestoreArgs, action: Action, upgrade_to: Option<&Path>) -> Result<(), Failure> {
+/// restore, rollback and fork as root: refuse what cannot run before
+/// anything is created, have the library create --pgdata (and the
+/// upgrade's physical copy, or a fork's local --new-repo, which its
+/// archive_command writes as that user) for `--os-user`, then become that
+/// user.
+fn hand_over(
+    args: &RestoreArgs,
+    action: Action,
+    upgrade_to: Option<&Path>,
+    new_repo: Option<&Path>,
+) -> Result<(), Failure> {
     recover::run::check(&args.target.spec()?, action, upgrade_to)?;
     let os_user = user::lookup(&args.os_user)?;
     if let Some(port) = args.port {
@@ -72,6 +92,11 @@ fn hand_over(args: &RestoreArgs, action: Action, upgrade_to: Option<&Path>) -> R
             port,
             &sockets.unwrap_or_else(recover::instance::default_socket_dir),
         )?;
+    }
+    if let Some(repo) = new_repo {
+        if let Some(root) = recover::pgdata::hand_over(repo, None, &os_user)? {
+            let _ = CREATED_NEW_REPO.set(root);
+        }
     }
     let physical = upgrade_to.map(|_| recover::run::physical_dir(&args.pgdata));
     let created = recover::pgdata::hand_over(&args.pgdata, physical.as_deref(), &os_user)?;
@@ -137,6 +162,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => command::inspect::run(pgdata.as_deref(), backup.as_deref(), repo, json.json).await,
         Command::Rollback { args, upgrade_to } => {
             command::rollback::run(&args, upgrade_to.as_deref(), created()).await
+        }
+        Command::Fork {
+            args,
+            new_repo,
+            archive_timeout,
+        } => {
+            let a = command::fork::Args {
+                new_repo,
+                archive_timeout,
+                created_dir: created(),
+                created_new_repo: CREATED_NEW_REPO.get().cloned(),
+            };
+            command::fork::run(&args, a).await
         }
     }
 }

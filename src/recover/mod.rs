@@ -10,6 +10,7 @@
 //! happened: where replay ended is checked against the plan (`verify`).
 //! Nothing here chooses a backup.
 
+pub mod fork;
 pub mod install;
 pub mod instance;
 pub mod materialize;

@@ -83,6 +83,9 @@ pub struct RunOptions {
     /// `pgdata::hand_over`): removed again if the restore is refused
     /// before any data is written.
     pub created_dir: Option<PathBuf>,
+    /// A fork's own repository (`recover::fork`); None for restore and
+    /// rollback, whose copies never archive.
+    pub archive: Option<super::fork::ArchiveInto>,
 }
 
 /// A finished restore, with the backup's major and the install it ran on.
@@ -304,6 +307,7 @@ async fn plan_and_restore(
         start: opts.start,
         stall_timeout: opts.stall_timeout,
         created_dir: opts.created_dir.clone(),
+        archive: opts.archive.clone(),
     };
     let outcome = super::restore(repo, &plan, &ropts, on_event)
         .await

@@ -4,6 +4,7 @@
 
 mod exact;
 mod faults;
+mod fork;
 mod harness;
 mod recovery_faults;
 mod s3;

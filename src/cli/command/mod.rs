@@ -4,6 +4,7 @@
 //! caller would need lives here.
 
 pub mod backup;
+pub mod fork;
 pub mod info;
 pub mod init;
 pub mod inspect;
