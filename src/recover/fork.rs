@@ -365,19 +365,29 @@ pub async fn fork(
         .created_new_repo
         .clone()
         .or_else(|| new_repo.location().local_path().and_then(outermost_missing));
-    let pitr_exe = std::env::current_exe().map_err(RunError::Exe)?;
-    let archive = ArchiveInto {
-        repo: new_repo.clone(),
-        command: super::settings::archive_command(
-            &pitr_exe.display().to_string(),
-            &new_repo.location().to_arg(),
-            new_repo.s3_settings(),
-        ),
-        initialized: Arc::new(AtomicBool::new(false)),
+    let initialized = Arc::new(AtomicBool::new(false));
+    let out = match std::env::current_exe() {
+        Ok(pitr_exe) => {
+            let archive = ArchiveInto {
+                repo: new_repo.clone(),
+                command: super::settings::archive_command(
+                    &pitr_exe.display().to_string(),
+                    &new_repo.location().to_arg(),
+                    new_repo.s3_settings(),
+                ),
+                initialized: initialized.clone(),
+            };
+            fork_into(repo, &archive, opts, on_event).await
+        }
+        Err(e) => {
+            if let Some(root) = &opts.run.created_dir {
+                super::remove_created(&opts.run.pgdata, root);
+            }
+            Err(RunError::Exe(e).into())
+        }
     };
-    let out = fork_into(repo, &archive, opts, on_event).await;
     if out.is_err() {
-        if archive.initialized.load(Ordering::SeqCst) {
+        if initialized.load(Ordering::SeqCst) {
             empty_new_repo(new_repo).await;
         }
         if let (Some(path), Some(root)) = (new_repo.location().local_path(), &created) {

@@ -191,6 +191,7 @@ fn forks_at_a_time_and_at_latest_archive_into_their_own_repositories() {
     check_fork(&f, "1,2,3,4,5", &new2, &[100, 101]);
     assert_eq!(new2.json(&["info"])["cluster"]["system_id"], system);
     assert!(r2.join("history/00000002.history.zst").is_file());
+    assert!(!r2.join("wal/00000001").exists(), "{:?}", objects(&r2));
     if is_root() {
         use std::os::unix::fs::MetadataExt;
         let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
@@ -278,6 +279,10 @@ fn a_fork_into_s3_at_an_xid_restores_from_there_alone() {
         "{keys:?}"
     );
     assert!(keys.iter().all(|k| k.starts_with("fork/")), "{keys:?}");
+    // Nothing of the source's timeline: the old timeline's last segment
+    // was restored from the archive (marked .done), so Postgres archives
+    // no .partial of it (xlog.c: CleanupAfterArchiveRecovery).
+    assert!(!keys.iter().any(|k| k.contains("/00000001")), "{keys:?}");
 
     // The source goes on archiving into its own repository, which never
     // sees the fork's timeline, backup or partial segment.
