@@ -95,6 +95,7 @@ pub async fn wal_push(repo: &Repo, path: &Path) -> Result<PushOutcome, PushError
     match &name {
         WalFileName::Segment(seg) => {
             let raw = FileBytes::read(path).map_err(read_err)?;
+            push_missing_history(repo, seg.timeline(), path).await;
             let out = push_segment(repo, &config, seg, raw).await?;
             compact_previous_chunk(repo, &config, seg).await;
             Ok(out)
@@ -112,6 +113,54 @@ pub async fn wal_push(repo: &Repo, path: &Path) -> Result<PushOutcome, PushError
         WalFileName::Backup { .. } => {
             let raw = tokio::fs::read(path).await.map_err(read_err)?;
             push_aux(repo, &name, raw).await
+        }
+    }
+}
+
+/// A segment of timeline `tli` (after the first) is only plannable with
+/// that timeline's history file. Postgres archives it at promotion only
+/// when archiving is on then; a server restored, forked or promoted with
+/// archiving off and switched on later never does. So the first push of a
+/// timeline's segment into a repository without its history file pushes
+/// the one beside the segment (`pg_wal/<TLI>.history`: Postgres keeps every
+/// history file there). Best effort, like Postgres' own ordering: the
+/// segment is durable either way, and a timeline whose history never
+/// arrives is refused by `plan` with its name.
+async fn push_missing_history(repo: &Repo, tli: TimelineId, segment: &Path) {
+    if tli.get() <= 1 {
+        return;
+    }
+    let name = WalFileName::History(tli);
+    match repo.store().head(&layout::aux_file(&name)).await {
+        Ok(Some(_)) => return,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot tell whether {name} is archived");
+            return;
+        }
+    }
+    let path = segment.with_file_name(name.to_string());
+    let pushed = match tokio::fs::read(&path).await {
+        Ok(raw) => match check_history(tli, &name.to_string(), &raw) {
+            Ok(()) => push_aux(repo, &name, raw).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => {
+            tracing::warn!(
+                "timeline {tli} has no history file in the repository, and {} cannot be read ({e}): restores on timeline {tli} are refused until it is archived (pitr wal-push {})",
+                path.display(),
+                path.display()
+            );
+            return;
+        }
+    };
+    match pushed {
+        Ok(_) => tracing::info!(
+            "archived {name} from {} (the timeline's history was missing)",
+            path.display()
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not archive the missing history file {}", path.display())
         }
     }
 }
@@ -691,6 +740,35 @@ mod tests {
     fn size_of(raw: &[u8]) -> crate::pg::WalSegmentSize {
         let h = LongPageHeader::parse(raw).unwrap();
         crate::pg::WalSegmentSize::new(u64::from(h.seg_size)).unwrap()
+    }
+
+    /// A segment of timeline 2 pushed into a repository without timeline
+    /// 2's history file brings the one beside it (a server whose archiving
+    /// was switched on after its promotion); without one there, the
+    /// segment is archived all the same.
+    #[tokio::test]
+    async fn the_first_segment_of_a_timeline_brings_its_missing_history() {
+        let raw = segment("9");
+        let name = "000000020000000000000009";
+        let history = WalFileName::History(TimelineId::new(2).unwrap());
+        let text = "1\t0/9000028\tno recovery target specified\n";
+        for beside in [true, false] {
+            let (dir, repo, _) = repo_for(&raw).await;
+            let sub = tempfile::tempdir_in(dir.path()).unwrap();
+            std::fs::write(sub.path().join(name), &raw).unwrap();
+            if beside {
+                std::fs::write(sub.path().join(history.to_string()), text).unwrap();
+            }
+            wal_push(&repo, &sub.path().join(name)).await.unwrap();
+            match repo.get_aux(&history).await {
+                Ok(got) => {
+                    assert!(beside);
+                    assert_eq!(got, text.as_bytes());
+                }
+                Err(e) => assert!(!beside && e.is_not_found(), "{e}"),
+            }
+            assert_eq!(listed(&repo).await, 1, "the segment is archived either way");
+        }
     }
 
     /// Finding 3 of issue 10: two pushes of different bytes under one name

@@ -176,11 +176,11 @@ pub fn info(info: &Info, as_json: bool) -> Result<(), Failure> {
     println!("WAL:");
     for t in &info.wal {
         println!(
-            "  timeline {}: {}..{} ({} segments, {} stored){}",
+            "  timeline {}: {}..{} ({}, {} stored){}",
             t.timeline,
             t.first_segment,
             t.last_segment,
-            t.segments,
+            explain::count(t.segments, "segment"),
             explain::human_bytes(t.stored_bytes),
             if t.missing.is_empty() {
                 String::new()

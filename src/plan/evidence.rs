@@ -23,6 +23,8 @@ pub(super) struct Proof<'a> {
     /// `StopPoint::description`.
     pub stop: &'a str,
     pub timeline_reason: &'a str,
+    /// `--immediate`: the backup's consistency point is the target.
+    pub immediate: bool,
 }
 
 /// The evidence lines, in the order `plan` prints them.
@@ -35,14 +37,21 @@ pub(super) fn lines(p: &Proof<'_>) -> Vec<String> {
         .join(" → ");
     vec![
         format!(
-            "backup {} is consistent at {} (finished {}), before the target",
-            p.chosen.id, p.chosen.stop_lsn, p.chosen.stop_time
+            "backup {} is consistent at {} (finished {}), {}",
+            p.chosen.id,
+            p.chosen.stop_lsn,
+            p.chosen.stop_time,
+            if p.immediate {
+                "the target"
+            } else {
+                "before the target"
+            }
         ),
         format!(
-            "WAL is continuous from {} to {} ({} segments, timeline {timelines}), {}",
+            "WAL is continuous from {} to {} ({}, timeline {timelines}), {}",
             p.from_segment,
             p.to_segment,
-            p.segments,
+            super::explain::count(p.segments, "segment"),
             hashes(p.segments, p.sha256_segments)
         ),
         p.stop.to_string(),
@@ -87,6 +96,7 @@ mod tests {
             timelines,
             stop: "stops at B",
             timeline_reason: "latest: timeline 2",
+            immediate: false,
         })
     }
 
@@ -101,6 +111,29 @@ mod tests {
                 "stops at B",
                 "recovery follows latest: timeline 2",
             ]
+        );
+    }
+
+    #[test]
+    fn one_segment_and_an_immediate_target() {
+        let l = proof_lines(1, 0, &[tli(1)]);
+        assert!(l[1].contains("(1 segment, timeline 1)"), "{}", l[1]);
+        let c = Kit::new().backup_at("b1", 1, 1, 6, 1).build();
+        let l = lines(&Proof {
+            chosen: &c.backups[0],
+            from_segment: "A",
+            to_segment: "A",
+            segments: 1,
+            sha256_segments: 0,
+            timelines: &[tli(1)],
+            stop: "stops at A",
+            timeline_reason: "current",
+            immediate: true,
+        });
+        assert!(
+            l[0].ends_with("(finished 2026-11-25 12:00:06 UTC), the target"),
+            "{}",
+            l[0]
         );
     }
 

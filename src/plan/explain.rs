@@ -6,6 +6,15 @@ use std::fmt::Write;
 
 use super::{Plan, Step};
 
+/// `n` of a thing named `one`, pluralized: "1 segment", "6 segments".
+pub fn count(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

@@ -141,11 +141,15 @@ pub(super) fn cheapest<'a>(
         return Err(PlanError::NoBackups);
     };
     let chosen: &'a BackupRecord = chosen;
+    // Only backups whose WAL reaches the stop unbroken are possible.
     let alternatives = candidates
         .iter()
         .filter(|(_, b)| {
             let start = b.start_lsn.segno(size);
-            b.id != chosen.id && first <= start && start <= stop_seg && line.has(start)
+            b.id != chosen.id
+                && first <= start
+                && start <= stop_seg
+                && line.missing(start, stop_seg, 1).is_empty()
         })
         .map(|(_, b)| evidence::alternative(b))
         .collect();
@@ -167,6 +171,7 @@ pub(super) fn self_contained<'a>(
     let size = line.size;
     let mut best: Option<(f64, &BackupRecord)> = None;
     let mut gap: Option<(SegNo, &BackupRecord)> = None;
+    let mut complete_ids: Vec<&str> = Vec::new();
     for (_, b) in &backups.all {
         let (start, stop) = (b.start_lsn.segno(size), b.stop_lsn.prev_segno(size));
         let mut s = start;
@@ -183,8 +188,11 @@ pub(super) fn self_contained<'a>(
             }
             s = s.next();
         }
-        if complete && best.as_ref().is_none_or(|(bc, _)| c < *bc) {
-            best = Some((c, b));
+        if complete {
+            complete_ids.push(&b.id);
+            if best.as_ref().is_none_or(|(bc, _)| c < *bc) {
+                best = Some((c, b));
+            }
         }
     }
     let Some((_, chosen)) = best else {
@@ -198,7 +206,7 @@ pub(super) fn self_contained<'a>(
     let alternatives = backups
         .all
         .iter()
-        .filter(|(_, b)| b.id != chosen.id)
+        .filter(|(_, b)| b.id != chosen.id && complete_ids.contains(&b.id.as_str()))
         .map(|(_, b)| evidence::alternative(b))
         .collect();
     Ok(Route {
@@ -283,7 +291,21 @@ mod tests {
             .backup("cheap-but-cut-off", 1, 1, 1)
             .backup("dear", 1, 10, 1000)
             .build();
-        assert_eq!(route_to(&c, 20, StartBy::Any).unwrap().0, "dear");
+        let (chosen, alt) = route_to(&c, 20, StartBy::Any).unwrap();
+        assert_eq!(chosen, "dear");
+        assert!(
+            alt.is_empty(),
+            "a backup the gap cuts off is no alternative: {alt:?}"
+        );
+        // Before the gap it is one.
+        let c = Kit::new()
+            .segments(1, 1..=20)
+            .without(1, 15)
+            .backup("early", 1, 1, 1000)
+            .backup("late", 1, 10, 1)
+            .build();
+        let (chosen, alt) = route_to(&c, 12, StartBy::Any).unwrap();
+        assert_eq!((chosen.as_str(), ids(&alt)), ("late", vec!["early"]));
     }
 
     #[test]
@@ -356,7 +378,12 @@ mod tests {
             .backup("big", 1, 1, 1000)
             .backup("small", 1, 10, 1)
             .build();
-        assert_eq!(immediate(&c).unwrap().0, "big");
+        let (chosen, alt) = immediate(&c).unwrap();
+        assert_eq!(chosen, "big");
+        assert!(
+            alt.is_empty(),
+            "an incomplete backup is no alternative: {alt:?}"
+        );
         // On a tie, the first in the catalog.
         let c = Kit::new()
             .segments(1, 1..=20)

@@ -75,6 +75,7 @@ pub(super) fn assemble(
         timelines: &line.timelines_between(start_seg, stop_seg),
         stop: &stop.description,
         timeline_reason: &timeline_reason,
+        immediate: spec.target == RecoveryTarget::Immediate,
     });
     Plan {
         target: spec.target.clone(),

@@ -148,11 +148,6 @@ impl<'a> Timeline<'a> {
                 .is_some_and(|n| n.head_read())
     }
 
-    /// Whether recovery finds `segno` archived.
-    pub fn has(&self, segno: SegNo) -> bool {
-        self.seg(segno).is_some()
-    }
-
     /// The archived segments recovery reads in `from..=to`, ascending
     /// (each from the timeline whose file holds it).
     pub fn archived(&self, from: SegNo, to: SegNo) -> impl Iterator<Item = SegRef<'a>> + '_ {

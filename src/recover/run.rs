@@ -337,6 +337,27 @@ pub async fn rollback_upgrade(
     upgrade_to: &Path,
     on_event: OnEvent,
 ) -> Result<Upgraded, RunError> {
+    let out = restore_and_upgrade(repo, opts, upgrade_to, on_event).await;
+    if out.is_err() {
+        // What this run created for NEW and the physical copy goes while
+        // still empty (refused before any data; as root both were made
+        // before privileges were dropped); anything with data in it stays,
+        // marked failed.
+        let physical = physical_dir(&opts.pgdata);
+        super::remove_created(&physical, &physical);
+        if let Some(root) = &opts.created_dir {
+            super::remove_created(&opts.pgdata, root);
+        }
+    }
+    out
+}
+
+async fn restore_and_upgrade(
+    repo: &Repo,
+    opts: &RunOptions,
+    upgrade_to: &Path,
+    on_event: OnEvent,
+) -> Result<Upgraded, RunError> {
     let target = upgrade_install(upgrade_to)?;
     let repo_major = repo.config().await?.pg_major;
     if target.major.get() <= repo_major.get() {
@@ -428,6 +449,76 @@ mod tests {
         assert!(err
             .to_string()
             .ends_with("not a PostgreSQL bin directory (it needs postgres, pg_ctl and initdb)"));
+    }
+
+    /// Refused before anything was restored (here: the install is not of
+    /// a newer major), `rollback --upgrade-to` leaves neither NEW nor
+    /// NEW.pitr-physical behind, as created for it when running as root.
+    #[tokio::test]
+    async fn a_refused_upgrade_takes_away_the_directories_made_for_it() {
+        use crate::repo::store::{FsStore, PutMode};
+        use crate::repo::{layout, RepoLocation, KIND_CONFIG};
+        let bin = Path::new("/usr/lib/postgresql/15/bin");
+        assert!(
+            bin.join("postgres").exists(),
+            "Debian's postgresql-15 (scripts/setup.sh installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(FsStore::new(dir.path().join("repo")));
+        let repo = Repo::with_store(RepoLocation::Local(dir.path().join("repo")), store);
+        let config = crate::catalog::RepoConfig {
+            system_id: crate::pg::control::SystemId::new(1),
+            pg_major: crate::pg::control::PgMajor::new(15).unwrap(),
+            wal_segment_size: crate::pg::WalSegmentSize::new(16 << 20).unwrap(),
+            fingerprint: crate::pg::control::ControlFile::decode(include_bytes!(
+                "../../testdata/pg15/pg_control"
+            ))
+            .unwrap()
+            .fingerprint,
+            created_at: chrono::Utc::now(),
+            created_by: "test".into(),
+        };
+        repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
+            .await
+            .unwrap();
+        let root = dir.path().join("srv");
+        let new = root.join("new");
+        // What `pgdata::hand_over` makes as root: NEW (and its parent) and
+        // the physical copy's directory, empty.
+        let created = super::super::create_pgdata(&new, None).unwrap();
+        std::fs::create_dir_all(physical_dir(&new)).unwrap();
+        let opts = RunOptions {
+            plan: PlanOptions {
+                target: spec(RecoveryTarget::Latest),
+                restore_rate: None,
+                replay_rate: None,
+                search: install::Search::default(),
+            },
+            pgdata: new.clone(),
+            port: None,
+            socket_dir: Some(dir.path().to_path_buf()),
+            action: Action::Promote,
+            db_user: "postgres".into(),
+            jobs: 1,
+            start: true,
+            stall_timeout: Duration::from_secs(5),
+            created_dir: created,
+            archive: None,
+        };
+        let noop: OnEvent = std::sync::Arc::new(|_| {});
+        let err = rollback_upgrade(&repo, &opts, bin, noop).await.unwrap_err();
+        assert!(matches!(err, RunError::UpgradeNotNewer { .. }), "{err:?}");
+        assert!(!new.exists() && !physical_dir(&new).exists() && !root.exists());
+        // A NEW that was there before (and its contents) is left alone.
+        std::fs::create_dir_all(&new).unwrap();
+        std::fs::write(new.join("keep"), "x").unwrap();
+        let opts = RunOptions {
+            created_dir: None,
+            ..opts
+        };
+        let noop: OnEvent = std::sync::Arc::new(|_| {});
+        assert!(rollback_upgrade(&repo, &opts, bin, noop).await.is_err());
+        assert!(new.join("keep").exists());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod faults;
 mod fork;
 mod harness;
 mod recovery_faults;
+mod runbooks;
 mod s3;
 mod store_conformance;
 mod trust;
