@@ -280,6 +280,7 @@ impl RestoreArgs {
             stall_timeout: std::time::Duration::from_secs(self.stall_timeout.max(1)),
             created_dir,
             primary_conninfo: None,
+            archive: None,
         })
     }
 }
@@ -347,6 +348,7 @@ impl FollowArgs {
             stall_timeout: std::time::Duration::from_secs(self.stall_timeout.max(1)),
             created_dir,
             primary_conninfo: self.primary_conninfo.clone(),
+            archive: None,
         }
     }
 }
@@ -526,6 +528,22 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// A promoted, writable copy at a target, archiving into a repository
+    /// of its own (--new-repo) with a first backup there.
+    #[command(mut_arg("no_start", |a| a.hide(true)))]
+    Fork {
+        #[command(flatten)]
+        args: RestoreArgs,
+        /// The fork's own repository (a local path, file:///path or
+        /// s3://BUCKET/PREFIX; new or empty, never --repo or inside it); the
+        /// S3 flags apply to it as to --repo.
+        #[arg(long, value_name = "REPO")]
+        new_repo: String,
+        /// Seconds the first backup waits for its last WAL segment (and the
+        /// fork for its timeline's history file) to reach --new-repo.
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        archive_timeout: u64,
+    },
     /// A new database as it was at --to TIME (or --by DURATION ago), promoted.
     Rollback {
         #[command(flatten)]
@@ -571,6 +589,50 @@ mod tests {
             };
             assert!(target.spec().is_ok(), "{one:?}");
         }
+    }
+
+    #[test]
+    fn fork_takes_restores_flags_and_its_own_repository() {
+        use clap::error::ErrorKind;
+        let fork = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["pitr", "fork", "--repo", "/r", "--pgdata", "/d"]
+                    .iter()
+                    .chain(args)
+                    .copied(),
+            )
+        };
+        let cli = fork(&[
+            "--xid",
+            "733",
+            "--new-repo",
+            "s3://b/fork",
+            "--port",
+            "5433",
+        ])
+        .unwrap();
+        let Command::Fork {
+            args,
+            new_repo,
+            archive_timeout,
+        } = cli.command
+        else {
+            panic!("not fork");
+        };
+        assert_eq!(new_repo, "s3://b/fork");
+        assert_eq!(archive_timeout, 120);
+        assert_eq!(args.port, Some(5433));
+        assert!(matches!(
+            args.target.spec().unwrap().target,
+            RecoveryTarget::Xid(_)
+        ));
+        // --new-repo is required, a target too; a fork always promotes.
+        let e = fork(&["--latest"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        let e = fork(&["--new-repo", "/r2"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        let e = fork(&["--latest", "--new-repo", "/r2", "--action", "pause"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
     }
 
     #[test]

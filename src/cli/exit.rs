@@ -12,6 +12,7 @@ use crate::capture::backup::BackupError;
 use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
 use crate::plan::{PlanError, TimeError};
+use crate::recover::fork::{ForkError, NewRepoError};
 use crate::recover::install::SelectError;
 use crate::recover::live::ServerError;
 use crate::recover::pgdata::PgdataError;
@@ -156,21 +157,24 @@ impl From<FetchError> for Failure {
 
 impl From<BackupError> for Failure {
     fn from(e: BackupError) -> Self {
-        let code = match &e {
-            BackupError::OtherCluster { .. } | BackupError::OtherMajor { .. } => Code::Incompatible,
-            BackupError::Tablespaces(_) => Code::Usage,
-            BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Returned { .. } => {
-                Code::Postgres
-            }
-            BackupError::StopSegmentNotArchived { .. } => Code::Postgres,
-            BackupError::Read { .. }
-            | BackupError::Control { .. }
-            | BackupError::PgVersion { .. } => Code::Usage,
-            BackupError::Copy { .. } => Code::Internal,
-            BackupError::NoFreeId(_) => Code::Conflict,
-            BackupError::Repo(r) => repo_code(r),
-        };
-        Failure::new(code, e)
+        Failure::new(backup_code(&e), e)
+    }
+}
+
+fn backup_code(e: &BackupError) -> Code {
+    match e {
+        BackupError::OtherCluster { .. } | BackupError::OtherMajor { .. } => Code::Incompatible,
+        BackupError::Tablespaces(_) => Code::Usage,
+        BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Returned { .. } => {
+            Code::Postgres
+        }
+        BackupError::StopSegmentNotArchived { .. } => Code::Postgres,
+        BackupError::Read { .. } | BackupError::Control { .. } | BackupError::PgVersion { .. } => {
+            Code::Usage
+        }
+        BackupError::Copy { .. } => Code::Internal,
+        BackupError::NoFreeId(_) => Code::Conflict,
+        BackupError::Repo(r) => repo_code(r),
     }
 }
 
@@ -212,6 +216,16 @@ fn recover_code(e: &RecoverError) -> Code {
         | RecoverError::Stalled { .. }
         | RecoverError::WrongServer { .. }
         | RecoverError::StopFailed { .. } => Code::Recovery,
+        RecoverError::NewRepo { source, .. } => new_repo_code(source),
+    }
+}
+
+fn new_repo_code(e: &NewRepoError) -> Code {
+    match e {
+        NewRepoError::Identity(b) => backup_code(b),
+        NewRepoError::Init(i) => init_code(i),
+        // Another run took the repository: a fork's must be its own.
+        NewRepoError::Taken => Code::Conflict,
     }
 }
 
@@ -264,18 +278,40 @@ fn plan_code(e: &PlanError) -> Code {
 
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
+        Failure::new(run_code(&e), e)
+    }
+}
+
+fn run_code(e: &RunError) -> Code {
+    match e {
+        RunError::LatestNeedsPromote
+        | RunError::StandbyHasNoTarget
+        | RunError::UpgradeNotAnInstall(_)
+        | RunError::UpgradeNotNewer { .. } => Code::Usage,
+        RunError::Repo(r) => repo_code(r),
+        RunError::Plan(p) => plan_code(p),
+        RunError::PlannedBackupMissing(_) | RunError::Exe(_) => Code::Internal,
+        RunError::Install(s) => select_code(s),
+        RunError::Restore { source, .. } | RunError::Upgrade { source, .. } => recover_code(source),
+    }
+}
+
+impl From<ForkError> for Failure {
+    fn from(e: ForkError) -> Self {
         let code = match &e {
-            RunError::LatestNeedsPromote
-            | RunError::StandbyHasNoTarget
-            | RunError::UpgradeNotAnInstall(_)
-            | RunError::UpgradeNotNewer { .. } => Code::Usage,
-            RunError::Repo(r) => repo_code(r),
-            RunError::Plan(p) => plan_code(p),
-            RunError::PlannedBackupMissing(_) | RunError::Exe(_) => Code::Internal,
-            RunError::Install(s) => select_code(s),
-            RunError::Restore { source, .. } | RunError::Upgrade { source, .. } => {
-                recover_code(source)
-            }
+            // What the operator must fix: the flags, or the repository
+            // named for the fork.
+            ForkError::SameRepo { .. }
+            | ForkError::Nested { .. }
+            | ForkError::NotEmpty { .. }
+            | ForkError::NoStart
+            | ForkError::NotPromote(_) => Code::Usage,
+            ForkError::NewRepo { source, .. } => repo_code(source),
+            ForkError::Run(r) => run_code(r),
+            ForkError::NoTimeline => Code::Recovery,
+            ForkError::FirstBackup { source, .. } => backup_code(source),
+            // As a backup whose last segment never arrives.
+            ForkError::HistoryNotArchived { .. } => Code::Postgres,
         };
         Failure::new(code, e)
     }
@@ -293,12 +329,15 @@ impl From<PgdataError> for Failure {
 
 impl From<InitError> for Failure {
     fn from(e: InitError) -> Self {
-        let code = match &e {
-            InitError::OtherSystem { .. } => Code::Incompatible,
-            InitError::Repo(r) => repo_code(r),
-            InitError::GiveAway { .. } => Code::Storage,
-        };
-        Failure::new(code, e)
+        Failure::new(init_code(&e), e)
+    }
+}
+
+fn init_code(e: &InitError) -> Code {
+    match e {
+        InitError::OtherSystem { .. } => Code::Incompatible,
+        InitError::Repo(r) => repo_code(r),
+        InitError::GiveAway { .. } => Code::Storage,
     }
 }
 

@@ -23,6 +23,10 @@ use exit::Failure;
 /// --pgdata: removed again if the restore is refused before writing data.
 static CREATED_PGDATA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// The same for a fork's local --new-repo: removed again (while empty) if
+/// the fork fails.
+static CREATED_NEW_REPO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Before any thread exists: when running as root, become the OS user the
 /// command's files belong to (see `server::user`), after the library has
 /// prepared what that user must own.
@@ -46,9 +50,18 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Restore { args, action } => hand_over(args, Action::from(*action), None)?,
+        Command::Restore { args, action } => hand_over(args, Action::from(*action), None, None)?,
         Command::Rollback { args, upgrade_to } => {
-            hand_over(args, Action::Promote, upgrade_to.as_deref())?
+            hand_over(args, Action::Promote, upgrade_to.as_deref(), None)?
+        }
+        Command::Fork { args, new_repo, .. } => {
+            let source = RepoLocation::parse(&args.repo.repo)?;
+            let new = RepoLocation::parse(new_repo)?;
+            recover::fork::check(&source, &new, !args.no_start, Action::Promote)?;
+            if let Some(path) = new.local_path() {
+                recover::fork::check_local_empty(path)?;
+            }
+            hand_over(args, Action::Promote, None, new.local_path())?
         }
         Command::Follow { args } => hand_over_standby(args)?,
         // The server's files and its peer-authenticated role are its
@@ -66,15 +79,23 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-/// restore and rollback as root: refuse what cannot run before anything is
-/// created, have the library create --pgdata (and the upgrade's physical
-/// copy) for `--os-user`, then become that user.
-fn hand_over(args: &RestoreArgs, action: Action, upgrade_to: Option<&Path>) -> Result<(), Failure> {
+/// restore, rollback and fork as root: refuse what cannot run before
+/// anything is created, have the library create --pgdata (and the
+/// upgrade's physical copy, or a fork's local --new-repo, which its
+/// archive_command writes as that user) for `--os-user`, then become that
+/// user.
+fn hand_over(
+    args: &RestoreArgs,
+    action: Action,
+    upgrade_to: Option<&Path>,
+    new_repo: Option<&Path>,
+) -> Result<(), Failure> {
     recover::run::check(&args.target.spec()?, action, upgrade_to)?;
     let physical = upgrade_to.map(|_| recover::run::physical_dir(&args.pgdata));
     hand_over_dirs(
         &args.pgdata,
         physical.as_deref(),
+        new_repo,
         args.port,
         args.socket_dir.as_deref(),
         &args.os_user,
@@ -86,6 +107,7 @@ fn hand_over_standby(args: &FollowArgs) -> Result<(), Failure> {
     hand_over_dirs(
         &args.pgdata,
         None,
+        None,
         args.port,
         args.socket_dir.as_deref(),
         &args.os_user,
@@ -93,10 +115,12 @@ fn hand_over_standby(args: &FollowArgs) -> Result<(), Failure> {
 }
 
 /// Refuses a `--port` anything holds, creates the data directory (and the
-/// physical copy) for `os_user`, and becomes that user.
+/// physical copy, or a fork's local new repository) for `os_user`, and
+/// becomes that user.
 fn hand_over_dirs(
     pgdata: &Path,
     physical: Option<&Path>,
+    new_repo: Option<&Path>,
     port: Option<u16>,
     socket_dir: Option<&Path>,
     os_user: &str,
@@ -108,6 +132,11 @@ fn hand_over_dirs(
             port,
             &sockets.unwrap_or_else(recover::instance::default_socket_dir),
         )?;
+    }
+    if let Some(repo) = new_repo {
+        if let Some(root) = recover::pgdata::hand_over(repo, None, &os_user)? {
+            let _ = CREATED_NEW_REPO.set(root);
+        }
     }
     let created = recover::pgdata::hand_over(pgdata, physical, &os_user)?;
     if let Some(root) = created {
@@ -198,6 +227,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 json: json.json,
             };
             command::promote::run(&a).await
+        }
+        Command::Fork {
+            args,
+            new_repo,
+            archive_timeout,
+        } => {
+            let a = command::fork::Args {
+                new_repo,
+                archive_timeout,
+                created_dir: created(),
+                created_new_repo: CREATED_NEW_REPO.get().cloned(),
+            };
+            command::fork::run(&args, a).await
         }
     }
 }

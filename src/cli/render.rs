@@ -11,6 +11,7 @@ use crate::catalog::{BackupRecord, DamagedObject, RepoConfig};
 use crate::pg::control::{ControlFile, Fingerprint, PgMajor};
 use crate::pg::Lsn;
 use crate::plan::{explain, Plan};
+use crate::recover::fork::ForkOutcome;
 use crate::recover::promote::Promoted;
 use crate::recover::run::{Restored, Upgraded};
 use crate::recover::status::Status;
@@ -396,6 +397,35 @@ pub fn promote(p: &Promoted, as_json: bool) -> Result<(), Failure> {
             crate::recover::settings::guc_quote(&a.archive_command)
         );
     }
+    Ok(())
+}
+
+pub fn fork(f: &ForkOutcome, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json_with_rss(f);
+    }
+    let r = &f.restored;
+    println!(
+        "forked {} (backup {}) to {} in {:.1}s",
+        f.repo, r.backup_id, r.target, f.elapsed_seconds
+    );
+    println!(
+        "  last replayed commit: {}",
+        r.last_replayed_commit
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
+    println!(
+        "  promoted on timeline {}, archiving into {}",
+        f.timeline, f.new_repo
+    );
+    println!(
+        "  first backup in {}: {} (WAL to {})",
+        f.new_repo, f.first_backup_id, f.first_backup_stop_lsn
+    );
+    println!("  data directory: {}", f.data_directory);
+    println!("  server log:     {}", f.server_log);
+    println!("  connect:        {}", f.connect);
     Ok(())
 }
 

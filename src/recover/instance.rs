@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::process::Command;
 
 use super::restore::POLL;
-use super::settings::{auto_conf_block, Action, RecoverySettings};
+use super::settings::{auto_conf_block_over, Action, RecoverySettings};
 use super::verify::ReplayEnd;
 use super::{OnEvent, RecoverError, RecoverEvent};
 use crate::pg::control::{ControlFile, DbState};
@@ -115,12 +115,19 @@ pub fn write_config(pgdata: &Path, s: &RecoverySettings) -> Result<(), RecoverEr
         )?;
     }
     let auto = pgdata.join("postgresql.auto.conf");
+    // What the backup brought: recovery targets of an earlier restore in
+    // it are cleared by the block (settings::inherited_targets).
+    let existing = match std::fs::read(&auto) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(werr(&auto)(e)),
+    };
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(&auto)
         .map_err(werr(&auto))?;
-    f.write_all(format!("\n{}", auto_conf_block(s)).as_bytes())
+    f.write_all(format!("\n{}", auto_conf_block_over(s, &existing)).as_bytes())
         .map_err(werr(&auto))?;
     f.sync_all().map_err(werr(&auto))?;
     // A standby waits for more WAL when the archive has no next segment;

@@ -92,6 +92,14 @@ pub enum RecoverError {
     PortInUse { port: u16, by: String },
     #[error("tablespaces are not supported by restore yet")]
     Tablespaces,
+    /// A fork's own repository could not be made ready before the server
+    /// started (`fork::init_new_repo`).
+    #[error("the fork's repository {repo}")]
+    NewRepo {
+        repo: String,
+        #[source]
+        source: Box<super::fork::NewRepoError>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +129,10 @@ pub struct RestoreOptions {
     pub created_dir: Option<PathBuf>,
     /// `Action::Standby`: the primary to stream from (`primary_conninfo`).
     pub primary_conninfo: Option<String>,
+    /// A fork: the server archives into this repository of its own
+    /// (initialized from the restored pg_control before the server first
+    /// starts) instead of `archive_mode = 'off'`.
+    pub archive: Option<super::fork::ArchiveInto>,
 }
 
 /// `RestoreOptions::stall_timeout` unless told otherwise.
@@ -229,8 +241,12 @@ pub async fn restore(
             major: config.pg_major.get(),
             resolved: settings::resolved_lsn(plan),
             primary_conninfo: opts.primary_conninfo.clone(),
+            archive_command: opts.archive.as_ref().map(|a| a.command.clone()),
         };
         instance::write_config(&opts.pgdata, &s)?;
+        if let Some(archive) = &opts.archive {
+            super::fork::init_new_repo(archive, &opts.pgdata).await?;
+        }
         if !opts.start {
             on_event(RecoverEvent::Done);
             return Ok(RestoreOutcome {
@@ -516,11 +532,20 @@ fn mark_failed(pgdata: &Path, err: &RecoverError) {
     if matches!(err, RecoverError::NotEmpty { .. }) {
         return; // not ours
     }
+    mark_unusable(pgdata, "restore", err);
+}
+
+/// Removes `global/pg_control` (the directory can no longer be started
+/// or mistaken for a finished restore) and writes `PITR_RESTORE_FAILED`
+/// with the reason: what `pitr <command>` leaves of a data directory it
+/// wrote and then failed with (restore, and a fork whose first backup
+/// failed after a finished restore).
+pub(crate) fn mark_unusable(pgdata: &Path, command: &str, reason: &dyn std::fmt::Display) {
     let _ = std::fs::remove_file(pgdata.join("global/pg_control"));
     let _ = std::fs::write(
         pgdata.join("PITR_RESTORE_FAILED"),
         format!(
-            "pitr restore failed at {}; this directory is not a usable data directory.\n{err}\n",
+            "pitr {command} failed at {}; this directory is not a usable data directory.\n{reason}\n",
             Utc::now()
         ),
     );

@@ -87,6 +87,9 @@ pub struct RunOptions {
     pub created_dir: Option<PathBuf>,
     /// `Action::Standby` (`pitr follow`): the primary to stream from.
     pub primary_conninfo: Option<String>,
+    /// A fork's own repository (`recover::fork`); None for restore and
+    /// rollback, whose copies never archive.
+    pub archive: Option<super::fork::ArchiveInto>,
 }
 
 /// A finished restore, with the backup's major and the install it ran on.
@@ -315,6 +318,7 @@ async fn plan_and_restore(
         stall_timeout: opts.stall_timeout,
         created_dir: opts.created_dir.clone(),
         primary_conninfo: opts.primary_conninfo.clone(),
+        archive: opts.archive.clone(),
     };
     let outcome = super::restore(repo, &plan, &ropts, on_event)
         .await
@@ -517,6 +521,7 @@ mod tests {
             stall_timeout: Duration::from_secs(5),
             created_dir: created,
             primary_conninfo: None,
+            archive: None,
         };
         let noop: OnEvent = std::sync::Arc::new(|_| {});
         let err = rollback_upgrade(&repo, &opts, bin, noop).await.unwrap_err();

@@ -60,6 +60,11 @@ pub struct RecoverySettings {
     /// A standby's (`Action::Standby`) connection to its primary, for
     /// streaming: written as `primary_conninfo`.
     pub primary_conninfo: Option<String>,
+    /// A fork's `archive_command` (into its own repository, never the
+    /// source's): written with `archive_mode = 'on'`, so Postgres archives
+    /// the new timeline's history file and every segment from promotion
+    /// on. None: `archive_mode = 'off'`.
+    pub archive_command: Option<String>,
 }
 
 /// The LSN and inclusiveness a plan resolved its time target to, if it did
@@ -355,13 +360,82 @@ fn target_line(t: &RecoveryTarget, major: u32) -> Option<String> {
     })
 }
 
+/// The recovery target settings, in the order a cleared block writes
+/// them (`recovery_target` is `--immediate`'s).
+const TARGET_GUCS: [&str; 6] = [
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_inclusive",
+];
+
+/// The recovery target settings that `existing` (the postgresql.auto.conf
+/// a backup brought along) sets. A backup of a server that was itself
+/// restored (a fork; a rollback made a primary) carries that restore's
+/// block, and Postgres would apply its target to this recovery too: the
+/// last line of a name wins (guc-file.l: ProcessConfigFileInternal marks
+/// earlier duplicates ignorable), and a second target kind is refused
+/// ("multiple recovery targets specified", the recovery_target_* assign
+/// hooks). Names are matched as Postgres does, case-insensitively, in
+/// both `name = value` and `name value` lines.
+pub fn inherited_targets(existing: &str) -> Vec<&'static str> {
+    let named: Vec<String> = existing
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let end = l
+                .find(|c: char| c.is_whitespace() || c == '=')
+                .unwrap_or(l.len());
+            (end > 0).then(|| l[..end].to_ascii_lowercase())
+        })
+        .collect();
+    TARGET_GUCS
+        .into_iter()
+        .filter(|g| named.iter().any(|n| n == g))
+        .collect()
+}
+
+/// The recovery target settings this block writes itself.
+fn written_targets(s: &RecoverySettings) -> Vec<&'static str> {
+    if s.resolved.is_some() {
+        return vec!["recovery_target_lsn", "recovery_target_inclusive"];
+    }
+    let (own, has_inclusive) = match &s.target {
+        RecoveryTarget::Time(_) => ("recovery_target_time", true),
+        RecoveryTarget::Lsn(_) => ("recovery_target_lsn", true),
+        RecoveryTarget::Xid(_) => ("recovery_target_xid", true),
+        RecoveryTarget::Name(_) => ("recovery_target_name", false),
+        RecoveryTarget::Immediate => ("recovery_target", false),
+        RecoveryTarget::Latest => return Vec::new(),
+    };
+    let mut out = vec![own];
+    if has_inclusive && !s.inclusive {
+        out.push("recovery_target_inclusive");
+    }
+    out
+}
+
 /// The block appended to postgresql.auto.conf.
 pub fn auto_conf_block(s: &RecoverySettings) -> String {
+    auto_conf_block_over(s, "")
+}
+
+/// The block appended to a postgresql.auto.conf that holds `existing`:
+/// recovery targets it sets (`inherited_targets`) and this block does not
+/// are cleared first, so that only this restore's target applies (a
+/// standby's: none).
+pub fn auto_conf_block_over(s: &RecoverySettings, existing: &str) -> String {
     let mut lines = if s.action == Action::Standby {
         standby_lines(s)
     } else {
         target_lines(s)
     };
+    // After the header and restore_command, before any target.
+    let cleared = cleared_lines(s, existing);
+    lines.splice(3.min(lines.len())..3.min(lines.len()), cleared);
     if s.major >= 14 {
         lines.extend([
             "# The data directory was synced as restored: one syncfs at start-up instead"
@@ -370,21 +444,57 @@ pub fn auto_conf_block(s: &RecoverySettings) -> String {
             "recovery_init_sync_method = 'syncfs'".to_string(),
         ]);
     }
-    lines.extend([
-        format!(
-            "recovery_target_timeline = {}",
-            guc_quote(&s.timeline.to_string())
-        ),
-        "# Archiving stays off so this copy never writes into the source's repository.".to_string(),
-        "archive_mode = 'off'".to_string(),
-        format!("port = {}", s.port),
-    ]);
+    lines.push(format!(
+        "recovery_target_timeline = {}",
+        guc_quote(&s.timeline.to_string())
+    ));
+    match &s.archive_command {
+        Some(cmd) => lines.extend([
+            "# A fork: it archives into its own repository (never the source's), from".to_string(),
+            "# the new timeline's history file and first segment on.".to_string(),
+            "archive_mode = 'on'".to_string(),
+            format!("archive_command = {}", guc_quote(cmd)),
+        ]),
+        None => lines.extend([
+            "# Archiving stays off so this copy never writes into the source's repository."
+                .to_string(),
+            "archive_mode = 'off'".to_string(),
+        ]),
+    }
+    lines.push(format!("port = {}", s.port));
     if let Some(dir) = &s.socket_dir {
         lines.push(format!("unix_socket_directories = {}", guc_quote(dir)));
     }
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+/// Recovery targets `existing` sets that this block does not write,
+/// reset to their defaults (no target; inclusive).
+fn cleared_lines(s: &RecoverySettings, existing: &str) -> Vec<String> {
+    let written = written_targets(s);
+    let cleared: Vec<&str> = inherited_targets(existing)
+        .into_iter()
+        .filter(|g| !written.contains(g))
+        .collect();
+    if cleared.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![
+        "# The backup's postgresql.auto.conf sets recovery targets of its own (a backup"
+            .to_string(),
+        "# of a restored server): cleared, so that only this restore's target applies.".to_string(),
+    ];
+    for g in cleared {
+        let default = if g == "recovery_target_inclusive" {
+            "on"
+        } else {
+            "''"
+        };
+        lines.push(format!("{g} = {default}"));
+    }
+    lines
 }
 
 /// A standby's first lines (`standby.signal` goes beside them): no
@@ -476,6 +586,7 @@ mod tests {
             major: 15,
             resolved: None,
             primary_conninfo: None,
+            archive_command: None,
         };
         let want = "\
 # pitr restore: backup 20261125T140000Z to time 2026-11-25 14:02:17.250000+00.
@@ -513,6 +624,7 @@ unix_socket_directories = '/tmp'
                 major,
                 resolved: None,
                 primary_conninfo: None,
+                archive_command: None,
             })
         };
         let want = |value: &str, sync: &str| {
@@ -608,6 +720,7 @@ recovery_init_sync_method = 'syncfs'
             major: 13,
             resolved: None,
             primary_conninfo: None,
+            archive_command: None,
         };
         let lsn = base(RecoveryTarget::Lsn("0/3000060".parse().unwrap()), false);
         let text = auto_conf_block(&lsn);
@@ -649,6 +762,7 @@ recovery_init_sync_method = 'syncfs'
             major: 15,
             resolved: Some(("0/3000060".parse().unwrap(), inclusive)),
             primary_conninfo: None,
+            archive_command: None,
         };
         let text = auto_conf_block(&s(false));
         let want = "\n# time 2026-11-25 14:02:17.250000+00 resolved to its exact record: recovery stops right before the record at 0/3000060.\nrecovery_target_lsn = '0/3000060'\nrecovery_target_inclusive = off\nrecovery_target_action = 'shutdown'\n";
@@ -674,6 +788,33 @@ recovery_init_sync_method = 'syncfs'
             major,
             resolved: None,
             primary_conninfo: primary.map(str::to_string),
+            archive_command: None,
+        }
+    }
+
+    /// A fork's block: archiving on, into its own repository.
+    fn fork_settings() -> RecoverySettings {
+        RecoverySettings {
+            restore_command: "/bin/pitr wal-fetch --repo /src %f %p".into(),
+            target: RecoveryTarget::Time(
+                chrono::DateTime::parse_from_rfc3339("2026-11-25T14:02:17.25Z")
+                    .unwrap()
+                    .with_timezone(&chrono::Utc),
+            ),
+            inclusive: true,
+            timeline: TimelineId::new(1).unwrap(),
+            action: Action::Promote,
+            port: 5433,
+            socket_dir: None,
+            backup_id: "b".into(),
+            major: 13,
+            resolved: Some(("0/3000060".parse().unwrap(), false)),
+            archive_command: Some(archive_command(
+                "/bin/pitr",
+                "/srv/fork repo",
+                &S3Settings::default(),
+            )),
+            primary_conninfo: None,
         }
     }
 
@@ -771,6 +912,122 @@ unix_socket_directories = '/tmp'
         assert_eq!(conf_value(text, "archive_mode"), None);
         assert_eq!(conf_value("x = 'open", "x"), None);
         assert_eq!(sql_literal("it's \\"), "E'it''s \\\\'");
+    }
+
+    #[test]
+    fn exact_block_of_a_fork() {
+        let want = "\
+# pitr restore: backup b to time 2026-11-25 14:02:17.250000+00.
+# Change these with ALTER SYSTEM (or remove them) and restart.
+restore_command = '/bin/pitr wal-fetch --repo /src %f %p'
+# time 2026-11-25 14:02:17.250000+00 resolved to its exact record: recovery stops right before the record at 0/3000060.
+recovery_target_lsn = '0/3000060'
+recovery_target_inclusive = off
+# promote: paused at the target, pitr promotes it (as pg_ctl promote), which
+# skips the end-of-recovery checkpoint; started by hand, run pg_promote().
+recovery_target_action = 'pause'
+hot_standby = on
+recovery_target_timeline = '1'
+# A fork: it archives into its own repository (never the source's), from
+# the new timeline's history file and first segment on.
+archive_mode = 'on'
+archive_command = '/bin/pitr wal-push --repo ''/srv/fork repo'' %p'
+port = 5433
+";
+        assert_eq!(auto_conf_block(&fork_settings()), want);
+    }
+
+    #[test]
+    fn targets_a_copied_auto_conf_holds_are_cleared_before_this_ones() {
+        // What a backup of a fork (or of any restored server) brings along:
+        // ALTER SYSTEM's header and line, then the fork's restore block.
+        let existing = format!(
+            "# Do not edit this file manually!\nwork_mem = '8MB'\n\n{}",
+            auto_conf_block(&fork_settings())
+        );
+        assert_eq!(
+            inherited_targets(&existing),
+            ["recovery_target_lsn", "recovery_target_inclusive"]
+        );
+        let restore = |target, inclusive| RecoverySettings {
+            restore_command: "/bin/pitr wal-fetch --repo /fork %f %p".into(),
+            target,
+            inclusive,
+            timeline: TimelineId::new(2).unwrap(),
+            action: Action::Promote,
+            port: 5434,
+            socket_dir: None,
+            backup_id: "f".into(),
+            major: 13,
+            resolved: None,
+            archive_command: None,
+            primary_conninfo: None,
+        };
+        // --latest writes no target: both are cleared (else recovery would
+        // stop at the fork's LSN, before this backup is even consistent).
+        let latest = auto_conf_block_over(&restore(RecoveryTarget::Latest, true), &existing);
+        let want = "\
+# pitr restore: backup f to the latest archived WAL.
+# Change these with ALTER SYSTEM (or remove them) and restart.
+restore_command = '/bin/pitr wal-fetch --repo /fork %f %p'
+# The backup's postgresql.auto.conf sets recovery targets of its own (a backup
+# of a restored server): cleared, so that only this restore's target applies.
+recovery_target_lsn = ''
+recovery_target_inclusive = on
+recovery_target_timeline = '2'
+# Archiving stays off so this copy never writes into the source's repository.
+archive_mode = 'off'
+port = 5434
+";
+        assert_eq!(latest, want);
+        // Another kind: the old one is cleared before the new one is set
+        // (Postgres refuses two kinds at once).
+        let xid = auto_conf_block_over(
+            &restore(RecoveryTarget::Xid(Xid::new(900)), true),
+            &existing,
+        );
+        let at = |needle: &str| {
+            xid.find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} not in {xid}"))
+        };
+        assert!(at("\nrecovery_target_lsn = ''\n") < at("\nrecovery_target_xid = '900'\n"));
+        assert!(xid.contains("\nrecovery_target_inclusive = on\n"), "{xid}");
+        // The same kind is simply written again (the last line wins).
+        let lsn = auto_conf_block_over(
+            &restore(RecoveryTarget::Lsn("0/5000000".parse().unwrap()), false),
+            &existing,
+        );
+        assert!(!lsn.contains("cleared"), "{lsn}");
+        assert!(
+            lsn.contains("\nrecovery_target_lsn = '0/5000000'\nrecovery_target_inclusive = off\n"),
+            "{lsn}"
+        );
+        // Nothing to clear in a backup of an ordinary server.
+        assert_eq!(
+            auto_conf_block_over(&restore(RecoveryTarget::Latest, true), "work_mem = '8MB'\n"),
+            auto_conf_block(&restore(RecoveryTarget::Latest, true))
+        );
+    }
+
+    #[test]
+    fn inherited_targets_are_read_as_postgres_reads_names() {
+        let text = "\
+# recovery_target_xid = '5' (a comment)
+  Recovery_Target_Name 'rp'
+recovery_target_time='2026-11-25 14:02:17+00'
+recovery_target_timeline = 'latest'
+recovery_target_action = 'pause'
+recovery_target = immediate
+";
+        assert_eq!(
+            inherited_targets(text),
+            [
+                "recovery_target",
+                "recovery_target_name",
+                "recovery_target_time"
+            ]
+        );
+        assert!(inherited_targets("").is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod exact;
 mod faults;
 mod follow;
+mod fork;
 mod harness;
 mod recovery_faults;
 mod runbooks;

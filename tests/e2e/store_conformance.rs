@@ -21,6 +21,12 @@ fn conformance_s3_on_s3s_fs() {
         // The same bucket without a prefix sees the prefixed keys under it.
         let root = s3_store(server, "conformance", "").await;
         assert_eq!(root.list("some/prefix/catalog").await.unwrap().len(), 3);
+        // Its empty prefix is the whole bucket: what the suite left.
+        let all = root.list("").await.unwrap();
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert!(all
+            .iter()
+            .all(|m| m.key.as_str().starts_with("some/prefix/")));
     });
 }
 

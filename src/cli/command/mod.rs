@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod follow;
+pub mod fork;
 pub mod info;
 pub mod init;
 pub mod inspect;

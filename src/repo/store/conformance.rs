@@ -1,6 +1,7 @@
 //! The conformance suite every store must pass (`fs`, `s3` on s3s-fs and
 //! on moto, `memory`, and `fault` wrapping any of them with no rule set):
-//! create-never-replaces, overwrite, not-found, listing under a prefix,
+//! create-never-replaces, overwrite, not-found, listing under a prefix
+//! (the empty prefix: everything),
 //! streaming puts large enough to go multipart, streaming reads, deletes.
 //! It is test code in the library so that the unit tests (memory, fs,
 //! fault) and the end-to-end tests (S3 servers) run the very same checks;
@@ -69,6 +70,26 @@ pub async fn suite(store: Arc<dyn Store>) {
         ]
     );
     assert!(store.list("nothing-here").await.unwrap().is_empty());
+    // The empty prefix: the whole store (what an emptiness check reads).
+    let all: Vec<String> = store
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.as_str().to_string())
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "catalog/a/1.json",
+            "catalog/a/sub/3.json",
+            "catalog/b/2.json",
+            "catalogue/x",
+            "wal/00000001/000000010000000000000001.zst",
+        ],
+        "{}: list of the empty prefix",
+        store.describe()
+    );
 
     // A streamed object over two multipart parts, and a small one.
     let big: Vec<u8> = (0..(20u32 << 20) / 4)

@@ -473,11 +473,17 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let want = format!("{}/", self.full_key(prefix.trim_end_matches('/')));
         let strip = if self.prefix.is_empty() {
             String::new()
         } else {
             format!("{}/", self.prefix)
+        };
+        // An empty prefix is the whole repository (as in every store).
+        let under = prefix.trim_matches('/');
+        let want = if under.is_empty() {
+            strip.clone()
+        } else {
+            format!("{}/", self.full_key(under))
         };
         let mut pages = self
             .client
