@@ -124,3 +124,160 @@ fn rollback_runbook() {
     assert_eq!(rows, kept, "rolled back to {before}");
     stop_server(&new_pgdata);
 }
+
+/// docs/runbooks/disaster-recovery.md: the primary stopped without a
+/// shutdown checkpoint (its host is "gone"); the runbook restores the
+/// newest archived moment onto a new data directory, resumes archiving
+/// into the same repository on a new timeline and backs it up. Then the
+/// new primary's writes restore from the repository alone.
+#[test]
+fn disaster_recovery_runbook() {
+    let c = Cluster::new();
+    c.psql("create table orders(id int primary key, item text)");
+    c.psql("insert into orders select g, 'item ' || g from generate_series(1, 100) g");
+    c.backup();
+    c.psql("insert into orders select g, 'late ' || g from generate_series(101, 150) g");
+    c.switch_and_archive();
+    let archived = c.psql("select count(*), sum(id) from orders");
+    // The host is gone: no shutdown checkpoint, nothing more archived.
+    stop_server_with(&c.bin, &c.pgdata);
+    let new_pgdata = c.path_of("recovered");
+    let port = free_port();
+    let work = c.dir.path().join("runbook-dr");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = run_runbook(
+        "disaster-recovery",
+        &[
+            ("PITR_REPO", c.pitr.spec.clone()),
+            ("NEW_PGDATA", new_pgdata.display().to_string()),
+            ("NEW_PORT", port.to_string()),
+            ("SOCKET_DIR", c.socket_dir().display().to_string()),
+        ],
+        &work,
+    );
+    let rpo: i64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RPO: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no RPO line: {out}"));
+    assert!(rpo >= 0, "{out}");
+    for l in out
+        .lines()
+        .filter(|l| l.starts_with("RPO: ") || l.starts_with("RTO: "))
+    {
+        eprintln!("disaster-recovery runbook: {l}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("RTO: ")), "{out}");
+    // Every archived commit survived, and the server is a primary on
+    // timeline 2 that archives into the same repository.
+    let q = |sql: &str| psql(c.socket_dir(), port, sql);
+    assert_eq!(q("select count(*), sum(id) from orders"), archived);
+    assert_eq!(q("select pg_is_in_recovery()").trim(), "f");
+    assert_eq!(
+        q("select timeline_id from pg_control_checkpoint()").trim(),
+        "2"
+    );
+    let info = c.pitr.json(&["info"]);
+    let on_2 = info["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["timeline"] == 2);
+    assert!(on_2, "the first backup of timeline 2: {info:#}");
+    // The new primary's writes are protected: archived on timeline 2 and
+    // restored from the repository alone.
+    q("insert into orders values (1000, 'after the disaster')");
+    let seg = q("select pg_walfile_name(pg_switch_wal())")
+        .trim()
+        .to_string();
+    c.wait_archived(&seg);
+    let again = c.path_of("again");
+    let r = c.restore_to("restore", "again", &["--latest"]);
+    assert_eq!(
+        r.psql("select count(*) from orders where id = 1000").trim(),
+        "1"
+    );
+    drop(r);
+    let _ = std::fs::remove_dir_all(again);
+    stop_server(&new_pgdata);
+}
+
+/// docs/runbooks/fork.md: a fork at a moment, writable, protected by its
+/// own repository, which alone restores it.
+#[test]
+fn fork_runbook() {
+    let c = Cluster::new();
+    c.psql("create table orders(id int primary key, item text)");
+    c.psql("insert into orders select g, 'item ' || g from generate_series(1, 100) g");
+    c.backup();
+    c.psql("insert into orders values (101, 'before the fork')");
+    let at = c.psql("select now()").trim().to_string();
+    let kept = c.psql("select count(*), sum(id) from orders");
+    c.psql("insert into orders values (102, 'after the fork')");
+    c.switch_and_archive();
+    let fork_repo = c.dir.path().join("fork-repo");
+    let fork_pgdata = c.path_of("fork");
+    let port = free_port();
+    let work = c.dir.path().join("runbook-fork");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = run_runbook(
+        "fork",
+        &[
+            ("PITR_REPO", c.pitr.spec.clone()),
+            ("FORK_REPO", fork_repo.display().to_string()),
+            ("FORK_TIME", at.clone()),
+            ("FORK_PGDATA", fork_pgdata.display().to_string()),
+            ("FORK_PORT", port.to_string()),
+            ("SOCKET_DIR", c.socket_dir().display().to_string()),
+        ],
+        &work,
+    );
+    assert!(out.lines().any(|l| l.trim() == "f"), "writable: {out}");
+    let q = |sql: &str| psql(c.socket_dir(), port, sql);
+    assert_eq!(
+        q("select count(*), sum(id) from orders"),
+        kept,
+        "forked at {at}"
+    );
+    q("insert into orders values (500, 'only on the fork')");
+    let seg = q("select pg_walfile_name(pg_switch_wal())")
+        .trim()
+        .to_string();
+    // The fork's repository alone restores the fork's own write.
+    let fork = Pitr::local(fork_repo.clone());
+    let tli = u64::from_str_radix(&seg[..8], 16).unwrap();
+    wait_for(
+        &format!("{seg} in the fork's repository"),
+        std::time::Duration::from_secs(90),
+        || {
+            fork.json(&["info"])["wal"].as_array().is_some_and(|w| {
+                w.iter().any(|t| {
+                    t["timeline"] == tli && t["last_segment"].as_str() >= Some(seg.as_str())
+                })
+            })
+        },
+    );
+    let restored = c.path_of("from-fork-repo");
+    let rport = free_port();
+    fork.ok(&[
+        "restore",
+        "--latest",
+        "--pgdata",
+        restored.to_str().unwrap(),
+        "--port",
+        &rport.to_string(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+    ]);
+    let rows = psql(
+        c.socket_dir(),
+        rport,
+        "select count(*) filter (where id = 500), count(*) filter (where id = 102) from orders",
+    );
+    assert_eq!(
+        rows.trim(),
+        "1|0",
+        "the fork's row, not the source's later one"
+    );
+    stop_server(&restored);
+    stop_server(&fork_pgdata);
+}
