@@ -399,6 +399,9 @@ fn time_targets_under_concurrent_load_on_17() {
 /// before it) resolve to an LSN — the next segment's push read the record
 /// whole — and restore to Postgres' own record.
 fn across_segment_ends(c: &Cluster, tag: &str) {
+    // The WAL reader (the oracle) reads the source's pg_wal: keep it.
+    c.psql("alter system set wal_keep_size = '1GB'");
+    c.psql("select pg_reload_conf()");
     c.psql(include_str!("../../testdata/sql/place-at-segment-end.sql"));
     c.psql("create extension pg_walinspect");
     c.psql("create table w(x bigint not null)");
