@@ -321,6 +321,9 @@ pub struct Watched {
     /// Where replay ended (see `verify`).
     pub end: Option<ReplayEnd>,
     pub replay_lsn: Option<Lsn>,
+    /// The first replay position the server told, and when: with the
+    /// end, the replay rate without the server's start-up.
+    pub first_replay: Option<(Lsn, Instant)>,
     pub last_commit: Option<DateTime<Utc>>,
     /// Where the server log is.
     pub log: String,
@@ -528,6 +531,7 @@ pub async fn watch(
     let mut connected_secs = None;
     let mut promote_requested = false;
     let mut last_lsn: Option<Lsn> = None;
+    let mut first_replay = None;
     let mut last_commit = None;
     let mut progress = Progress {
         seen: None,
@@ -535,7 +539,10 @@ pub async fn watch(
     };
     loop {
         match running.postmaster.try_wait() {
-            Ok(Some(status)) => return exited(running, spec.action, status, last_lsn, last_commit),
+            Ok(Some(status)) => {
+                return exited(running, spec.action, status, last_lsn, last_commit)
+                    .map(|w| Watched { first_replay, ..w })
+            }
             Ok(None) => {}
             Err(e) => {
                 return Err(RecoverError::ServerFailed {
@@ -591,7 +598,9 @@ pub async fn watch(
             match within(round_trip, sample(c, *num)).await {
                 Ok(s) => {
                     if let Some(l) = s.replay_lsn {
-                        on_event(RecoverEvent::Replaying { lsn: l });
+                        let at = Instant::now();
+                        on_event(RecoverEvent::Replaying { lsn: l, at });
+                        first_replay.get_or_insert((l, at));
                         last_lsn = Some(l);
                     }
                     last_commit = s.last_commit.or(last_commit);
@@ -657,6 +666,7 @@ pub async fn watch(
                             timeline,
                             end: Some(end),
                             replay_lsn: last_lsn,
+                            first_replay,
                             last_commit,
                             log,
                             connected_secs,
@@ -718,6 +728,7 @@ fn exited(
                     .or(Some(c.checkpoint_timeline)),
                 end: Some(ReplayEnd::AtLeast(end)),
                 replay_lsn: last_lsn,
+                first_replay: None,
                 last_commit,
                 log: running.log.display().to_string(),
                 connected_secs: None,

@@ -14,6 +14,7 @@ pub mod install;
 pub mod instance;
 pub mod materialize;
 pub mod pgdata;
+pub mod progress;
 pub mod restore;
 pub mod run;
 pub mod settings;
