@@ -5,6 +5,7 @@
 mod exact;
 mod faults;
 mod harness;
+mod progress;
 mod recovery_faults;
 mod s3;
 mod store_conformance;
