@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::plan::explain::human_bytes;
 use crate::recover::progress::{Phase, ProgressLine, Tracker};
 use crate::recover::RecoverEvent;
 
@@ -104,16 +105,16 @@ impl Reporter {
         drop(tracker);
         match (&ev, line) {
             (RecoverEvent::Materializing { total_bytes }, _) => {
-                start_bar(b, Some(*total_bytes), "restore");
+                start_bar(b, Some(*total_bytes), "restore", String::new());
             }
             (RecoverEvent::Starting { port, .. }, Some(line)) => {
-                start_bar(b, line.bytes_total, "replay");
-                b.set_message(format!("starting the server on port {port}"));
+                let msg = format!("starting the server on port {port}");
+                start_bar(b, line.bytes_total, "replay", msg);
             }
             (RecoverEvent::Done, _) => b.finish_and_clear(),
             (_, Some(line)) => {
-                b.set_position(line.bytes_done);
                 b.set_message(describe(&line));
+                b.set_position(line.bytes_done);
             }
             (_, None) => {}
         }
@@ -131,35 +132,46 @@ impl Reporter {
     }
 }
 
-/// Shows `bar` as a byte bar of `total` (a spinner when unknown).
-fn start_bar(b: &ProgressBar, total: Option<u64>, prefix: &str) {
-    b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+/// Shows `bar` as a byte bar of `total` (a spinner when unknown), drawn
+/// once it is set up (a frame half old, half new would show the last
+/// phase's rate beside the new one's total).
+fn start_bar(b: &ProgressBar, total: Option<u64>, prefix: &str, msg: String) {
+    b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     b.set_position(0);
     let style = match total {
         Some(t) => {
             b.set_length(t);
-            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {wide_msg}")
+            ProgressStyle::with_template("{prefix:>7} [{bar:16}] {percent:>3}% {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ")
         }
         None => {
             b.unset_length();
-            ProgressStyle::with_template("{prefix:>8} {spinner} {bytes} {wide_msg}")
+            ProgressStyle::with_template("{prefix:>7} {spinner} {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner())
         }
     };
     b.set_style(style);
     b.set_prefix(prefix.to_string());
-    b.set_message(String::new());
+    b.set_message(msg);
+    b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
 }
 
-/// The bar's message: replay position, rate, ETA.
+/// The bar's message: how far (the replay position against the plan's
+/// end; bytes of the download), the rate and the ETA. Narrow enough that
+/// bar and message fit 80 columns.
 fn describe(line: &ProgressLine) -> String {
     let mut parts = Vec::new();
-    if let Some(lsn) = line.lsn {
-        parts.push(format!("at {lsn}"));
-    } else if line.phase == Phase::Replay {
-        parts.push("waiting for the server to be consistent".into());
+    match (line.phase, line.lsn) {
+        (Phase::Replay, Some(lsn)) => parts.push(match line.end_lsn {
+            Some(end) => format!("{lsn} of {end}"),
+            None => lsn.to_string(),
+        }),
+        (Phase::Replay, None) => parts.push("starting".into()),
+        (Phase::Download, _) => parts.push(match line.bytes_total {
+            Some(t) => format!("{} of {}", human_bytes(line.bytes_done), human_bytes(t)),
+            None => human_bytes(line.bytes_done),
+        }),
     }
     if let Some(r) = line.bytes_per_sec {
         parts.push(format!("{:.1} MB/s", r / 1e6));
@@ -248,20 +260,42 @@ mod tests {
             bytes_done: 10,
             bytes_total: Some(100),
             lsn: Some("0/5A3B0C8".parse().unwrap()),
-            end_lsn: None,
+            end_lsn: Some("0/17800000".parse().unwrap()),
             bytes_per_sec: Some(52_340_000.0),
             eta_seconds: Some(65.0),
             elapsed_seconds: 1.0,
             done: false,
             time: chrono::Utc::now(),
         };
-        assert_eq!(describe(&line), "at 0/5A3B0C8  52.3 MB/s  ETA 1m05s");
+        let said = describe(&line);
+        assert_eq!(said, "0/5A3B0C8 of 0/17800000  52.3 MB/s  ETA 1m05s");
+        // " replay [================] 100% " and the message: 80 columns.
+        assert!(32 + said.len() <= 80, "{said}");
+        let open = ProgressLine {
+            end_lsn: None,
+            eta_seconds: None,
+            ..line.clone()
+        };
+        assert_eq!(describe(&open), "0/5A3B0C8  52.3 MB/s");
         let early = ProgressLine {
             lsn: None,
             bytes_per_sec: None,
             eta_seconds: None,
+            ..line.clone()
+        };
+        assert_eq!(describe(&early), "starting");
+        let download = ProgressLine {
+            phase: Phase::Download,
+            bytes_done: 3 << 20,
+            bytes_total: Some(22 << 20),
+            lsn: None,
+            end_lsn: None,
+            eta_seconds: Some(0.4),
             ..line
         };
-        assert_eq!(describe(&early), "waiting for the server to be consistent");
+        assert_eq!(
+            describe(&download),
+            "3.0 MiB of 22.0 MiB  52.3 MB/s  ETA 0s"
+        );
     }
 }

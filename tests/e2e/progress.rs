@@ -224,6 +224,44 @@ fn restore_reports_replay_progress_and_its_rate() {
     );
     drop(r);
 
+    // On a terminal (script(1) gives pitr one): the bar, with the replay
+    // position, the rate and the ETA, then the text result.
+    let args = c.restore_args("restore", "tty", &["--latest"]);
+    let line = std::iter::once(pitr_exe().display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut tty = std::process::Command::new("script");
+    tty.args(["-qec", &line, "/dev/null"])
+        .env("PITR_REPO", &c.pitr.spec)
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160");
+    let out = run_within(tty, Duration::from_secs(600));
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("restored backup "), "{screen}");
+    let frames = frames(&screen);
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.contains("restore [") && f.contains(" MiB of ")),
+        "no download bar: {frames:?}"
+    );
+    // Replay frames with a position show the rate and the ETA.
+    let replay: Vec<&String> = frames
+        .iter()
+        .filter(|f| f.contains("replay [") && f.contains(" of 0/"))
+        .collect();
+    assert!(
+        replay
+            .iter()
+            .any(|f| f.contains(" MB/s") && f.contains("ETA ")),
+        "no replay bar with a position, a rate and an ETA: {frames:?}"
+    );
+    eprintln!("the bar: {}", replay[replay.len() / 2].trim_end());
+    stop_server(&c.path_of("tty"));
+
     // --json alone, stderr not a terminal: one document, nothing else.
     let args = c.restore_args("restore", "quiet", &["--immediate", "--json"]);
     let (stdout, stderr) = run(&c, &args);
@@ -245,4 +283,30 @@ fn restore_reports_replay_progress_and_its_rate() {
         (Some("replay"), &Value::Bool(true))
     );
     stop_server(&c.path_of("text"));
+}
+
+/// What a terminal showed, one frame (a line as drawn) at a time: the
+/// text between carriage returns, newlines and escape sequences (CSI: ESC
+/// [ … final byte, with which indicatif moves the cursor and clears).
+fn frames(screen: &str) -> Vec<String> {
+    let mut frames = vec![String::new()];
+    let mut chars = screen.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.next() == Some('[') {
+                    for d in chars.by_ref() {
+                        if ('@'..='~').contains(&d) {
+                            break;
+                        }
+                    }
+                }
+                frames.push(String::new());
+            }
+            '\r' | '\n' => frames.push(String::new()),
+            c => frames.last_mut().unwrap().push(c),
+        }
+    }
+    frames.retain(|f| !f.trim().is_empty());
+    frames
 }
