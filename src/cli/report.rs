@@ -101,8 +101,9 @@ impl Reporter {
         let Some(b) = &self.bar else {
             return;
         };
+        // Drawn under the lock too: events come from several threads (the
+        // download's workers), and a bar must not go back.
         let line = tracker.line(now);
-        drop(tracker);
         match (&ev, line) {
             (RecoverEvent::Materializing { total_bytes }, _) => {
                 start_bar(b, Some(*total_bytes), "restore", String::new());

@@ -470,12 +470,15 @@ fn pg_wal_signature(pgdata: &Path) -> u64 {
 
 /// The WAL segment the startup process reads or waits for, from its
 /// process title: `postgres: [cluster_name: ]startup recovering <segment>`
-/// (xlogrecovery.c: XLogFileRead) or `… startup waiting for <segment>`
-/// (while restore_command fetches it). The title is not translated; it is
-/// absent with `update_process_title = off`.
+/// (xlogrecovery.c: XLogFileRead; `startup process   recovering` before
+/// 13) or `… startup waiting for <segment>` (while restore_command fetches
+/// it). The title is not translated; it is absent with
+/// `update_process_title = off`.
 fn title_segment(title: &str, size: WalSegmentSize) -> Option<SegNo> {
     let title = title.split('\0').next()?.trim_end();
     let (_, rest) = title.split_once("startup ")?;
+    // Before 13: "startup process   recovering …".
+    let rest = rest.strip_prefix("process").unwrap_or(rest).trim_start();
     let name = rest
         .strip_prefix("recovering ")
         .or_else(|| rest.strip_prefix("waiting for "))?;
@@ -1024,6 +1027,10 @@ mod tests {
         assert_eq!(
             seg("postgres: main: startup recovering 000000010000000000000003   "),
             Some(3)
+        );
+        assert_eq!(
+            seg("postgres: startup process   recovering 000000010000000000000004"),
+            Some(4)
         );
         // A name no segment of this size has.
         assert_eq!(

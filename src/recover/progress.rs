@@ -27,6 +27,11 @@ pub const WINDOW: Duration = Duration::from_secs(5);
 /// The shortest span of samples that gives a rate.
 pub const MIN_SPAN: Duration = Duration::from_millis(250);
 
+/// Samples closer together than this are one (the newest kept): a window
+/// holds at most `WINDOW / SPACING` of them, however often bytes arrive
+/// (a download reports every 64 KiB piece).
+const SPACING: Duration = Duration::from_millis(50);
+
 /// Bytes per second over a sliding window of `(time, bytes done)` samples.
 #[derive(Clone, Debug)]
 pub struct RateWindow {
@@ -50,6 +55,10 @@ impl RateWindow {
         if self.samples.back().is_some_and(|(t, _)| *t > at) {
             return;
         }
+        let n = self.samples.len();
+        if n >= 2 && at.saturating_duration_since(self.samples[n - 2].0) < SPACING {
+            self.samples.pop_back();
+        }
         self.samples.push_back((at, done));
         let Some(from) = at.checked_sub(self.window) else {
             return;
@@ -62,12 +71,13 @@ impl RateWindow {
     /// Bytes per second from the window's anchor to `now`, given the
     /// newest sample's bytes; `None` until the samples span `MIN_SPAN`.
     pub fn rate(&self, now: Instant) -> Option<f64> {
+        // The last sample at or before the window's start, else the oldest.
         let from = now.checked_sub(self.window);
         let anchor = self
             .samples
             .iter()
-            .rev()
-            .find(|(t, _)| from.is_some_and(|f| *t <= f))
+            .take_while(|(t, _)| from.is_some_and(|f| *t <= f))
+            .last()
             .or_else(|| self.samples.front())?;
         let (_, last) = self.samples.back()?;
         let span = now.checked_duration_since(anchor.0)?;
@@ -195,8 +205,11 @@ impl Tracker {
             }
             RecoverEvent::Replaying { lsn, at } => {
                 if let Some(c) = self.current.as_mut().filter(|c| c.phase == Phase::Replay) {
-                    // Positions only grow: a late sample changes nothing.
-                    let lsn = c.lsn.map_or(*lsn, |l| l.max(*lsn));
+                    // Positions only grow: a late sample changes nothing,
+                    // and replay is never before where it starts (a lower
+                    // bound from the startup process's title can be).
+                    let lsn = c.span.map_or(*lsn, |s| s.start.max(*lsn));
+                    let lsn = c.lsn.map_or(lsn, |l| l.max(lsn));
                     c.lsn = Some(lsn);
                     c.done = c.span.map_or(0, |s| s.done(lsn));
                     c.rate.push(*at, c.done);
@@ -294,6 +307,22 @@ mod tests {
         assert!((r - 10e6).abs() < 1.0, "{r}");
         // The window holds what it needs, not all 20 s of samples.
         assert!(w.samples.len() <= 52, "{}", w.samples.len());
+    }
+
+    #[test]
+    fn many_samples_a_second_keep_the_window_small() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::new(WINDOW);
+        // 64 KiB a millisecond (65.5 MB/s) for 20 s.
+        for i in 0..=20_000u64 {
+            w.push(t0 + ms(i), i * 65_536);
+        }
+        let most = (WINDOW.as_millis() / SPACING.as_millis()) as usize + 5;
+        assert!(w.samples.len() <= most, "{}", w.samples.len());
+        let r = w.rate(t0 + ms(20_000)).unwrap();
+        assert!((r - 65_536_000.0).abs() < 1.0, "{r}");
+        // The newest sample is always kept as it came.
+        assert_eq!(w.samples.back(), Some(&(t0 + ms(20_000), 20_000 * 65_536)));
     }
 
     #[test]
@@ -468,6 +497,24 @@ mod tests {
             at + ms(10),
         );
         assert_eq!(tr.line(at + ms(10)).unwrap().lsn, Some(Lsn::new(3000)));
+        // Nor before the replay's start.
+        let mut early = Tracker::new();
+        early.event(
+            &RecoverEvent::Starting {
+                port: 1,
+                replay: span,
+            },
+            t0,
+        );
+        early.event(
+            &RecoverEvent::Replaying {
+                lsn: Lsn::new(10),
+                at: t0,
+            },
+            t0,
+        );
+        let e = early.line(t0).unwrap();
+        assert_eq!((e.lsn, e.bytes_done), (Some(Lsn::new(1000)), 0));
         let last = tr.event(&RecoverEvent::Done, at + ms(20)).unwrap();
         assert_eq!(
             (last.phase, last.done, last.lsn, last.eta_seconds),

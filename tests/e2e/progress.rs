@@ -173,6 +173,7 @@ fn restore_reports_replay_progress_and_its_rate() {
             "went back: {l} after {prev:?}"
         );
         if !l["lsn"].is_null() {
+            assert!(at >= start, "replay before its start: {l}");
             assert_eq!(done, (at - start).min(total), "{l}");
         }
         if let Some(r) = l["bytes_per_sec"].as_f64() {
