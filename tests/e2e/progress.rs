@@ -81,10 +81,37 @@ fn restore_reports_replay_progress_and_its_rate() {
         "copy",
         &["--latest", "--progress", "json", "--json"],
     );
+    // Meanwhile, the restored server's startup process's titles, which
+    // pitr reads for the position before the server is consistent.
+    let titles = watch_titles(c.path_of("copy"));
     let (stdout, stderr) = run(&c, &args);
+    let titles = titles();
     let out = one_document(&stdout);
     let r = Restored::from_json(out.clone());
     assert_eq!(r.psql("select count(*) from big").trim(), ROWS.to_string());
+    // As pitr reads them: "startup recovering|waiting for <segment>".
+    let named: Vec<&String> = titles
+        .iter()
+        .filter(|t| {
+            let name = t
+                .strip_prefix("postgres: startup recovering ")
+                .or_else(|| t.strip_prefix("postgres: startup waiting for "));
+            name.is_some_and(|n| {
+                n.len() == 24
+                    && n.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+            })
+        })
+        .collect();
+    assert!(
+        named.len() >= 2,
+        "the startup process's titles do not name its segments: {titles:?}"
+    );
+    eprintln!(
+        "startup titles: {} seen, e.g. {:?}",
+        titles.len(),
+        named[named.len() / 2]
+    );
 
     // The replay rate of the restore's report.
     let replay = &out["replay"];
@@ -310,4 +337,45 @@ fn frames(screen: &str) -> Vec<String> {
     }
     frames.retain(|f| !f.trim().is_empty());
     frames
+}
+
+/// Watches, every 10 ms, the titles of the processes whose working
+/// directory is `pgdata` (Postgres' processes chdir there) and that are a
+/// startup process; the returned function stops watching and gives the
+/// distinct titles seen, in order.
+fn watch_titles(pgdata: std::path::PathBuf) -> impl FnOnce() -> Vec<String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut seen: Vec<String> = Vec::new();
+        while !stopped.load(Ordering::Relaxed) {
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let p = e.path();
+                if std::fs::read_link(p.join("cwd")).ok().as_ref() != Some(&pgdata) {
+                    continue;
+                }
+                let Ok(raw) = std::fs::read(p.join("cmdline")) else {
+                    continue;
+                };
+                let title = String::from_utf8_lossy(&raw);
+                let title = title
+                    .split('\0')
+                    .next()
+                    .unwrap_or("")
+                    .trim_end()
+                    .to_string();
+                if title.contains("startup") && seen.last() != Some(&title) {
+                    seen.push(title);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        seen
+    });
+    move || {
+        stop.store(true, Ordering::Relaxed);
+        watcher.join().unwrap()
+    }
 }
