@@ -46,13 +46,19 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// `startup_secs`, counted apart); from a timing of an older pitr, which
 /// did not see it, the plan's WAL over the time from the server's start.
 /// A restore that saw too little replay (an `--immediate` one, say) tells
-/// no rate: NaN, left out of the median.
+/// no rate: NaN, left out of the median. What was seen must also have
+/// lasted `SEEN_SECS`: its ends are known to a poll and a promotion
+/// (tens of milliseconds), which would swamp a shorter span.
 fn replay_rate(t: &RestoreTiming, rate: impl Fn(u64, f64) -> f64) -> f64 {
     match (t.replayed_bytes, t.replayed_seconds) {
-        (Some(bytes), Some(secs)) => rate(bytes, secs),
+        (Some(bytes), Some(secs)) if secs >= SEEN_SECS => rate(bytes, secs),
+        (Some(_), Some(_)) => f64::NAN,
         _ => rate(t.wal_bytes, t.replay_seconds),
     }
 }
+
+/// The shortest replay seen that tells a rate.
+const SEEN_SECS: f64 = 0.5;
 
 impl CostModel {
     /// Defaults refined by recorded restores (medians; a rate needs at
@@ -157,12 +163,18 @@ mod tests {
         let m = CostModel::from_timings(&[seen(64_000_000, 3.0, 60_000_000, 0.5)]);
         assert_eq!(m.replay_bytes_per_sec, 120e6);
         // Too little replay seen (an --immediate restore) tells no rate,
-        // not the plan's WAL over the start-up.
-        let m = CostModel::from_timings(&[seen(2_000_000, 1.0, 300, 0.0)]);
-        assert_eq!(
-            m.replay_bytes_per_sec,
-            CostModel::default().replay_bytes_per_sec
-        );
+        // not the plan's WAL over the start-up; nor does a short glimpse
+        // (8 MB in 0.1 s, mostly the poll and the promotion).
+        for glimpse in [
+            seen(2_000_000, 1.0, 300, 0.0),
+            seen(16_000_000, 1.0, 8_000_000, 0.1),
+        ] {
+            let m = CostModel::from_timings(&[glimpse]);
+            assert_eq!(
+                m.replay_bytes_per_sec,
+                CostModel::default().replay_bytes_per_sec
+            );
+        }
         // Older timings (nothing seen) still count the old way.
         let m = CostModel::from_timings(&[
             seen(64_000_000, 3.0, 60_000_000, 0.5),
