@@ -1160,6 +1160,10 @@ fn kinds() -> &'static [Kind] {
             wal_bytes: 5 << 20,
             replay_seconds: 0.5,
             startup_seconds: 0.75,
+            replayed_bytes: Some(4 << 20),
+            replayed_seconds: Some(0.25),
+            estimated_seconds: Some(4.5),
+            actual_seconds: Some(2.75),
         };
         let xacts: Vec<XactEnd> = pg15.iter().flat_map(|s| s.scan.xact_ends.clone()).collect();
         let claim = BackupClaim {

@@ -289,6 +289,20 @@ pub struct RestoreTiming {
     pub wal_bytes: u64,
     pub replay_seconds: f64,
     pub startup_seconds: f64,
+    /// Bytes of WAL replayed while pitr watched (from the first replay
+    /// position the server told to where recovery ended), and over how
+    /// long: the replay rate without the server's start-up. Absent in
+    /// timings recorded by older pitr.
+    #[serde(default)]
+    pub replayed_bytes: Option<u64>,
+    #[serde(default)]
+    pub replayed_seconds: Option<f64>,
+    /// The plan's estimate of the whole restore, and what it took (from
+    /// the start of the download to the end of recovery).
+    #[serde(default)]
+    pub estimated_seconds: Option<f64>,
+    #[serde(default)]
+    pub actual_seconds: Option<f64>,
 }
 
 /// Everything the planner needs, loaded by `repo/`.

@@ -96,6 +96,35 @@ pub struct JsonArg {
     pub json: bool,
 }
 
+/// `--progress`: what a long command shows on stderr while it runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal and the result is not --json.
+    #[default]
+    Auto,
+    /// A bar when stderr is a terminal, even with --json.
+    Bar,
+    /// One JSON object a line on stderr, once a second (for scripts).
+    Json,
+    /// Nothing.
+    None,
+}
+
+/// `--progress auto|bar|json|none`, for every command that restores
+/// (restore, rollback; fork and follow flatten it too).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ProgressArg {
+    /// Progress on stderr: auto (a bar on a terminal, none with --json),
+    /// bar, json (one JSON line a second: phase, bytes, LSN, rate, ETA), none.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "auto|bar|json|none",
+        default_value = "auto"
+    )]
+    pub progress: ProgressMode,
+}
+
 /// The recovery target: exactly one of --to, --by, --lsn, --xid, --name,
 /// --latest, --immediate (a clap group: none or two of them is a usage
 /// error, exit 2).
@@ -255,6 +284,8 @@ pub struct RestoreArgs {
     /// Fail the restore when recovery shows no progress for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub stall_timeout: u64,
+    #[command(flatten)]
+    pub progress: ProgressArg,
     #[command(flatten)]
     pub json: JsonArg,
 }

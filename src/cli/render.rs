@@ -237,8 +237,8 @@ pub fn restore(r: &Restored, no_start: bool, as_json: bool) -> Result<(), Failur
         return json_with_rss(out);
     }
     println!(
-        "restored backup {} to {} in {:.1}s",
-        out.backup_id, out.target, out.elapsed_seconds
+        "restored backup {} to {} in {:.1}s (planned {:.1}s)",
+        out.backup_id, out.target, out.elapsed_seconds, out.estimated_seconds
     );
     println!(
         "  last replayed commit: {}",
@@ -246,6 +246,17 @@ pub fn restore(r: &Restored, no_start: bool, as_json: bool) -> Result<(), Failur
             .map(|t| t.to_string())
             .unwrap_or_else(|| "none".into())
     );
+    if let Some(r) = &out.replay {
+        println!(
+            "  replayed:       {} of WAL ({}..{}) in {:.1}s, {:.1} MB/s (planned {:.1}s)",
+            explain::human_bytes(r.bytes),
+            r.start_lsn,
+            r.end_lsn,
+            r.seconds,
+            r.bytes_per_sec / 1e6,
+            r.estimated_seconds
+        );
+    }
     if no_start {
         println!("  not started (--no-start); start it with: {}", out.connect);
         println!("  data directory: {}", out.data_directory);

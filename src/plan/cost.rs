@@ -41,6 +41,25 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
+/// One recorded restore's replay rate: the bytes it was seen replaying
+/// over that time, which leaves out the server's start-up (the model's
+/// `startup_secs`, counted apart); from a timing of an older pitr, which
+/// did not see it, the plan's WAL over the time from the server's start.
+/// A restore that saw too little replay (an `--immediate` one, say) tells
+/// no rate: NaN, left out of the median. What was seen must also have
+/// lasted `SEEN_SECS`: its ends are known to a poll and a promotion
+/// (tens of milliseconds), which would swamp a shorter span.
+fn replay_rate(t: &RestoreTiming, rate: impl Fn(u64, f64) -> f64) -> f64 {
+    match (t.replayed_bytes, t.replayed_seconds) {
+        (Some(bytes), Some(secs)) if secs >= SEEN_SECS => rate(bytes, secs),
+        (Some(_), Some(_)) => f64::NAN,
+        _ => rate(t.wal_bytes, t.replay_seconds),
+    }
+}
+
+/// The shortest replay seen that tells a rate.
+const SEEN_SECS: f64 = 0.5;
+
 impl CostModel {
     /// Defaults refined by recorded restores (medians; a rate needs at
     /// least 1 MB moved in at least 0.05 s to count).
@@ -59,12 +78,7 @@ impl CostModel {
                 .map(|t| rate(t.data_bytes, t.materialize_seconds))
                 .collect(),
         );
-        let replay = median(
-            timings
-                .iter()
-                .map(|t| rate(t.wal_bytes, t.replay_seconds))
-                .collect(),
-        );
+        let replay = median(timings.iter().map(|t| replay_rate(t, rate)).collect());
         let startup = median(timings.iter().map(|t| t.startup_seconds).collect());
         let mut used = 0;
         if let Some(r) = restore {
@@ -123,7 +137,95 @@ mod tests {
             wal_bytes: wal,
             replay_seconds: r,
             startup_seconds: 1.5,
+            replayed_bytes: None,
+            replayed_seconds: None,
+            estimated_seconds: None,
+            actual_seconds: None,
         }
+    }
+
+    /// A timing as this pitr records it: the replay it saw, the estimate
+    /// and what the restore took.
+    fn seen(wal: u64, replay_secs: f64, replayed: u64, replayed_secs: f64) -> RestoreTiming {
+        RestoreTiming {
+            replayed_bytes: Some(replayed),
+            replayed_seconds: Some(replayed_secs),
+            estimated_seconds: Some(9.0),
+            actual_seconds: Some(12.0),
+            ..timing(100_000_000, 1.0, wal, replay_secs)
+        }
+    }
+
+    #[test]
+    fn the_replay_rate_is_what_replay_was_seen_doing() {
+        // 64 MB of planned WAL took 3 s from the server's start, of which
+        // 1.5 s were start-up: the 60 MB seen replayed in 0.5 s is the rate.
+        let m = CostModel::from_timings(&[seen(64_000_000, 3.0, 60_000_000, 0.5)]);
+        assert_eq!(m.replay_bytes_per_sec, 120e6);
+        // Too little replay seen (an --immediate restore) tells no rate,
+        // not the plan's WAL over the start-up; nor does a short glimpse
+        // (8 MB in 0.1 s, mostly the poll and the promotion).
+        for glimpse in [
+            seen(2_000_000, 1.0, 300, 0.0),
+            seen(16_000_000, 1.0, 8_000_000, 0.1),
+        ] {
+            let m = CostModel::from_timings(&[glimpse]);
+            assert_eq!(
+                m.replay_bytes_per_sec,
+                CostModel::default().replay_bytes_per_sec
+            );
+        }
+        // Older timings (nothing seen) still count the old way.
+        let m = CostModel::from_timings(&[
+            seen(64_000_000, 3.0, 60_000_000, 0.5),
+            timing(100_000_000, 1.0, 32_000_000, 1.0),
+            timing(100_000_000, 1.0, 0, 0.0),
+        ]);
+        assert_eq!(m.replay_bytes_per_sec, 120e6);
+    }
+
+    /// The next plan's estimate uses what the last restore recorded.
+    #[test]
+    fn a_recorded_timing_changes_the_next_estimate() {
+        use crate::plan::testkit::Kit;
+        use crate::plan::{plan, RecoveryTarget, Step, TargetSpec};
+        let mut c = Kit::new().segments(1, 1..=6).backup("b", 1, 2, 10).build();
+        let spec = TargetSpec::new(RecoveryTarget::Latest);
+        let replay_of = |p: &crate::plan::Plan| {
+            p.steps
+                .iter()
+                .find_map(|s| match s {
+                    Step::ReplayWal {
+                        bytes,
+                        estimated_seconds,
+                        ..
+                    } => Some((*bytes, *estimated_seconds)),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let before = plan(&c, &spec, &CostModel::from_timings(&c.timings)).unwrap();
+        let (wal, secs) = replay_of(&before);
+        assert_eq!(secs, wal as f64 / 60e6, "the default rate");
+        // A restore recorded its replay (300 MB/s seen), its start-up
+        // (1.5 s) and 40 MB/s of data directory.
+        c.timings.push(RestoreTiming {
+            data_bytes: 40_000_000,
+            materialize_seconds: 1.0,
+            ..seen(wal, 2.0, 150_000_000, 0.5)
+        });
+        let after = plan(&c, &spec, &CostModel::from_timings(&c.timings)).unwrap();
+        let (_, secs) = replay_of(&after);
+        assert_eq!(secs, wal as f64 / 300e6);
+        assert_eq!(after.cost_model.startup_secs, 1.5);
+        assert_eq!(after.cost_model.restore_bytes_per_sec, 40e6);
+        assert!(
+            (after.estimated_seconds - before.estimated_seconds).abs() > 0.1,
+            "{} then {}",
+            before.estimated_seconds,
+            after.estimated_seconds
+        );
+        assert_eq!(after.cost_model.source, "medians of 1 recorded restores");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! locator per target kind: where recovery stops), `route` (the graph and
 //! the cheapest backup), `steps` (steps and totals), `evidence` (why the
 //! target is reachable, in words). Beside them: `window` (what `info`
-//! shows as restorable), `target` (targets as users write them), `cost`,
+//! shows as restorable), `span` (where replay starts and is expected to
+//! end, for progress), `target` (targets as users write them), `cost`,
 //! `compat` (backup vs install) and `explain` (rendering).
 
 pub mod compat;
@@ -19,6 +20,7 @@ mod locate;
 mod planner;
 mod resolve;
 mod route;
+mod span;
 mod steps;
 pub mod target;
 mod timeline;
@@ -39,6 +41,7 @@ use crate::pg::{Lsn, TimelineId};
 pub use locate::xid::{xid_candidates, XactLists};
 pub use planner::{plan, plan_with};
 pub use resolve::{TimeStop, XactList, XactRef};
+pub use span::ReplaySpan;
 pub use target::{
     parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice, Xid, XidError,
 };

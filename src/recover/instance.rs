@@ -25,7 +25,7 @@ use super::verify::ReplayEnd;
 use super::{OnEvent, RecoverError, RecoverEvent};
 use crate::pg::control::{ControlFile, DbState};
 use crate::pg::history::TimelineHistory;
-use crate::pg::{Lsn, TimelineId};
+use crate::pg::{Lsn, SegNo, TimelineId, WalFileName, WalSegmentSize};
 use crate::server::process::{self, PmStatus};
 
 pub const LOG_NAME: &str = "pitr-recovery.log";
@@ -336,6 +336,9 @@ pub struct Watched {
     /// Where replay ended (see `verify`).
     pub end: Option<ReplayEnd>,
     pub replay_lsn: Option<Lsn>,
+    /// The first replay position the server told, and when: with the
+    /// end, the replay rate without the server's start-up.
+    pub first_replay: Option<(Lsn, Instant)>,
     pub last_commit: Option<DateTime<Utc>>,
     /// Where the server log is.
     pub log: String,
@@ -480,6 +483,65 @@ pub(crate) fn pg_wal_signature(pgdata: &Path) -> u64 {
     h.finish()
 }
 
+/// The WAL segment the startup process reads or waits for, from its
+/// process title: `postgres: [cluster_name: ]startup recovering <segment>`
+/// (xlogrecovery.c: XLogFileRead; `startup process   recovering` before
+/// 13) or `… startup waiting for <segment>` (while restore_command fetches
+/// it). The title is not translated; it is absent with
+/// `update_process_title = off`.
+fn title_segment(title: &str, size: WalSegmentSize) -> Option<SegNo> {
+    let title = title.split('\0').next()?.trim_end();
+    let (_, rest) = title.split_once("startup ")?;
+    // Before 13: "startup process   recovering …".
+    let rest = rest.strip_prefix("process").unwrap_or(rest).trim_start();
+    let name = rest
+        .strip_prefix("recovering ")
+        .or_else(|| rest.strip_prefix("waiting for "))?;
+    match WalFileName::parse(name.trim()) {
+        Ok(WalFileName::Segment(seg)) => seg.segno(size).ok(),
+        _ => None,
+    }
+}
+
+/// Where replay is, before the server can say over SQL (it accepts
+/// connections only once consistent): past the start of the segment
+/// before the one the startup process reads (`title_segment`), since the
+/// reader decodes ahead of replay by at most wal_decode_buffer_size (512
+/// kB by default, 15+), less than the smallest segment. A lower bound,
+/// for progress only. `startup` caches the startup process's pid.
+fn startup_position(
+    postmaster: i32,
+    startup: &mut Option<i32>,
+    size: WalSegmentSize,
+) -> Option<Lsn> {
+    let title = |pid: i32| std::fs::read(format!("/proc/{pid}/cmdline")).ok();
+    let read = |pid: i32| {
+        title(pid)
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .filter(|t| t.contains("startup"))
+    };
+    let text = match startup.and_then(read) {
+        Some(t) => t,
+        None => {
+            let kids =
+                std::fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children"))
+                    .map(|s| {
+                        s.split_whitespace()
+                            .filter_map(|p| p.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_else(|_| process::children_of(postmaster));
+            let (pid, t) = kids
+                .into_iter()
+                .find_map(|p: i32| read(p).map(|t| (p, t)))?;
+            *startup = Some(pid);
+            t
+        }
+    };
+    let seg = title_segment(&text, size)?;
+    Some(SegNo::new(seg.get().saturating_sub(1)).start_lsn(size))
+}
+
 /// When anything that shows recovery moving last changed.
 pub(crate) struct Progress {
     seen: Option<(u64, u64, String)>,
@@ -550,6 +612,13 @@ pub async fn watch(
     let mut connected_secs = None;
     let mut promote_requested = false;
     let mut last_lsn: Option<Lsn> = None;
+    let mut first_replay = None;
+    // Before SQL answers: the startup process's title (`startup_position`).
+    let size = read_control(&running.pgdata)
+        .ok()
+        .map(|c| c.wal_segment_size);
+    let mut startup_pid = None;
+    let mut titled: Option<Lsn> = None;
     let mut last_commit = None;
     let mut progress = Progress {
         seen: None,
@@ -557,7 +626,10 @@ pub async fn watch(
     };
     loop {
         match running.postmaster.try_wait() {
-            Ok(Some(status)) => return exited(running, spec.action, status, last_lsn, last_commit),
+            Ok(Some(status)) => {
+                return exited(running, spec.action, status, last_lsn, last_commit)
+                    .map(|w| Watched { first_replay, ..w })
+            }
             Ok(None) => {}
             Err(e) => {
                 return Err(RecoverError::ServerFailed {
@@ -609,11 +681,25 @@ pub async fn watch(
                 Err(_) => {} // no answer in time: the stall deadline decides
             }
         }
+        if let (None, Some(size)) = (&client, size) {
+            let at = startup_position(running.pid, &mut startup_pid, size);
+            if at.is_some_and(|l| Some(l) > titled) {
+                titled = at;
+                if let Some(lsn) = at {
+                    on_event(RecoverEvent::Replaying {
+                        lsn,
+                        at: Instant::now(),
+                    });
+                }
+            }
+        }
         if let Some((c, num)) = &client {
             match within(round_trip, sample(c, *num)).await {
                 Ok(s) => {
                     if let Some(l) = s.replay_lsn {
-                        on_event(RecoverEvent::Replaying { lsn: l });
+                        let at = Instant::now();
+                        on_event(RecoverEvent::Replaying { lsn: l, at });
+                        first_replay.get_or_insert((l, at));
                         last_lsn = Some(l);
                     }
                     last_commit = s.last_commit.or(last_commit);
@@ -679,6 +765,7 @@ pub async fn watch(
                             timeline,
                             end: Some(end),
                             replay_lsn: last_lsn,
+                            first_replay,
                             last_commit,
                             log,
                             connected_secs,
@@ -740,6 +827,7 @@ pub(crate) fn exited(
                     .or(Some(c.checkpoint_timeline)),
                 end: Some(ReplayEnd::AtLeast(end)),
                 replay_lsn: last_lsn,
+                first_replay: None,
                 last_commit,
                 log: running.log.display().to_string(),
                 connected_secs: None,
@@ -946,6 +1034,79 @@ mod tests {
             .await
             .unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_startup_process_title_names_the_segment_it_reads() {
+        let mib16 = WalSegmentSize::new(16 << 20).unwrap();
+        let seg = |t: &str| title_segment(t, mib16).map(|s| s.get());
+        assert_eq!(
+            seg("postgres: startup recovering 00000001000000000000002A"),
+            Some(0x2A)
+        );
+        // 16 MiB segments: 256 a log file; the title's padding (NULs).
+        assert_eq!(
+            seg("postgres: startup waiting for 000000020000000300000011\0\0\0"),
+            Some(0x311)
+        );
+        assert_eq!(
+            seg("postgres: main: startup recovering 000000010000000000000003   "),
+            Some(3)
+        );
+        assert_eq!(
+            seg("postgres: startup process   recovering 000000010000000000000004"),
+            Some(4)
+        );
+        // A name no segment of this size has.
+        assert_eq!(
+            seg("postgres: startup recovering 000000010000000000000100"),
+            None
+        );
+        for none in [
+            "postgres: startup ",
+            "postgres: startup recovering 00000002.history",
+            "postgres: checkpointer ",
+            "postgres: startup waiting for 000000010000000000000003.partial",
+            "",
+        ] {
+            assert_eq!(seg(none), None, "{none:?}");
+        }
+    }
+
+    /// A stand-in startup process (its argv[0] set as Postgres sets its
+    /// title) under a stand-in postmaster: the position is the start of
+    /// the segment before the one it reads.
+    #[tokio::test]
+    async fn replay_is_past_the_segment_before_the_one_the_startup_process_reads() {
+        let mut c = Command::new("/bin/bash");
+        c.args([
+            "-c",
+            "(exec -a 'postgres: startup recovering 000000010000000000000005' sleep 600) & wait",
+        ])
+        .process_group(0)
+        .kill_on_drop(true);
+        default_signals(&mut c);
+        let (_d, mut running, pid) = stand_in(&mut c);
+        let size = WalSegmentSize::new(1 << 20).unwrap();
+        let mut startup = None;
+        let started = Instant::now();
+        let at = loop {
+            if let Some(l) = startup_position(pid, &mut startup, size) {
+                break l;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no startup process seen"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(at, Lsn::new(4 << 20));
+        // The pid is kept, and read again next time.
+        let kept = startup.expect("the startup pid");
+        assert_eq!(startup_position(pid, &mut startup, size), Some(at));
+        assert_eq!(startup, Some(kept));
+        process::kill_group(pid);
+        let _ = running.postmaster.wait().await;
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod instance;
 pub mod live;
 pub mod materialize;
 pub mod pgdata;
+pub mod progress;
 pub mod promote;
 pub mod restore;
 pub mod run;

@@ -12,11 +12,12 @@ use serde::Serialize;
 
 use crate::catalog::RestoreTiming;
 use crate::pg::{Lsn, TimelineId};
-use crate::plan::{Plan, RecoveryTarget};
+use crate::plan::{Plan, RecoveryTarget, ReplaySpan};
 use crate::repo::codec::CodecError;
 use crate::repo::{Repo, RepoError};
 use crate::server::install::BinError;
 
+use super::progress::ReplayRate;
 use super::settings::Action;
 use super::{instance, materialize, settings, verify};
 
@@ -155,17 +156,38 @@ pub struct RestoreOutcome {
     pub target: RecoveryTarget,
     pub backup_id: String,
     pub elapsed_seconds: f64,
+    /// The plan's estimate of the whole restore (`elapsed_seconds` is
+    /// what it took).
+    pub estimated_seconds: f64,
+    /// What replay covered, how long it took and how fast it went (None
+    /// with `--no-start`).
+    pub replay: Option<ReplayRate>,
     pub server_log: String,
     pub connect: String,
 }
 
-/// Progress events for the CLI's reporter.
+/// Progress events for the CLI's reporter (`progress::Tracker` turns
+/// them into bytes, rates and ETAs).
 #[derive(Debug, Clone)]
 pub enum RecoverEvent {
-    Materializing { total_bytes: u64 },
+    /// Downloading the data directory begins: this many bytes.
+    Materializing {
+        total_bytes: u64,
+    },
+    /// This many more bytes of it are written.
     Bytes(u64),
-    Starting { port: u16 },
-    Replaying { lsn: Lsn },
+    /// The server starts on `port` and will replay `replay` (the plan's
+    /// span: from the backup's redo point to the expected end).
+    Starting {
+        port: u16,
+        replay: ReplaySpan,
+    },
+    /// Replay has reached `lsn` (`pg_last_wal_replay_lsn()`, or at the
+    /// end where recovery ended), as seen at `at`.
+    Replaying {
+        lsn: Lsn,
+        at: Instant,
+    },
     Done,
 }
 
@@ -259,7 +281,8 @@ pub async fn restore(
                 ..outcome(opts, port, &socket_dir, plan, started)
             });
         }
-        on_event(RecoverEvent::Starting { port });
+        let span = plan.replay_span(config.wal_segment_size);
+        on_event(RecoverEvent::Starting { port, replay: span });
         let replay_started = Instant::now();
         let r = running.insert(instance::start(&bin, &opts.pgdata).await?);
         let spec = instance::WatchSpec {
@@ -283,12 +306,37 @@ pub async fn restore(
             });
         }
         let watched = instance::watch(r, &spec, on_event.clone()).await?;
+        let replay_ended = Instant::now();
+        let replay_seconds = replay_ended.duration_since(replay_started).as_secs_f64();
+        // Where recovery ended is where replay got to: the last position.
+        if let Some(end) = watched.end {
+            on_event(RecoverEvent::Replaying {
+                lsn: end.lsn(),
+                at: replay_ended,
+            });
+        }
         // Recovery is over: the prefetcher sees its spool gone and exits.
         if let Err(e) = crate::capture::wal_spool::remove(&spool) {
             tracing::warn!(error = %e, spool = %spool.display(), "could not remove the WAL prefetch spool");
         }
         verify(repo, plan, &watched, config.wal_segment_size).await?;
         on_event(RecoverEvent::Done);
+        let replay = watched.end.map(|end| {
+            ReplayRate::new(
+                span.start,
+                end.lsn(),
+                replay_seconds,
+                replay_estimate(plan),
+            )
+        });
+        // Replay as seen over SQL: from the first position the server told
+        // (once consistent) to the end, without its start-up.
+        let seen = watched.first_replay.zip(watched.end).map(|((first, at), end)| {
+            (
+                end.lsn().checked_sub(first).unwrap_or(0),
+                replay_ended.saturating_duration_since(at).as_secs_f64(),
+            )
+        });
         record_timing(
             repo,
             RestoreTiming {
@@ -304,8 +352,12 @@ pub async fn restore(
                         _ => 0,
                     })
                     .sum(),
-                replay_seconds: replay_started.elapsed().as_secs_f64(),
+                replay_seconds,
                 startup_seconds: watched.connected_secs.unwrap_or(0.0),
+                replayed_bytes: seen.map(|(b, _)| b),
+                replayed_seconds: seen.map(|(_, s)| s),
+                estimated_seconds: Some(plan.estimated_seconds),
+                actual_seconds: Some(started.elapsed().as_secs_f64()),
             },
         )
         .await;
@@ -314,6 +366,7 @@ pub async fn restore(
             replay_lsn: watched.replay_lsn,
             recovery_end_lsn: watched.end.map(|e| e.lsn()),
             last_replayed_commit: watched.last_commit,
+            replay,
             server_log: watched.log.clone(),
             ..outcome(opts, port, &socket_dir, plan, started)
         })
@@ -359,6 +412,8 @@ fn outcome(
         target: plan.target.clone(),
         backup_id: plan.backup.id.clone(),
         elapsed_seconds: started.elapsed().as_secs_f64(),
+        estimated_seconds: plan.estimated_seconds,
+        replay: None,
         server_log: String::new(),
         connect: format!(
             "psql -h {} -p {port} -U {} postgres",
@@ -424,6 +479,23 @@ async fn verify(
     }
     let expected = verify::expected(plan, xacts.as_deref(), size);
     verify::check(plan, &expected, end, size)
+}
+
+/// The plan's seconds for what `ReplayRate::seconds` measures: replaying
+/// its WAL, plus the fixed start-up (server start, promotion).
+fn replay_estimate(plan: &Plan) -> f64 {
+    plan.steps
+        .iter()
+        .map(|s| match s {
+            crate::plan::Step::ReplayWal {
+                estimated_seconds, ..
+            }
+            | crate::plan::Step::StopAtTarget {
+                estimated_seconds, ..
+            } => *estimated_seconds,
+            crate::plan::Step::RestoreBackup { .. } => 0.0,
+        })
+        .sum()
 }
 
 /// Keeps what this restore measured for the cost model. Best effort: a

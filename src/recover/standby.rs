@@ -149,5 +149,6 @@ async fn sample(
         last_commit: row.try_get(2).ok().flatten(),
         log: String::new(),
         connected_secs: None,
+        first_replay: None,
     }))
 }

@@ -7,6 +7,7 @@ mod faults;
 mod follow;
 mod fork;
 mod harness;
+mod progress;
 mod recovery_faults;
 mod runbooks;
 mod s3;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::args::RestoreArgs;
+use crate::cli::args::{ProgressMode, RestoreArgs};
 use crate::cli::exit::Failure;
 use crate::cli::render;
 use crate::cli::report::Reporter;
@@ -23,8 +23,14 @@ pub async fn run(
         created_dir,
     )?;
     let repo = super::open_repo(&args.repo).await?;
-    // The physical step shows no progress: its outcome is part of ours.
-    let quiet = Reporter::new(true);
-    let out = run::rollback_upgrade(&repo, &opts, dir, super::restore::progress(&quiet)).await?;
-    render::upgrade(&out, args.json.json)
+    // The physical step shows no bar unless asked (`--progress bar`): its
+    // outcome is part of ours. `--progress json` lines are for scripts.
+    let mode = match args.progress.progress {
+        ProgressMode::Auto => ProgressMode::None,
+        asked => asked,
+    };
+    let reporter = Reporter::with_mode(mode, args.json.json);
+    let out = run::rollback_upgrade(&repo, &opts, dir, super::restore::progress(&reporter)).await;
+    reporter.finish();
+    render::upgrade(&out?, args.json.json)
 }
