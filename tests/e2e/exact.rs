@@ -56,6 +56,25 @@ fn ends(c: &Cluster, from: &str, to: &str) -> Vec<End> {
         .collect()
 }
 
+/// Switches WAL and waits until it is archived; then every transaction
+/// end from `from` to there, in WAL order, and the xids the workload wrote
+/// to `w`.
+fn archived_ends(c: &Cluster, from: &str) -> (Vec<End>, std::collections::HashSet<u64>) {
+    let end = c.psql("select pg_switch_wal()").trim().to_string();
+    let seg = c
+        .psql(&format!("select pg_walfile_name('{end}'::pg_lsn - 1)"))
+        .trim()
+        .to_string();
+    c.wait_archived(&seg);
+    let written = c
+        .psql("select x from w")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().unwrap())
+        .collect();
+    (ends(c, from, &end), written)
+}
+
 /// Postgres' rule: the index of the first end past `t` (None: none is).
 fn stop_index(ends: &[End], t: i64, inclusive: bool) -> Option<usize> {
     ends.iter().position(|e| {
@@ -153,20 +172,7 @@ fn scenario(c: &Cluster, picks: usize, tag: &str) {
     for _ in 0..20 {
         c.psql("insert into w(x) values (txid_current())");
     }
-    let end = c.psql("select pg_switch_wal()").trim().to_string();
-    let seg = c
-        .psql(&format!("select pg_walfile_name('{end}'::pg_lsn - 1)"))
-        .trim()
-        .to_string();
-    c.wait_archived(&seg);
-
-    let all = ends(c, &from, &end);
-    let written: std::collections::HashSet<u64> = c
-        .psql("select x from w")
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.parse().unwrap())
-        .collect();
+    let (all, written) = archived_ends(c, &from);
     assert!(
         written.len() > 300,
         "the workload wrote {} rows",
@@ -458,20 +464,7 @@ fn across_segment_ends(c: &Cluster, tag: &str) {
             (kind.trim() == "RESTORE_POINT").then_some((at, name, rows))
         })
         .unwrap_or_else(|| panic!("{tag}: no restore point placed 56 bytes before a segment end"));
-    let end = c.psql("select pg_switch_wal()").trim().to_string();
-    let seg = c
-        .psql(&format!("select pg_walfile_name('{end}'::pg_lsn - 1)"))
-        .trim()
-        .to_string();
-    c.wait_archived(&seg);
-
-    let all = ends(c, &from, &end);
-    let written: std::collections::HashSet<u64> = c
-        .psql("select x from w")
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.parse().unwrap())
-        .collect();
+    let (all, written) = archived_ends(c, &from);
     let mut targets = Vec::new();
     for (gap, lsn) in &placed {
         let e = all.iter().find(|e| &e.lsn == lsn).unwrap_or_else(|| {
