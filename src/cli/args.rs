@@ -351,6 +351,8 @@ pub struct FollowArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub stall_timeout: u64,
     #[command(flatten)]
+    pub progress: ProgressArg,
+    #[command(flatten)]
     pub json: JsonArg,
 }
 

@@ -384,6 +384,7 @@ impl From<PromoteError> for Failure {
             PromoteError::Repo(r) => repo_code(r),
             PromoteError::OtherSystem { .. } => Code::Incompatible,
             PromoteError::Control { .. }
+            | PromoteError::ArchivesElsewhere { .. }
             | PromoteError::StartOptions { .. }
             | PromoteError::Install { .. } => Code::Usage,
             PromoteError::NotPromoted { .. } => Code::Recovery,

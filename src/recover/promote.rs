@@ -41,6 +41,12 @@ pub enum PromoteError {
         found: SystemId,
         expected: SystemId,
     },
+    #[error("{pgdata} already archives into repository {current}; --archive-to {requested} would move it (a fork archives into its own repository: its WAL must not join another history). To move it on purpose, change archive_command yourself")]
+    ArchivesElsewhere {
+        pgdata: String,
+        current: String,
+        requested: String,
+    },
     #[error("cannot read {path}: {reason}")]
     Control { path: String, reason: String },
     #[error("the server was started with options that pitr would not repeat when it restarts it with archiving on ({options}); set archive_mode and archive_command yourself, restart it, and push {history} with pitr wal-push")]
@@ -177,12 +183,12 @@ fn history_name(tli: TimelineId) -> String {
 pub async fn promote(opts: &PromoteOptions<'_>) -> Result<Promoted, PromoteError> {
     let started = Instant::now();
     let server = LiveServer::find(opts.pgdata)?;
+    let client = server.connect(opts.db_user, "pitr promote").await?;
     // What could refuse, before anything changes.
     let restart_with = match opts.archive_to {
-        Some(repo) => Some(check_archive_to(opts.pgdata, &server, repo).await?),
+        Some(repo) => Some(check_archive_to(opts.pgdata, &server, &client, repo).await?),
         None => None,
     };
-    let client = server.connect(opts.db_user, "pitr promote").await?;
     let in_recovery: bool = live::query_one(
         &client,
         "select pg_is_in_recovery()",
@@ -234,8 +240,39 @@ fn sql_error(what: &str, e: tokio_postgres::Error) -> PromoteError {
 async fn check_archive_to(
     pgdata: &Path,
     server: &LiveServer,
+    client: &tokio_postgres::Client,
     repo: &Repo,
 ) -> Result<PathBuf, PromoteError> {
+    // A server already archiving into another pitr repository (a fork
+    // into its own) is not moved by promote: its WAL would join another
+    // history in R.
+    let setting = |name: &'static str| async move {
+        live::query_one(
+            client,
+            &format!("show {name}"),
+            "reading the archive settings",
+        )
+        .await
+        .ok()
+        .and_then(|row| row.try_get::<_, String>(0).ok())
+    };
+    if setting("archive_mode").await.is_some_and(|m| m != "off") {
+        let current = setting("archive_command")
+            .await
+            .and_then(|c| settings::repo_of_archive_command(&c))
+            .map(|(r, _)| r);
+        if let Some(current) = current {
+            let same =
+                crate::repo::RepoLocation::parse(&current).is_ok_and(|l| &l == repo.location());
+            if !same {
+                return Err(PromoteError::ArchivesElsewhere {
+                    pgdata: pgdata.display().to_string(),
+                    current,
+                    requested: repo.location().to_arg(),
+                });
+            }
+        }
+    }
     let config = repo.config().await?;
     let found = control(pgdata)?.system_identifier;
     if found != config.system_id {

@@ -400,6 +400,10 @@ pub fn inherited_targets(existing: &str) -> Vec<&'static str> {
 
 /// The recovery target settings this block writes itself.
 fn written_targets(s: &RecoverySettings) -> Vec<&'static str> {
+    // A standby writes no target, whatever the settings say.
+    if s.action == Action::Standby {
+        return Vec::new();
+    }
     if s.resolved.is_some() {
         return vec!["recovery_target_lsn", "recovery_target_inclusive"];
     }
@@ -512,9 +516,11 @@ fn standby_lines(s: &RecoverySettings) -> Vec<String> {
             .to_string(),
         format!("restore_command = {}", guc_quote(&s.restore_command)),
     ];
-    if let Some(c) = &s.primary_conninfo {
-        lines.push(format!("primary_conninfo = {}", guc_quote(c)));
-    }
+    // Without one, an empty primary_conninfo: a backup of a follower
+    // carries its primary's in postgresql.auto.conf, and this standby
+    // must not stream from a server nobody named.
+    let conninfo = s.primary_conninfo.as_deref().unwrap_or("");
+    lines.push(format!("primary_conninfo = {}", guc_quote(conninfo)));
     lines.push("hot_standby = on".to_string());
     lines
 }
@@ -847,7 +853,7 @@ unix_socket_directories = '/tmp'
         assert!(!text.contains("recovery_target ="), "{text}");
         assert!(!text.contains("recovery_target_name"), "{text}");
         assert!(!text.contains("recovery_target_action"), "{text}");
-        assert!(!text.contains("primary_conninfo"), "{text}");
+        assert!(text.contains("\nprimary_conninfo = ''\n"), "{text}");
         assert!(!text.contains("recovery_init_sync_method"), "{text}");
         assert!(text.contains("\nhot_standby = on\n"), "{text}");
         assert_eq!(Action::Standby.as_guc(), None);

@@ -192,6 +192,18 @@ fn forks_at_a_time_and_at_latest_archive_into_their_own_repositories() {
     assert_eq!(new2.json(&["info"])["cluster"]["system_id"], system);
     assert!(r2.join("history/00000002.history.zst").is_file());
     assert!(!r2.join("wal/00000001").exists(), "{:?}", objects(&r2));
+    // Promote cannot move the fork's archiving into the source's
+    // repository (review of issue 14): refused, nothing changed.
+    let (code, err) = c.pitr.fails(&[
+        "promote",
+        "--pgdata",
+        f.pgdata.to_str().unwrap(),
+        "--archive-to",
+        &c.pitr.spec,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already archives into repository"), "{err}");
+    assert!(!c.pitr.repo.join("history/00000002.history.zst").exists());
     if is_root() {
         use std::os::unix::fs::MetadataExt;
         let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();

@@ -40,7 +40,7 @@ pub async fn run(restore: &RestoreArgs, a: Args) -> Result<(), Failure> {
         &restore.repo.s3_settings(),
     )
     .await;
-    let reporter = Reporter::new(restore.json.json);
+    let reporter = Reporter::with_mode(restore.progress.progress, restore.json.json);
     let out = fork::fork(&repo, &new_repo, &opts, super::restore::progress(&reporter)).await;
     reporter.finish();
     render::fork(&out?, restore.json.json)
