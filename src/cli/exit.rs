@@ -390,7 +390,9 @@ impl From<PromoteError> for Failure {
             PromoteError::NotPromoted { .. } => Code::Recovery,
             PromoteError::Restart(r) => recover_code(r),
             PromoteError::NoTimeline | PromoteError::ArchivingOff(_) => Code::Postgres,
-            PromoteError::History { source, .. } => push_code(source),
+            PromoteError::History { source, .. } | PromoteError::Segment { source, .. } => {
+                push_code(source)
+            }
             PromoteError::Exe(_) => Code::Internal,
         };
         Failure::new(code, e)

@@ -403,6 +403,15 @@ pub fn promote(p: &Promoted, as_json: bool) -> Result<(), Failure> {
         if let Some(h) = &a.history_file {
             println!("  history file:  {h} pushed");
         }
+        if !a.pushed_segments.is_empty() {
+            println!(
+                "  archived:      {} (written while archiving was off)",
+                a.pushed_segments.join(", ")
+            );
+        }
+        if let Some(note) = &a.unarchived {
+            println!("  warning:       {note}");
+        }
         println!(
             "  archive_command = {}",
             crate::recover::settings::guc_quote(&a.archive_command)

@@ -63,6 +63,12 @@ pub enum PromoteError {
         #[source]
         source: PushError,
     },
+    #[error("archiving {path}, a segment of the new timeline written while archiving was off")]
+    Segment {
+        path: String,
+        #[source]
+        source: PushError,
+    },
     #[error("restarting the server with archiving on")]
     Restart(#[source] RecoverError),
     #[error("after the restart archive_mode is {0:?}, not on (set by a configuration file that ALTER SYSTEM does not override?)")]
@@ -92,6 +98,14 @@ pub struct Archiving {
     pub history_push: Option<PushStatus>,
     /// Whether the server was restarted (archive_mode was off).
     pub restarted: bool,
+    /// Whole segments of the new timeline written while archiving was off
+    /// and still in pg_wal, pushed by pitr before the restart (whose
+    /// shutdown checkpoint, archiving not yet active, recycles them).
+    pub pushed_segments: Vec<String>,
+    /// When the new timeline's first segments were recycled before
+    /// archiving was on: what is missing, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unarchived: Option<String>,
 }
 
 /// What `pitr promote` reports (`--json` prints this).
@@ -391,6 +405,11 @@ async fn archive_into(
             })?;
         (Some(history_name(timeline)), Some(pushed.status))
     };
+    let (pushed_segments, unarchived) = if timeline == TimelineId::FIRST {
+        (Vec::new(), None)
+    } else {
+        push_finished_segments(opts.pgdata, &client, repo, timeline).await?
+    };
     let exe = std::env::current_exe().map_err(PromoteError::Exe)?;
     let command = settings::archive_command(
         &exe.display().to_string(),
@@ -443,7 +462,69 @@ async fn archive_into(
         history_file,
         history_push,
         restarted,
+        pushed_segments,
+        unarchived,
     })
+}
+
+/// Pushes the whole segments of `timeline` still in pg_wal (those before
+/// the one being written), as the archiver would have had archiving been
+/// on: with it off, no status file marks them, and checkpoints recycle
+/// them (the restart's shutdown checkpoint included). Whatever of the
+/// timeline's start is already gone is named, with what to do: a restore
+/// on this timeline then needs a backup taken from now on.
+async fn push_finished_segments(
+    pgdata: &Path,
+    client: &tokio_postgres::Client,
+    repo: &Repo,
+    timeline: TimelineId,
+) -> Result<(Vec<String>, Option<String>), PromoteError> {
+    let what = "finding the segment being written";
+    let written: String = live::query_one(client, "select pg_current_wal_lsn()::text", what)
+        .await?
+        .try_get(0)
+        .map_err(|e| sql_error(what, e))?;
+    let written: Lsn = written.parse().map_err(|_| PromoteError::NoTimeline)?;
+    let control = control(pgdata)?;
+    let size = control.wal_segment_size;
+    // (pg_walfile_name would name the previous segment at a boundary.)
+    let current = crate::pg::SegmentName::new(timeline, written.segno(size), size).to_string();
+    let wal = pgdata.join("pg_wal");
+    let mut names: Vec<String> = std::fs::read_dir(&wal)
+        .map_err(|e| PromoteError::Control {
+            path: wal.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            matches!(crate::pg::WalFileName::parse(n), Ok(crate::pg::WalFileName::Segment(s)) if s.timeline() == timeline)
+                && n.as_str() < current.as_str()
+        })
+        .collect();
+    names.sort();
+    for n in &names {
+        let path = wal.join(n);
+        wal_push(repo, &path)
+            .await
+            .map_err(|source| PromoteError::Segment {
+                path: path.display().to_string(),
+                source,
+            })?;
+    }
+    // The timeline's first segment holds its switch point.
+    let history = std::fs::read_to_string(wal.join(history_name(timeline))).unwrap_or_default();
+    let first = crate::pg::history::TimelineHistory::parse(timeline, &history)
+        .ok()
+        .and_then(|h| h.entries().last().map(|e| e.switchpoint))
+        .map(|lsn| crate::pg::SegmentName::new(timeline, lsn.segno(size), size).to_string());
+    let earliest = names.first().cloned().unwrap_or(current);
+    let unarchived = first.filter(|f| *f < earliest).map(|f| {
+        format!(
+            "segments {f} up to before {earliest} of timeline {timeline} were written while archiving was off and recycled: they are not in the repository, so a restore on timeline {timeline} needs a backup taken from now on (pitr backup)"
+        )
+    });
+    Ok((names, unarchived))
 }
 
 /// Stops the server (fast, escalating) and starts it again as it ran,

@@ -264,3 +264,60 @@ fn a_follower_with_a_primary_conninfo_streams() {
         "1"
     );
 }
+
+/// A restored copy that finished whole segments of its new timeline while
+/// archiving was off: `promote --archive-to` archives them too (without
+/// an archive status, Postgres would send them only when a later
+/// checkpoint found them old enough to remove, leaving a gap at the start
+/// of the timeline until then).
+#[test]
+fn promote_archive_to_archives_the_segments_finished_before_it() {
+    let c = Cluster::new();
+    c.psql("create table t(x int)");
+    c.backup();
+    c.psql("insert into t values (1)");
+    c.switch_and_archive();
+    let r = c.restore_to("restore", "copy", &["--latest"]);
+    let mut finished = Vec::new();
+    for x in [2, 3] {
+        r.psql(&format!("insert into t values ({x})"));
+        finished.push(
+            r.psql("select pg_walfile_name(pg_switch_wal())")
+                .trim()
+                .to_string(),
+        );
+    }
+    assert!(finished[0].starts_with("00000002"), "{finished:?}");
+    let p = c.pitr.json(&[
+        "promote",
+        "--pgdata",
+        r.pgdata.to_str().unwrap(),
+        "--archive-to",
+        &c.pitr.spec,
+    ]);
+    let pushed = &p["archiving"]["pushed_segments"];
+    for seg in &finished {
+        assert!(
+            pushed.as_array().unwrap().iter().any(|s| s == seg.as_str()),
+            "{p:#}"
+        );
+    }
+    // Every segment of timeline 2 from its first (the switch segment, one
+    // before the first switched here) is pushed, or named as not archived.
+    // (1 MiB segments: the segment number is the LSN over 2^20.)
+    let switch = p["switch_lsn"].as_str().unwrap();
+    let (hi, lo) = switch.split_once('/').unwrap();
+    let lsn = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+    let first = format!("00000002{:016X}", lsn >> 20);
+    let note = p["archiving"]["unarchived"].as_str().unwrap_or_default();
+    let first_pushed = pushed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == first.as_str());
+    assert!(first_pushed != note.contains(&first), "{first}: {p:#}");
+    for seg in &finished {
+        c.wait_archived(seg);
+    }
+    stop_server(&r.pgdata);
+}
