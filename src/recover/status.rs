@@ -143,12 +143,20 @@ pub fn configured_repo(
     } else {
         ("archive_command", RepoSource::ArchiveCommand)
     };
-    ["postgresql.auto.conf", "postgresql.conf"]
-        .iter()
-        .find_map(|f| {
-            let text = std::fs::read_to_string(pgdata.join(f)).ok()?;
-            settings::conf_value(&text, name)
-        })
+    let value = |name: &str| {
+        ["postgresql.auto.conf", "postgresql.conf"]
+            .iter()
+            .find_map(|f| {
+                let text = std::fs::read_to_string(pgdata.join(f)).ok()?;
+                settings::conf_value(&text, name)
+            })
+    };
+    // A restored copy keeps its source's archive_command with archiving
+    // off: that repository is not this server's.
+    if !in_recovery && value("archive_mode").is_some_and(|m| m == "off") {
+        return None;
+    }
+    value(name)
         .and_then(|cmd| {
             if in_recovery {
                 settings::repo_of_restore_command(&cmd)
@@ -374,5 +382,28 @@ mod tests {
         );
         // A primary's archive_command is not pitr's: no repository.
         assert_eq!(configured_repo(d.path(), false), None);
+        // A restored copy: the source's pitr archive_command, archiving
+        // off. Not this server's repository until archiving is on.
+        let conf = "archive_command = '/bin/pitr wal-push --repo /src %p'\n";
+        std::fs::write(d.path().join("postgresql.conf"), conf).unwrap();
+        std::fs::write(
+            d.path().join("postgresql.auto.conf"),
+            "archive_mode = 'off'\n",
+        )
+        .unwrap();
+        assert_eq!(configured_repo(d.path(), false), None);
+        std::fs::write(
+            d.path().join("postgresql.auto.conf"),
+            "archive_mode = 'off'\narchive_mode = 'on'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            configured_repo(d.path(), false),
+            Some((
+                "/src".into(),
+                S3Settings::default(),
+                RepoSource::ArchiveCommand
+            ))
+        );
     }
 }
