@@ -456,7 +456,15 @@ async fn fork_into(
         Ok(v) => v,
         Err(e) => {
             if let Err(stop) = super::instance::stop(&restored.bin_dir, &opts.run.pgdata).await {
-                tracing::error!(error = %stop, "could not stop the fork");
+                // Still running, its archiver may still push into the new
+                // repository: emptying it now could leave objects without
+                // its pitr.json. It is kept, and said so.
+                archive.initialized.store(false, Ordering::SeqCst);
+                tracing::error!(
+                    error = %stop,
+                    "could not stop the fork: its repository {} is kept (remove it once the server is stopped)",
+                    archive.repo.location().to_arg()
+                );
             }
             super::restore::mark_unusable(&opts.run.pgdata, "fork", &e);
             return Err(e);
