@@ -240,12 +240,7 @@ pub fn restore(r: &Restored, no_start: bool, as_json: bool) -> Result<(), Failur
         "restored backup {} to {} in {:.1}s (planned {:.1}s)",
         out.backup_id, out.target, out.elapsed_seconds, out.estimated_seconds
     );
-    println!(
-        "  last replayed commit: {}",
-        out.last_replayed_commit
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "none".into())
-    );
+    last_commit(out);
     if let Some(r) = &out.replay {
         println!(
             "  replayed:       {} of WAL ({}..{}) in {:.1}s, {:.1} MB/s (planned {:.1}s)",
@@ -420,6 +415,17 @@ pub fn promote(p: &Promoted, as_json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The restore's last replayed commit, as restore and fork print it (the
+/// disaster-recovery runbook reads this line).
+fn last_commit(out: &crate::recover::RestoreOutcome) {
+    println!(
+        "  last replayed commit: {}",
+        out.last_replayed_commit
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
+}
+
 pub fn fork(f: &ForkOutcome, as_json: bool) -> Result<(), Failure> {
     if as_json {
         return json_with_rss(f);
@@ -429,12 +435,7 @@ pub fn fork(f: &ForkOutcome, as_json: bool) -> Result<(), Failure> {
         "forked {} (backup {}) to {} in {:.1}s",
         f.repo, r.backup_id, r.target, f.elapsed_seconds
     );
-    println!(
-        "  last replayed commit: {}",
-        r.last_replayed_commit
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "none".into())
-    );
+    last_commit(r);
     println!(
         "  promoted on timeline {}, archiving into {}",
         f.timeline, f.new_repo

@@ -598,13 +598,8 @@ pub async fn watch(
     spec: &WatchSpec<'_>,
     on_event: OnEvent,
 ) -> Result<Watched, RecoverError> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host_path(spec.socket_dir)
-        .port(spec.port)
-        .user(spec.db_user)
-        .dbname("postgres")
-        .application_name("pitr restore")
-        .connect_timeout(ROUND_TRIP);
+    let mut cfg = socket_config(spec.socket_dir, spec.port, spec.db_user);
+    cfg.application_name("pitr restore");
     let round_trip = ROUND_TRIP.min(spec.stall_timeout);
     let log = running.log.display().to_string();
     let start = Instant::now();
@@ -872,12 +867,7 @@ pub async fn wait_ready(
     port: u16,
     db_user: &str,
 ) -> Result<(), RecoverError> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host_path(socket_dir)
-        .port(port)
-        .user(db_user)
-        .dbname("postgres")
-        .connect_timeout(ROUND_TRIP);
+    let cfg = socket_config(socket_dir, port, db_user);
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = running.postmaster.try_wait() {
@@ -916,14 +906,21 @@ pub async fn wait_ready(
     }
 }
 
-/// `server_version` of a running server.
-pub async fn query_version(socket_dir: &Path, port: u16, db_user: &str) -> Option<String> {
+/// How pitr connects to a server it started: its Unix socket, database
+/// `postgres`, as `db_user`, within a round trip.
+pub fn socket_config(socket_dir: &Path, port: u16, db_user: &str) -> tokio_postgres::Config {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host_path(socket_dir)
         .port(port)
         .user(db_user)
         .dbname("postgres")
         .connect_timeout(ROUND_TRIP);
+    cfg
+}
+
+/// `server_version` of a running server.
+pub async fn query_version(socket_dir: &Path, port: u16, db_user: &str) -> Option<String> {
+    let cfg = socket_config(socket_dir, port, db_user);
     let (c, conn) = within(ROUND_TRIP, cfg.connect(tokio_postgres::NoTls))
         .await
         .ok()?;

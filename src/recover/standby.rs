@@ -21,13 +21,8 @@ pub async fn wait_consistent(
     running: &mut Running,
     spec: &WatchSpec<'_>,
 ) -> Result<Watched, RecoverError> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host_path(spec.socket_dir)
-        .port(spec.port)
-        .user(spec.db_user)
-        .dbname("postgres")
-        .application_name("pitr follow")
-        .connect_timeout(instance::ROUND_TRIP);
+    let mut cfg = instance::socket_config(spec.socket_dir, spec.port, spec.db_user);
+    cfg.application_name("pitr follow");
     let round_trip = instance::ROUND_TRIP.min(spec.stall_timeout);
     let log = running.log.display().to_string();
     let start = Instant::now();

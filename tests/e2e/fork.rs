@@ -70,51 +70,13 @@ fn s3_keys(server: &s3::S3Server, bucket: &str) -> BTreeSet<String> {
     })
 }
 
-/// Waits until segment `name` is listed by `pitr info` of `pitr`'s
-/// repository (what `Cluster::wait_archived` does for a cluster's own).
-fn wait_archived_in(pitr: &Pitr, name: &str) {
-    let tli = u64::from_str_radix(&name[..8], 16).expect("a WAL segment name");
-    wait_for(
-        &format!("{name} archived in {}", pitr.spec),
-        Duration::from_secs(90),
-        || {
-            let out = pitr.run(&["info", "--json"]);
-            let Ok(info) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-                return false;
-            };
-            info["wal"].as_array().is_some_and(|tls| {
-                tls.iter().any(|w| {
-                    w["timeline"].as_u64() == Some(tli)
-                        && w["last_segment"].as_str().is_some_and(|l| l >= name)
-                        && w["first_segment"].as_str().is_some_and(|f| f <= name)
-                })
-            })
-        },
-    );
-}
-
-/// `pitr <args> --json` through `pitr`, within `LIMIT`.
-fn json_within(pitr: &Pitr, args: &[String]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json".into());
-    let out = run_within(pitr.cmd(&strs(&all)), LIMIT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pitr {all:?} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad json {e}: {stdout}"))
-}
-
 /// `pitr fork <target…> --new-repo <new_repo>` into `<cluster dir>/<name>`
 /// through `pitr` (the source repository and its environment): the fork,
 /// running (stopped on drop).
 fn fork(c: &Cluster, pitr: &Pitr, name: &str, target: &[&str], new_repo: &str) -> Restored {
     let mut args = target.to_vec();
     args.extend(["--new-repo", new_repo]);
-    Restored::from_json(json_within(pitr, &c.restore_args("fork", name, &args)))
+    Restored::from_json(pitr.json_within(&c.restore_args("fork", name, &args), LIMIT))
 }
 
 /// What every fork must show: promoted on timeline 2 with `want` rows,
@@ -147,7 +109,7 @@ fn check_fork(f: &Restored, want: &str, new: &Pitr, written: &[i32]) -> String {
         .trim()
         .to_string();
     assert!(seg.starts_with("00000002"), "{seg}");
-    wait_archived_in(new, &seg);
+    new.wait_archived(&seg);
     // The first backup is the new repository's, of the same system.
     let info = new.json(&["info"]);
     let backups = info["backups"].as_array().unwrap();
@@ -160,10 +122,7 @@ fn check_fork(f: &Restored, want: &str, new: &Pitr, written: &[i32]) -> String {
 /// `pitr restore --latest` from the fork's repository alone into
 /// `<cluster dir>/<name>`.
 fn restore_from(c: &Cluster, new: &Pitr, name: &str) -> Restored {
-    Restored::from_json(json_within(
-        new,
-        &c.restore_args("restore", name, &["--latest"]),
-    ))
+    Restored::from_json(new.json_within(&c.restore_args("restore", name, &["--latest"]), LIMIT))
 }
 
 #[test]

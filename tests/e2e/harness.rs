@@ -251,6 +251,52 @@ impl Pitr {
     }
 }
 
+impl Pitr {
+    /// Waits until segment `name` is acknowledged: listed by `pitr info`,
+    /// which reads the WAL index. wal-push writes the index entry after
+    /// the segment's record, so a record alone (or a wal-fetch that finds
+    /// it) can be seen a moment before `info` lists the segment.
+    pub fn wait_archived(&self, name: &str) {
+        let tli = u64::from_str_radix(&name[..8], 16).expect("a WAL segment name");
+        wait_for(
+            &format!("{name} archived in {}", self.spec),
+            Duration::from_secs(90),
+            || {
+                let out = self.run(&["info", "--json"]);
+                let Ok(info) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+                    return false;
+                };
+                info["wal"].as_array().is_some_and(|tls| {
+                    tls.iter().any(|w| {
+                        w["timeline"].as_u64() == Some(tli)
+                            && w["last_segment"].as_str().is_some_and(|l| l >= name)
+                            && w["first_segment"].as_str().is_some_and(|f| f <= name)
+                            && !w["missing"]
+                                .as_array()
+                                .is_some_and(|m| m.iter().any(|x| x.as_str() == Some(name)))
+                    })
+                })
+            },
+        );
+    }
+
+    /// `pitr <args> --json`, killed after `limit`; fails the test with
+    /// everything it printed unless it succeeds.
+    pub fn json_within(&self, args: &[String], limit: Duration) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json".into());
+        let out = run_within(self.cmd(&strs(&all)), limit);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "pitr {all:?} failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad json {e}: {stdout}"))
+    }
+}
+
 pub struct Cluster {
     pub bin: String,
     pub dir: tempfile::TempDir,
@@ -384,28 +430,10 @@ impl Cluster {
         name
     }
 
-    /// Waits until segment `name` is acknowledged: listed by `pitr info`,
-    /// which reads the WAL index. wal-push writes the index entry after
-    /// the segment's record, so a record alone (or a wal-fetch that finds
-    /// it) can be seen a moment before `info` lists the segment.
+    /// Waits until segment `name` is acknowledged in the cluster's
+    /// repository (`Pitr::wait_archived`).
     pub fn wait_archived(&self, name: &str) {
-        let tli = u64::from_str_radix(&name[..8], 16).expect("a WAL segment name");
-        wait_for(&format!("{name} archived"), Duration::from_secs(90), || {
-            let out = self.pitr.run(&["info", "--json"]);
-            let Ok(info) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-                return false;
-            };
-            info["wal"].as_array().is_some_and(|tls| {
-                tls.iter().any(|w| {
-                    w["timeline"].as_u64() == Some(tli)
-                        && w["last_segment"].as_str().is_some_and(|l| l >= name)
-                        && w["first_segment"].as_str().is_some_and(|f| f <= name)
-                        && !w["missing"]
-                            .as_array()
-                            .is_some_and(|m| m.iter().any(|x| x.as_str() == Some(name)))
-                })
-            })
-        });
+        self.pitr.wait_archived(name)
     }
 
     pub fn backup(&self) -> serde_json::Value {

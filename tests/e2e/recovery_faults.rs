@@ -23,17 +23,8 @@ fn insert(c: &Cluster, i: i32) -> u32 {
 /// `pitr restore --json` into `<cluster dir>/<name>`, failing the test
 /// if it does not finish within `LIMIT` or fails.
 fn restore(c: &Cluster, name: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = c.restore_args("restore", name, args);
-    all.push("--json".into());
-    let out = run_within(c.pitr.cmd(&strs(&all)), LIMIT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pitr {all:?} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad json {e}: {stdout}"))
+    c.pitr
+        .json_within(&c.restore_args("restore", name, args), LIMIT)
 }
 
 fn server_log(pgdata: &Path) -> String {

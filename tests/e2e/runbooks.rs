@@ -248,18 +248,7 @@ fn fork_runbook() {
         .to_string();
     // The fork's repository alone restores the fork's own write.
     let fork = Pitr::local(fork_repo.clone());
-    let tli = u64::from_str_radix(&seg[..8], 16).unwrap();
-    wait_for(
-        &format!("{seg} in the fork's repository"),
-        std::time::Duration::from_secs(90),
-        || {
-            fork.json(&["info"])["wal"].as_array().is_some_and(|w| {
-                w.iter().any(|t| {
-                    t["timeline"] == tli && t["last_segment"].as_str() >= Some(seg.as_str())
-                })
-            })
-        },
-    );
+    fork.wait_archived(&seg);
     let restored = c.path_of("from-fork-repo");
     let rport = free_port();
     fork.ok(&[
