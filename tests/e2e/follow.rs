@@ -322,3 +322,75 @@ fn promote_archive_to_archives_the_segments_finished_before_it() {
     }
     stop_server(&r.pgdata);
 }
+
+/// A follower of a busy source: pgbench on four clients while the follower
+/// replays what is archived. Once the load stops and its last segment is
+/// archived, the follower reaches the archive's end (`status`: no lag)
+/// with exactly the source's rows, and its replay never went back.
+#[test]
+fn a_follower_keeps_up_with_a_busy_source() {
+    let c = Cluster::new();
+    let bench = |args: &[&str]| {
+        let mut b = as_postgres(format!("{PG_BIN}/pgbench"));
+        b.args(args).arg("-h").arg(c.socket_dir()).args([
+            "-p",
+            &c.port.to_string(),
+            "-U",
+            "postgres",
+            "postgres",
+        ]);
+        b
+    };
+    run_ok(bench(&["-i", "-q", "-s", "2"]));
+    c.backup();
+    let f = c.restore_to("follow", "busy-follower", &[]);
+    let load = bench(&["-n", "-c", "4", "-j", "2", "-T", "8"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the load runs: segments are switched and archived, and the
+    // follower's replay moves forward, never back.
+    let mut seen: Vec<String> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        c.switch_and_archive();
+        let s = status(&c, &f.pgdata);
+        assert_eq!(s["in_recovery"], true, "{s:#}");
+        if let (Some(prev), Some(now)) = (seen.last(), s["replay_lsn"].as_str()) {
+            assert!(
+                c.psql(&format!("select '{prev}'::pg_lsn <= '{now}'::pg_lsn"))
+                    .trim()
+                    == "t",
+                "replay went back: {prev} then {now}"
+            );
+        }
+        seen.extend(s["replay_lsn"].as_str().map(str::to_string));
+    }
+    let done = load.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let want = c.psql("select count(*), sum(delta) from pgbench_history");
+    c.switch_and_archive();
+    wait_for("the follower to catch up", Duration::from_secs(90), || {
+        status(&c, &f.pgdata)["lag_bytes"].as_u64() == Some(0)
+    });
+    assert_eq!(
+        f.psql("select count(*), sum(delta) from pgbench_history"),
+        want
+    );
+    assert!(
+        want.split('|')
+            .next()
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            > 100,
+        "{want}"
+    );
+    stop_server(&f.pgdata);
+}
