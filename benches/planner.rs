@@ -159,6 +159,7 @@ fn synthetic() -> Catalog {
             stored_bytes: 10 << 30,
             pitr_version: String::new(),
             arch: None,
+            start: Default::default(),
         });
     }
     Catalog {

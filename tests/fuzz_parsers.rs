@@ -1029,6 +1029,7 @@ fn backup_record() -> BackupRecord {
         stored_bytes: 5 << 20,
         pitr_version: "0.1.0".into(),
         arch: Some("x86_64".into()),
+        start: Default::default(),
     }
 }
 

@@ -7,15 +7,24 @@
 //! (`data_tag`), backup manifests that name each file's object (`object`)
 //! and BLAKE3 content hashes in place of SHA-256. A pitr that reads only
 //! version 1 meets a version 2 file with "upgrade pitr" instead of
-//! misreading it. This build writes 2 and reads 1 and 2.
+//! misreading it. 3 marks objects an older pitr must not read as what it
+//! knows: backup records of start points other than a full backup
+//! (incrementals and snapshots, `StartKind`) and manifests whose files
+//! come in part from a parent backup. An older pitr then leaves them out
+//! (damaged: planned around) instead of restoring a snapshot record as a
+//! backup with no files. This build writes 2, or 3 for those objects
+//! (`seal_at`), and reads 1 to 3.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-/// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest format version this build reads.
+pub const FORMAT_VERSION: u32 = 3;
+/// The format version this build writes unless an object needs a newer
+/// one (`Envelope::seal_at`): what every pitr since version 2 reads.
+pub const WRITE_VERSION: u32 = 2;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -58,6 +67,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl Envelope {
     /// Wraps `body` as a `kind` file; returns the bytes to store.
     pub fn seal<T: Serialize>(kind: &str, body: &T) -> Result<Vec<u8>, EnvelopeError> {
+        Envelope::seal_at(kind, body, WRITE_VERSION)
+    }
+
+    /// Wraps `body` as a `kind` file of format `version` (at most
+    /// `FORMAT_VERSION`): 3 for objects older pitr must not misread.
+    pub fn seal_at<T: Serialize>(
+        kind: &str,
+        body: &T,
+        version: u32,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+            return Err(EnvelopeError::Version { found: version });
+        }
         let ser = |source| EnvelopeError::Serialize {
             kind: kind.to_string(),
             source,
@@ -67,7 +89,7 @@ impl Envelope {
         let body = RawValue::from_string(text).map_err(ser)?;
         let env = Envelope {
             kind: kind.to_string(),
-            format_version: FORMAT_VERSION,
+            format_version: version,
             sha256,
             body,
         };
@@ -135,18 +157,23 @@ mod tests {
             Envelope::open::<Thing>("thing", tampered.as_bytes()),
             Err(EnvelopeError::Checksum { .. })
         ));
-        // Written now: the current version; an older one still reads; a
+        // Written now: the write version; an older one still reads; a
         // newer one is refused with "upgrade pitr".
-        let current = format!("\"format_version\": {FORMAT_VERSION}");
+        let current = format!("\"format_version\": {WRITE_VERSION}");
         assert!(text.contains(&current));
         let older = text.replace(&current, "\"format_version\": 1");
         assert_eq!(
             Envelope::open::<Thing>("thing", older.as_bytes()).unwrap(),
             t
         );
-        let newer = text.replace(&current, "\"format_version\": 3");
+        // Version 3 (`seal_at`) reads here; what comes after does not.
+        let three = Envelope::seal_at("thing", &t, 3).unwrap();
+        assert!(String::from_utf8_lossy(&three).contains("\"format_version\": 3"));
+        assert_eq!(Envelope::open::<Thing>("thing", &three).unwrap(), t);
+        assert!(Envelope::seal_at("thing", &t, FORMAT_VERSION + 1).is_err());
+        let newer = text.replace(&current, "\"format_version\": 4");
         let err = Envelope::open::<Thing>("thing", newer.as_bytes()).unwrap_err();
-        assert!(matches!(err, EnvelopeError::Version { found: 3 }));
+        assert!(matches!(err, EnvelopeError::Version { found: 4 }));
         assert!(err.to_string().contains("upgrade pitr"), "{err}");
         let ancient = text.replace(&current, "\"format_version\": 0");
         assert!(matches!(

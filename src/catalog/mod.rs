@@ -11,7 +11,8 @@ pub mod wal_index;
 pub use envelope::{Envelope, EnvelopeError};
 pub use hash::{ContentHash, HashKind};
 pub use model::{
-    BackupClaim, BackupFile, BackupManifest, BackupRecord, Catalog, DamagedObject, FileChunk,
-    RepoConfig, RestoreTiming, WalIndexChunk, WalSegmentRecord, WalSummary,
+    BackupClaim, BackupFile, BackupManifest, BackupRecord, Catalog, ChainError, Consistency,
+    DamagedObject, FileChunk, RepoConfig, RestoreTiming, SnapshotProvider, StartKind,
+    WalIndexChunk, WalSegmentRecord, WalSummary,
 };
 pub use wal_index::{SegRef, TimelineTotals, WalEntry, WalIndex, WalIndexBuilder};

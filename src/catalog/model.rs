@@ -189,6 +189,108 @@ pub struct BackupRecord {
     /// (`std::env::consts::ARCH`); absent in records from before it was kept.
     #[serde(default)]
     pub arch: Option<String>,
+    /// What kind of start point this is: a full backup (absent in records
+    /// written before there were others), an incremental on a parent, or
+    /// a snapshot of the data directory. Records of the other kinds are
+    /// written at format version 3 (`catalog::envelope`).
+    #[serde(default, skip_serializing_if = "StartKind::is_full")]
+    pub start: StartKind,
+}
+
+/// The kinds of start point a restore can begin from. All are recorded as
+/// `BackupRecord`s (`catalog/backups/<id>.json`): each has a WAL position
+/// it is consistent at (`stop_lsn`) and a checkpoint replay starts from,
+/// so the planner routes through them alike and only the cost of getting
+/// the data directory back differs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StartKind {
+    /// Every file of the data directory, in this backup's own objects.
+    #[default]
+    Full,
+    /// Only what changed since `parent` (a full backup or another
+    /// incremental of the same cluster): restored by applying the chain
+    /// from its full backup in order (`Catalog::chain`).
+    Incremental {
+        parent: String,
+        /// Bytes of relation blocks and whole files this backup stored
+        /// because they changed since the parent (before compression).
+        changed_bytes: u64,
+    },
+    /// A snapshot of the data directory kept by a snapshot provider, not
+    /// in the repository's objects: `handle` is what the provider needs
+    /// to clone it back (a subvolume path, a directory, an id).
+    Snapshot {
+        provider: SnapshotProvider,
+        handle: String,
+        consistency: Consistency,
+    },
+}
+
+impl StartKind {
+    pub fn is_full(&self) -> bool {
+        matches!(self, StartKind::Full)
+    }
+
+    /// `full`, `incremental` or `snapshot`: the kind's name in `plan
+    /// --json` and in `--from`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StartKind::Full => "full",
+            StartKind::Incremental { .. } => "incremental",
+            StartKind::Snapshot { .. } => "snapshot",
+        }
+    }
+
+    pub fn parent(&self) -> Option<&str> {
+        match self {
+            StartKind::Incremental { parent, .. } => Some(parent),
+            _ => None,
+        }
+    }
+
+    /// The format version a record of this kind is written at.
+    pub fn format_version(&self) -> u32 {
+        if self.is_full() {
+            super::envelope::WRITE_VERSION
+        } else {
+            3
+        }
+    }
+}
+
+/// How a snapshot is cloned back into a data directory.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotProvider {
+    /// A btrfs subvolume snapshot (`btrfs subvolume snapshot`).
+    Btrfs,
+    /// A copy of the directory (`cp --reflink=auto`).
+    Copy,
+    /// Operator-supplied create, restore and delete commands.
+    Command,
+}
+
+impl SnapshotProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotProvider::Btrfs => "btrfs",
+            SnapshotProvider::Copy => "copy",
+            SnapshotProvider::Command => "command",
+        }
+    }
+}
+
+/// Whether a snapshot was taken inside the backup API (`pg_backup_start`
+/// .. `pg_backup_stop`, with its `backup_label`) or as one atomic image
+/// of a running server, which recovers like a crash: consistent only at
+/// the end of the WAL written when it was taken (`stop_lsn`), so only
+/// targets after that are reachable from it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    Bracketed,
+    Atomic,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -322,6 +424,19 @@ pub struct Catalog {
     pub damaged: Vec<DamagedObject>,
 }
 
+/// Why an incremental's chain cannot be restored.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ChainError {
+    #[error("backup {backup} needs {parent}, which is not in the catalog (removed, or damaged and left out)")]
+    Missing { backup: String, parent: String },
+    #[error("the parents of backup {backup} lead back to it")]
+    Loop { backup: String },
+    #[error(
+        "backup {backup} names {parent} as its parent, which is a snapshot or of another cluster"
+    )]
+    Foreign { backup: String, parent: String },
+}
+
 /// A catalog object left out of the catalog, and why.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DamagedObject {
@@ -337,6 +452,63 @@ impl Catalog {
         } else {
             self.histories.get(&tli).cloned()
         }
+    }
+
+    pub fn backup(&self, id: &str) -> Option<&BackupRecord> {
+        self.backups.iter().find(|b| b.id == id)
+    }
+
+    /// The start points `id` is restored from, its full backup first and
+    /// `id` last: one record for a full backup or snapshot, the chain of
+    /// parents for an incremental. Err names the first parent that is not
+    /// in the catalog (removed, or damaged and left out), or a chain that
+    /// loops or crosses clusters.
+    pub fn chain(&self, id: &str) -> Result<Vec<&BackupRecord>, ChainError> {
+        let mut chain = Vec::new();
+        let mut at = id;
+        loop {
+            let Some(b) = self.backup(at) else {
+                return Err(ChainError::Missing {
+                    backup: id.to_string(),
+                    parent: at.to_string(),
+                });
+            };
+            if chain.iter().any(|c: &&BackupRecord| c.id == b.id)
+                || chain.len() > self.backups.len()
+            {
+                return Err(ChainError::Loop {
+                    backup: id.to_string(),
+                });
+            }
+            if let Some(child) = chain.last() {
+                if b.system_id != child.system_id || matches!(b.start, StartKind::Snapshot { .. }) {
+                    return Err(ChainError::Foreign {
+                        backup: id.to_string(),
+                        parent: b.id.clone(),
+                    });
+                }
+            }
+            chain.push(b);
+            match b.start.parent() {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// The backups whose chains need `id` (its incrementals, and theirs):
+    /// what removing `id` would leave unrestorable.
+    pub fn dependents(&self, id: &str) -> Vec<&BackupRecord> {
+        self.backups
+            .iter()
+            .filter(|b| b.id != id)
+            .filter(|b| {
+                self.chain(&b.id)
+                    .is_ok_and(|c| c.iter().any(|p| p.id == id))
+            })
+            .collect()
     }
 
     /// Newest timeline with any archived WAL or history file.

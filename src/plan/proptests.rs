@@ -124,6 +124,7 @@ fn build(w: &World) -> Catalog {
             stored_bytes: mb << 20,
             pitr_version: String::new(),
             arch: None,
+            start: Default::default(),
         });
     }
     Catalog {

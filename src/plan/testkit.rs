@@ -248,6 +248,7 @@ impl Kit {
             stored_bytes: stored_mb << 20,
             pitr_version: String::new(),
             arch: None,
+            start: Default::default(),
         });
         self
     }

@@ -153,6 +153,7 @@ mod tests {
             stored_bytes: 0,
             pitr_version: String::new(),
             arch: Some(install::machine_arch().to_string()),
+            start: Default::default(),
         }
     }
 

@@ -109,7 +109,27 @@ impl Repo {
         value: &T,
         mode: PutMode,
     ) -> Result<(), RepoError> {
-        let bytes = Envelope::seal(kind, value).map_err(|source| RepoError::Meta {
+        self.put_meta_at(
+            key,
+            kind,
+            value,
+            mode,
+            crate::catalog::envelope::WRITE_VERSION,
+        )
+        .await
+    }
+
+    /// `put_meta` at format `version`: 3 for an object an older pitr must
+    /// not read as what it knows (`catalog::envelope`).
+    pub async fn put_meta_at<T: Serialize>(
+        &self,
+        key: &ObjectKey,
+        kind: &str,
+        value: &T,
+        mode: PutMode,
+        version: u32,
+    ) -> Result<(), RepoError> {
+        let bytes = Envelope::seal_at(kind, value, version).map_err(|source| RepoError::Meta {
             key: key.clone(),
             source,
         })?;

@@ -121,6 +121,7 @@ pub(super) async fn commit(
         stored_bytes: files.iter().map(|f| f.stored_bytes).sum(),
         pitr_version: env!("CARGO_PKG_VERSION").to_string(),
         arch: Some(std::env::consts::ARCH.to_string()),
+        start: Default::default(),
     };
     repo.put_meta(
         &layout::backup_record(id)?,
