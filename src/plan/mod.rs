@@ -86,6 +86,12 @@ pub struct Plan {
 #[derive(Clone, Debug, Serialize)]
 pub struct BackupChoice {
     pub id: String,
+    /// The start point's kind (`kind`: full, incremental or snapshot) and,
+    /// for a snapshot, how to clone it back.
+    pub start: crate::catalog::StartKind,
+    /// The backups restored in order to rebuild this start point, its full
+    /// backup first and `id` last (one id unless it is an incremental).
+    pub chain: Vec<String>,
     pub timeline: TimelineId,
     pub start_lsn: Lsn,
     pub stop_lsn: Lsn,

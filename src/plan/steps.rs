@@ -85,6 +85,8 @@ pub(super) fn assemble(
         timeline_reason,
         backup: BackupChoice {
             id: chosen.id.clone(),
+            start: chosen.start.clone(),
+            chain: vec![chosen.id.clone()],
             timeline: chosen.timeline,
             start_lsn: chosen.start_lsn,
             stop_lsn: chosen.stop_lsn,

@@ -298,6 +298,8 @@ mod tests {
             timeline_reason: String::new(),
             backup: BackupChoice {
                 id: "b".into(),
+                start: Default::default(),
+                chain: vec!["b".into()],
                 timeline: tli,
                 start_lsn: lsn(2 * MB + 40),
                 stop_lsn: lsn(2 * MB + 400),
