@@ -1165,6 +1165,7 @@ fn kinds() -> &'static [Kind] {
             replayed_seconds: Some(0.25),
             estimated_seconds: Some(4.5),
             actual_seconds: Some(2.75),
+            start: None,
         };
         let xacts: Vec<XactEnd> = pg15.iter().flat_map(|s| s.scan.xact_ends.clone()).collect();
         let claim = BackupClaim {

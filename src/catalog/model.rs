@@ -405,6 +405,22 @@ pub struct RestoreTiming {
     pub estimated_seconds: Option<f64>,
     #[serde(default)]
     pub actual_seconds: Option<f64>,
+    /// The kind of start point restored (`StartKind::name`; for a snapshot
+    /// `snapshot:<provider>`): a snapshot's clone time says nothing of the
+    /// repository's restore rate, so each kind's measurements stay apart.
+    /// Absent in timings of older pitr, which restored full backups only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+}
+
+impl StartKind {
+    /// What a `RestoreTiming` of this kind records in `start`.
+    pub fn timing_name(&self) -> String {
+        match self {
+            StartKind::Snapshot { provider, .. } => format!("snapshot:{}", provider.name()),
+            other => other.name().to_string(),
+        }
+    }
 }
 
 /// Everything the planner needs, loaded by `repo/`.

@@ -173,6 +173,10 @@ pub struct TargetArgs {
     /// Planning: assumed WAL replay rate in MB/s (default: measured, else 60).
     #[arg(long, value_name = "MBPS")]
     pub replay_rate: Option<f64>,
+    /// Start from this kind of start point, or this backup or snapshot
+    /// (default: whichever reaches the target soonest).
+    #[arg(long, value_name = "full|incremental|snapshot|ID")]
+    pub from: Option<String>,
 }
 
 impl TargetArgs {
@@ -231,10 +235,15 @@ impl TargetArgs {
                 "--exclusive applies to --to/--by, --lsn and --xid only",
             ));
         }
+        let from = match &self.from {
+            Some(f) => f.parse().map_err(Failure::usage)?,
+            None => crate::plan::StartFilter::Any,
+        };
         Ok(TargetSpec {
             target,
             inclusive: !self.exclusive,
             timeline,
+            from,
         })
     }
 
@@ -366,6 +375,7 @@ impl FollowArgs {
                     target: RecoveryTarget::Latest,
                     inclusive: true,
                     timeline: TimelineChoice::Latest,
+                    from: crate::plan::StartFilter::Any,
                 },
                 restore_rate: None,
                 replay_rate: None,

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::catalog::RestoreTiming;
+use crate::catalog::{BackupRecord, RestoreTiming, SnapshotProvider, StartKind};
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CostModel {
@@ -17,6 +17,16 @@ pub struct CostModel {
     pub replay_bytes_per_sec: f64,
     /// Fixed seconds: starting the server, promotion, checks.
     pub startup_secs: f64,
+    /// Seconds to bring back a snapshot by each provider: a btrfs clone
+    /// and an operator's restore command take about the same time
+    /// whatever the size (a subvolume snapshot; a volume made from a
+    /// snapshot), a copy moves every byte (`copy_bytes_per_sec`).
+    pub btrfs_clone_secs: f64,
+    pub command_clone_secs: f64,
+    pub copy_bytes_per_sec: f64,
+    /// Fixed seconds per backup of an incremental chain beyond its full
+    /// backup (its manifest fetched and its files walked).
+    pub chain_link_secs: f64,
     /// Where the rates come from, in words.
     pub source: String,
 }
@@ -27,6 +37,10 @@ impl Default for CostModel {
             restore_bytes_per_sec: 200e6,
             replay_bytes_per_sec: 60e6,
             startup_secs: 3.0,
+            btrfs_clone_secs: 1.0,
+            command_clone_secs: 30.0,
+            copy_bytes_per_sec: 400e6,
+            chain_link_secs: 0.2,
             source: "defaults".into(),
         }
     }
@@ -72,12 +86,48 @@ impl CostModel {
                 f64::NAN
             }
         };
+        // The repository's restore rate from restores of its own objects
+        // (full and incremental); a snapshot's clone from its provider's.
+        fn of<'t>(
+            timings: &'t [RestoreTiming],
+            kind: &'t str,
+        ) -> impl Iterator<Item = &'t RestoreTiming> + 't {
+            timings
+                .iter()
+                .filter(move |t| t.start.as_deref() == Some(kind))
+        }
         let restore = median(
             timings
                 .iter()
+                .filter(|t| {
+                    !t.start
+                        .as_deref()
+                        .is_some_and(|k| k.starts_with("snapshot"))
+                })
                 .map(|t| rate(t.data_bytes, t.materialize_seconds))
                 .collect(),
         );
+        let secs = |kind: &str| {
+            median(
+                of(timings, kind)
+                    .map(|t| t.materialize_seconds)
+                    .filter(|s| *s > 0.0)
+                    .collect(),
+            )
+        };
+        if let Some(s) = secs("snapshot:btrfs") {
+            m.btrfs_clone_secs = s;
+        }
+        if let Some(s) = secs("snapshot:command") {
+            m.command_clone_secs = s;
+        }
+        if let Some(r) = median(
+            of(timings, "snapshot:copy")
+                .map(|t| rate(t.data_bytes, t.materialize_seconds))
+                .collect(),
+        ) {
+            m.copy_bytes_per_sec = r;
+        }
         let replay = median(timings.iter().map(|t| replay_rate(t, rate)).collect());
         let startup = median(timings.iter().map(|t| t.startup_seconds).collect());
         let mut used = 0;
@@ -122,6 +172,40 @@ impl CostModel {
     pub fn replay(&self, wal_bytes: u64) -> f64 {
         wal_bytes as f64 / self.replay_bytes_per_sec
     }
+
+    /// Seconds to have a start point's data directory back, from the
+    /// backups that rebuild it (`Catalog::chain`: its full backup first,
+    /// the start point last): a full backup's bytes at the restore rate;
+    /// an incremental's chain as its full backup plus what each later
+    /// link changed, and a fixed cost per link; a snapshot by its
+    /// provider (`snapshot_clone`).
+    pub fn start(&self, chain: &[&BackupRecord]) -> f64 {
+        let Some(last) = chain.last() else {
+            return 0.0;
+        };
+        match &last.start {
+            StartKind::Full => self.restore(last.stored_bytes, last.raw_bytes),
+            StartKind::Snapshot { provider, .. } => self.snapshot_clone(*provider, last.raw_bytes),
+            StartKind::Incremental { .. } => chain
+                .iter()
+                .map(|b| match &b.start {
+                    StartKind::Incremental { changed_bytes, .. } => {
+                        self.chain_link_secs + *changed_bytes as f64 / self.restore_bytes_per_sec
+                    }
+                    _ => self.restore(b.stored_bytes, b.raw_bytes),
+                })
+                .sum(),
+        }
+    }
+
+    /// Seconds for `provider` to bring back a snapshot of `raw_bytes`.
+    pub fn snapshot_clone(&self, provider: SnapshotProvider, raw_bytes: u64) -> f64 {
+        match provider {
+            SnapshotProvider::Btrfs => self.btrfs_clone_secs,
+            SnapshotProvider::Command => self.command_clone_secs,
+            SnapshotProvider::Copy => raw_bytes as f64 / self.copy_bytes_per_sec,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +225,7 @@ mod tests {
             replayed_seconds: None,
             estimated_seconds: None,
             actual_seconds: None,
+            start: None,
         }
     }
 
@@ -226,6 +311,90 @@ mod tests {
             after.estimated_seconds
         );
         assert_eq!(after.cost_model.source, "medians of 1 recorded restores");
+    }
+
+    fn record(id: &str, start: StartKind, raw: u64) -> BackupRecord {
+        let mut c = crate::plan::testkit::Kit::new()
+            .backup("x", 1, 2, 3)
+            .build();
+        let mut b = c.backups.remove(0);
+        b.id = id.into();
+        b.start = start;
+        b.raw_bytes = raw;
+        b
+    }
+
+    #[test]
+    fn each_kind_of_start_costs_what_bringing_it_back_moves() {
+        let m = CostModel::default();
+        let full = record("f", StartKind::Full, 2_000_000_000);
+        assert_eq!(m.start(&[&full]), 10.0, "2 GB at 200 MB/s");
+        // An incremental: its full backup, then what each link changed.
+        let i1 = record(
+            "i1",
+            StartKind::Incremental {
+                parent: "f".into(),
+                changed_bytes: 100_000_000,
+            },
+            2_000_000_000,
+        );
+        let i2 = record(
+            "i2",
+            StartKind::Incremental {
+                parent: "i1".into(),
+                changed_bytes: 300_000_000,
+            },
+            2_000_000_000,
+        );
+        let chain = m.start(&[&full, &i1, &i2]);
+        assert!(
+            (chain - (10.0 + 0.5 + 1.5 + 2.0 * m.chain_link_secs)).abs() < 1e-9,
+            "{chain}"
+        );
+        // Snapshots: a clone's fixed time, or a copy of every byte.
+        let snap = |provider| {
+            record(
+                "s",
+                StartKind::Snapshot {
+                    provider,
+                    handle: "h".into(),
+                    consistency: crate::catalog::Consistency::Bracketed,
+                },
+                2_000_000_000,
+            )
+        };
+        assert_eq!(
+            m.start(&[&snap(SnapshotProvider::Btrfs)]),
+            m.btrfs_clone_secs
+        );
+        assert_eq!(
+            m.start(&[&snap(SnapshotProvider::Command)]),
+            m.command_clone_secs
+        );
+        assert_eq!(
+            m.start(&[&snap(SnapshotProvider::Copy)]),
+            5.0,
+            "2 GB at 400 MB/s"
+        );
+        assert_eq!(m.start(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_snapshot_clone_measures_its_provider_not_the_restore_rate() {
+        let mut btrfs = timing(2_000_000_000, 0.4, 0, 0.0);
+        btrfs.start = Some("snapshot:btrfs".into());
+        let mut copy = timing(2_000_000_000, 4.0, 0, 0.0);
+        copy.start = Some("snapshot:copy".into());
+        let mut full = timing(100_000_000, 2.0, 0, 0.0);
+        full.start = Some("full".into());
+        let m = CostModel::from_timings(&[btrfs, copy, full]);
+        assert_eq!(m.btrfs_clone_secs, 0.4);
+        assert_eq!(m.copy_bytes_per_sec, 500e6);
+        assert_eq!(m.restore_bytes_per_sec, 50e6, "from the full restore alone");
+        assert_eq!(
+            m.command_clone_secs,
+            CostModel::default().command_clone_secs
+        );
     }
 
     #[test]

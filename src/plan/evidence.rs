@@ -10,6 +10,8 @@ use crate::pg::TimelineId;
 /// after it.
 pub(super) struct Proof<'a> {
     pub chosen: &'a BackupRecord,
+    /// The backups that rebuild it, its full backup first.
+    pub chain: &'a [&'a BackupRecord],
     /// The first segment replayed and the stop segment.
     pub from_segment: &'a str,
     pub to_segment: &'a str,
@@ -37,8 +39,8 @@ pub(super) fn lines(p: &Proof<'_>) -> Vec<String> {
         .join(" → ");
     vec![
         format!(
-            "backup {} is consistent at {} (finished {}), {}",
-            p.chosen.id,
+            "{} is consistent at {} (finished {}), {}",
+            super::start::describe(p.chain),
             p.chosen.stop_lsn,
             p.chosen.stop_time,
             if p.immediate {
@@ -59,6 +61,20 @@ pub(super) fn lines(p: &Proof<'_>) -> Vec<String> {
     ]
 }
 
+/// Why this start point: the estimate it was chosen by, and that the
+/// others cost more.
+pub(super) fn chosen_by_cost(start: f64, replay: f64, startup: f64, others: usize) -> String {
+    let total = start + replay + startup;
+    let why = match others {
+        0 => "no other start point reaches the target".to_string(),
+        1 => "the other start point that reaches the target costs more (listed below)".into(),
+        n => format!("the {n} other start points that reach the target cost more (listed below)"),
+    };
+    format!(
+        "chosen by the estimated time to a writable server, {total:.1} s ({start:.1} s to bring the start point back, {replay:.1} s of replay, {startup:.1} s to start): {why}"
+    )
+}
+
 /// What the archive's hashes prove: `wal-push` records a hash of each
 /// segment's bytes as Postgres wrote them (BLAKE3; SHA-256 in records
 /// from before), and `wal-fetch` checks it while decompressing.
@@ -76,8 +92,22 @@ fn hashes(segments: u64, sha256: u64) -> String {
 }
 
 /// How a backup that could also reach the target is listed.
-pub(super) fn alternative(b: &BackupRecord) -> String {
-    format!("backup {} (finished {})", b.id, b.stop_time)
+pub(super) fn alternative(
+    b: &BackupRecord,
+    chain: &[&BackupRecord],
+    start_secs: f64,
+    replay_secs: f64,
+    chosen_secs: f64,
+) -> String {
+    let total = start_secs + replay_secs;
+    format!(
+        "{} (finished {}): est. {:.1} s to bring back + {:.1} s of replay, {:.1} s more",
+        super::start::describe(chain),
+        b.stop_time,
+        start_secs,
+        replay_secs,
+        (total - chosen_secs).max(0.0)
+    )
 }
 
 #[cfg(test)]
@@ -89,6 +119,7 @@ mod tests {
         let c = Kit::new().backup_at("b1", 1, 1, 6, 1).build();
         lines(&Proof {
             chosen: &c.backups[0],
+            chain: &[&c.backups[0]],
             from_segment: "A",
             to_segment: "B",
             segments,
@@ -121,6 +152,7 @@ mod tests {
         let c = Kit::new().backup_at("b1", 1, 1, 6, 1).build();
         let l = lines(&Proof {
             chosen: &c.backups[0],
+            chain: &[&c.backups[0]],
             from_segment: "A",
             to_segment: "A",
             segments: 1,
@@ -157,11 +189,29 @@ mod tests {
     }
 
     #[test]
-    fn alternatives_name_the_backup_and_when_it_finished() {
+    fn alternatives_name_the_backup_when_it_finished_and_what_it_costs() {
         let c = Kit::new().backup_at("b9", 1, 1, 6, 1).build();
         assert_eq!(
-            alternative(&c.backups[0]),
-            "backup b9 (finished 2026-11-25 12:00:06 UTC)"
+            alternative(&c.backups[0], &[&c.backups[0]], 2.0, 3.25, 4.0),
+            "backup b9 (finished 2026-11-25 12:00:06 UTC): est. 2.0 s to bring back + 3.2 s of replay, 1.2 s more"
+        );
+    }
+
+    #[test]
+    fn the_choice_says_what_it_was_chosen_by() {
+        let l = chosen_by_cost(1.0, 2.5, 3.0, 2);
+        assert!(
+            l.contains(
+                "6.5 s (1.0 s to bring the start point back, 2.5 s of replay, 3.0 s to start)"
+            ),
+            "{l}"
+        );
+        assert!(
+            l.ends_with("the 2 other start points that reach the target cost more (listed below)"),
+            "{l}"
+        );
+        assert!(
+            chosen_by_cost(1.0, 0.0, 3.0, 0).ends_with("no other start point reaches the target")
         );
     }
 }

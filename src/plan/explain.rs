@@ -45,8 +45,11 @@ pub fn render(plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
-        "Backup:    {} (consistent at {}, finished {})",
-        plan.backup.id, plan.backup.stop_lsn, plan.backup.stop_time
+        "Start:     {} {} (consistent at {}, finished {})",
+        plan.backup.start.name(),
+        plan.backup.id,
+        plan.backup.stop_lsn,
+        plan.backup.stop_time
     );
     let _ = writeln!(out);
     let _ = writeln!(
@@ -68,6 +71,31 @@ pub fn render(plan: &Plan) -> String {
                     human_bytes(*bytes)
                 ),
                 *stored_bytes,
+            ),
+            Step::ApplyIncremental {
+                backup_id,
+                files,
+                changed_bytes,
+                stored_bytes,
+                ..
+            } => (
+                format!(
+                    "apply incremental {backup_id} ({files} files, {} changed)",
+                    human_bytes(*changed_bytes)
+                ),
+                *stored_bytes,
+            ),
+            Step::CloneSnapshot {
+                backup_id,
+                provider,
+                bytes,
+                ..
+            } => (
+                format!(
+                    "clone snapshot {backup_id} by {provider} ({})",
+                    human_bytes(*bytes)
+                ),
+                0,
             ),
             Step::ReplayWal {
                 timeline,
@@ -111,11 +139,10 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "  - {e}");
     }
     if !plan.alternatives.is_empty() {
-        let _ = writeln!(
-            out,
-            "Also possible (costlier): {}",
-            plan.alternatives.join(", ")
-        );
+        let _ = writeln!(out, "Also possible (costlier):");
+        for a in &plan.alternatives {
+            let _ = writeln!(out, "  - {a}");
+        }
     }
     out
 }

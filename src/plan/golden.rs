@@ -254,6 +254,7 @@ fn refusals() {
                 target: RecoveryTarget::Xid(Xid::new(2006)),
                 inclusive: true,
                 timeline: TimelineChoice::Id(super::testkit::tli(1)),
+                from: Default::default(),
             },
         ),
         (
@@ -263,6 +264,7 @@ fn refusals() {
                 target: RecoveryTarget::Latest,
                 inclusive: true,
                 timeline: TimelineChoice::Id(super::testkit::tli(9)),
+                from: Default::default(),
             },
         ),
         (

@@ -21,6 +21,7 @@ mod planner;
 mod resolve;
 mod route;
 mod span;
+mod start;
 mod steps;
 pub mod target;
 mod timeline;
@@ -42,6 +43,7 @@ pub use locate::xid::{xid_candidates, XactLists};
 pub use planner::{plan, plan_with};
 pub use resolve::{TimeStop, XactList, XactRef};
 pub use span::ReplaySpan;
+pub use start::StartFilter;
 pub use target::{
     parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice, Xid, XidError,
 };
@@ -55,6 +57,9 @@ pub struct Plan {
     pub inclusive: bool,
     /// What was asked for (`--timeline`, default latest).
     pub timeline_choice: TimelineChoice,
+    /// Which start points the plan could begin from (`--from`).
+    #[serde(skip_serializing_if = "StartFilter::is_any")]
+    pub from: StartFilter,
     /// The timeline recovery follows (`recovery_target_timeline`).
     pub timeline: TimelineId,
     /// Why that timeline, in words.
@@ -154,6 +159,7 @@ impl Plan {
             target: self.target.clone(),
             inclusive: self.inclusive,
             timeline: self.timeline_choice,
+            from: self.from.clone(),
         }
     }
 }
@@ -167,6 +173,23 @@ pub enum Step {
         files: u64,
         bytes: u64,
         stored_bytes: u64,
+        estimated_seconds: f64,
+    },
+    /// Apply one incremental backup of a chain on what the steps before
+    /// it restored: its changed blocks and files, in chain order.
+    ApplyIncremental {
+        backup_id: String,
+        files: u64,
+        changed_bytes: u64,
+        stored_bytes: u64,
+        estimated_seconds: f64,
+    },
+    /// Clone a snapshot back into the data directory by its provider.
+    CloneSnapshot {
+        backup_id: String,
+        provider: String,
+        handle: String,
+        bytes: u64,
         estimated_seconds: f64,
     },
     /// Start the server and replay archived WAL, fetched on demand.
@@ -190,6 +213,12 @@ impl Step {
     pub fn estimated_seconds(&self) -> f64 {
         match self {
             Step::RestoreBackup {
+                estimated_seconds, ..
+            }
+            | Step::ApplyIncremental {
+                estimated_seconds, ..
+            }
+            | Step::CloneSnapshot {
                 estimated_seconds, ..
             }
             | Step::ReplayWal {

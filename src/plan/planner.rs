@@ -5,7 +5,9 @@
 
 use super::cost::CostModel;
 use super::timeline::{self, Timeline};
-use super::{locate, route, steps, Plan, PlanError, RecoveryTarget, TargetSpec, XactLists};
+use super::{
+    locate, route, steps, Plan, PlanError, RecoveryTarget, StartFilter, TargetSpec, XactLists,
+};
 use crate::catalog::Catalog;
 
 /// Plans recovery to `spec` over `catalog`. An xid target is planned from
@@ -28,12 +30,24 @@ pub fn plan_with(
     }
     let (tli, timeline_reason) = choose_timeline(catalog, spec, xacts)?;
     let line = Timeline::new(catalog, tli)?;
-    let Some(backups) = line.backups() else {
-        return Err(PlanError::NotFound {
-            target: "a backup".into(),
-            timeline: tli,
-            searched: None,
-            hint: "no backup lies on this timeline's history: take one with `pitr backup`".into(),
+    let Some(backups) = line.backups_from(&spec.from) else {
+        return Err(match &spec.from {
+            StartFilter::Any => PlanError::NotFound {
+                target: "a backup".into(),
+                timeline: tli,
+                searched: None,
+                hint: "no backup lies on this timeline's history: take one with `pitr backup`"
+                    .into(),
+            },
+            from => PlanError::NotFound {
+                target: from.to_string(),
+                timeline: tli,
+                searched: None,
+                hint: format!(
+                    "--from {} admits no start point on this timeline's history that can be brought back: `pitr info` lists them; leave --from out to use any",
+                    String::from(from.clone())
+                ),
+            },
         });
     };
     // Every stop but --immediate's is found first, then routed to; the

@@ -3,7 +3,10 @@
 //! random gaps on each, random backups on either. For a time target the
 //! plan must exist exactly when some backup has a complete route, cost no
 //! more than the cheapest such route, never cross a gap, and never restore
-//! a backup the target's timeline does not descend from.
+//! a backup the target's timeline does not descend from. Start points are
+//! of every kind: full backups, incrementals on a random earlier backup
+//! (whose chain a removed parent may break), and snapshots by each
+//! provider; and a random `--from` narrows them.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +15,10 @@ use proptest::prelude::*;
 
 use super::cost::CostModel;
 use super::testkit::{self, base, size, SEG};
-use super::{plan, PlanError, RecoveryTarget, TargetSpec};
-use crate::catalog::{BackupRecord, Catalog, WalSegmentRecord};
+use super::{plan, PlanError, RecoveryTarget, StartFilter, TargetSpec};
+use crate::catalog::{
+    BackupRecord, Catalog, Consistency, SnapshotProvider, StartKind, WalSegmentRecord,
+};
 use crate::pg::history::TimelineHistory;
 use crate::pg::{Lsn, SegNo, SegmentName, TimelineId};
 
@@ -36,7 +41,27 @@ struct World {
     branch: Option<(u64, u64, Vec<bool>)>,
     /// (on timeline 2?, start segment, stored MB)
     backups: Vec<(bool, u64, u64)>,
+    /// Per backup: its kind (0 full, 1 incremental, 2..=4 a snapshot by
+    /// btrfs, copy, command) and which earlier backup an incremental is on.
+    kinds: Vec<(u8, usize)>,
+    /// A backup removed after the catalog is built (breaking any chain
+    /// through it).
+    removed: Option<usize>,
+    /// `--from`: 0 any, 1 full, 2 incremental, 3 snapshot, 4 the first backup.
+    from: u8,
     target_secs: i64,
+}
+
+impl World {
+    fn from(&self) -> StartFilter {
+        match self.from {
+            1 => StartFilter::Full,
+            2 => StartFilter::Incremental,
+            3 => StartFilter::Snapshot,
+            4 => StartFilter::Id("b0".into()),
+            _ => StartFilter::Any,
+        }
+    }
 }
 
 fn world() -> impl Strategy<Value = World> {
@@ -54,15 +79,23 @@ fn world() -> impl Strategy<Value = World> {
                 })
             })),
             prop::collection::vec((any::<bool>(), 0u64..40, 1u64..500), 1..6),
+            prop::collection::vec((0u8..5, 0usize..6), 6),
+            prop::option::weighted(0.2, 0usize..6),
+            prop::sample::select(vec![0u8, 0, 0, 1, 2, 3, 4]),
             0i64..1500,
         )
-            .prop_map(|(n1, missing1, branch, backups, target_secs)| World {
-                n1,
-                missing1,
-                branch,
-                backups,
-                target_secs,
-            })
+            .prop_map(
+                |(n1, missing1, branch, backups, kinds, removed, from, target_secs)| World {
+                    n1,
+                    missing1,
+                    branch,
+                    backups,
+                    kinds,
+                    removed,
+                    from,
+                    target_secs,
+                },
+            )
     })
 }
 
@@ -124,8 +157,27 @@ fn build(w: &World) -> Catalog {
             stored_bytes: mb << 20,
             pitr_version: String::new(),
             arch: None,
-            start: Default::default(),
+            start: match w.kinds[i] {
+                (1, p) if i > 0 => StartKind::Incremental {
+                    parent: format!("b{}", p % i),
+                    changed_bytes: (mb << 20) / 2,
+                },
+                (k @ 2..=4, _) => StartKind::Snapshot {
+                    provider: [
+                        SnapshotProvider::Btrfs,
+                        SnapshotProvider::Copy,
+                        SnapshotProvider::Command,
+                    ][usize::from(k - 2)],
+                    handle: String::new(),
+                    consistency: Consistency::Bracketed,
+                },
+                _ => StartKind::Full,
+            },
         });
+    }
+    if let Some(r) = w.removed {
+        let id = format!("b{r}");
+        backups.retain(|b| b.id != id);
     }
     Catalog {
         wal: crate::catalog::WalIndex::from_records(config.wal_segment_size, wal.into_values()),
@@ -163,9 +215,15 @@ fn brute_force(
     let _ = line_tli;
     let max_seg = c.wal.keys().map(|(_, s)| s.get()).max().unwrap_or(0);
     let mut best: Option<(f64, String)> = None;
-    for b in c.backups.iter().filter(|b| on_line(b) && b.stop_time < t) {
+    let from = w.from();
+    for b in c
+        .backups
+        .iter()
+        .filter(|b| on_line(b) && b.stop_time < t && from.admits(b))
+    {
+        let Ok(chain) = c.chain(&b.id) else { continue };
         let mut s = b.start_lsn.as_u64() / SEG;
-        let mut total = cost.restore(b.stored_bytes, b.raw_bytes) + cost.startup_secs;
+        let mut total = cost.start(&chain) + cost.startup_secs;
         // At the end of the archive, a time at the last transaction end
         // is reached through that end's segment (resolved to its LSN).
         let mut at_end: Option<f64> = None;
@@ -207,13 +265,22 @@ proptest! {
         let c = build(&w);
         let t = base() + Duration::seconds(w.target_secs);
         let cost = CostModel::default();
-        let got = plan(&c, &TargetSpec::new(RecoveryTarget::Time(t)), &cost);
+        let spec = TargetSpec { from: w.from(), ..TargetSpec::new(RecoveryTarget::Time(t)) };
+        let got = plan(&c, &spec, &cost);
         let want = brute_force(&w, &c, t, &cost);
         match (&got, &want) {
             (Ok(p), Some((best, _))) => {
                 let chosen = c.backups.iter().find(|b| b.id == p.backup.id).unwrap();
+                // A start point `--from` admits, whose chain is whole and
+                // is the one the plan applies.
+                prop_assert!(w.from().admits(chosen));
+                let chain = c.chain(&chosen.id);
+                prop_assert!(chain.is_ok(), "chosen {} has a broken chain", chosen.id);
+                let chain = chain.unwrap();
+                let ids: Vec<&str> = chain.iter().map(|b| b.id.as_str()).collect();
+                prop_assert_eq!(&p.backup.chain, &ids);
                 // Never more expensive than the best complete route.
-                let mut total = cost.restore(chosen.stored_bytes, chosen.raw_bytes) + cost.startup_secs;
+                let mut total = cost.start(&chain) + cost.startup_secs;
                 let start = chosen.start_lsn.as_u64() / SEG;
                 let stop_name = &p.stop.segment;
                 let mut s = start;
@@ -244,6 +311,7 @@ proptest! {
                         | PlanError::MissingSegment { .. }
                         | PlanError::NotFound { .. }
                         | PlanError::NoBackupBefore { .. }
+                        | PlanError::NoBackups
                 ), "unexpected error {e}");
             }
             (Ok(p), None) => prop_assert!(false, "planned {:?} but brute force found no route", p.backup.id),

@@ -22,11 +22,51 @@ use super::{PlanError, RecoveryTarget};
 use crate::catalog::BackupRecord;
 use crate::pg::SegNo;
 
-/// The chosen backup, and the others that could also reach the target.
+/// The chosen start point, and the others that could also reach the
+/// target, each with what it would cost.
 #[derive(Debug)]
 pub(super) struct Route<'a> {
     pub chosen: &'a BackupRecord,
+    /// The backups that rebuild `chosen`, its full backup first.
+    pub chain: Vec<&'a BackupRecord>,
+    /// Estimated seconds to bring `chosen` back, and to replay from it to
+    /// the stop.
+    pub start_secs: f64,
+    pub replay_secs: f64,
+    /// The others that could reach the target, cheapest first, each with
+    /// its estimate and how much more it costs than the chosen one.
     pub alternatives: Vec<String>,
+}
+
+/// A start point that could also reach the target, and its estimate.
+struct Priced<'a> {
+    backup: &'a BackupRecord,
+    start_secs: f64,
+    replay_secs: f64,
+}
+
+impl Priced<'_> {
+    fn total(&self) -> f64 {
+        self.start_secs + self.replay_secs
+    }
+}
+
+/// The alternatives as plans list them: cheapest first (catalog order on
+/// a tie), each with its estimate against the chosen route's.
+fn listed(line: &Timeline<'_>, mut others: Vec<Priced<'_>>, chosen: f64) -> Vec<String> {
+    others.sort_by(|a, b| a.total().total_cmp(&b.total()));
+    others
+        .iter()
+        .map(|p| {
+            evidence::alternative(
+                p.backup,
+                &line.chain(p.backup),
+                p.start_secs,
+                p.replay_secs,
+                chosen,
+            )
+        })
+        .collect()
 }
 
 /// The cheapest way found so far to have replayed through one segment.
@@ -90,12 +130,25 @@ pub(super) fn cheapest<'a>(
     let mut next_entry = 0;
     let mut at_stop: Option<Reached> = None;
     let mut prev: Option<(SegNo, Reached)> = None;
+    // Replay seconds summed along the archived segments, and their sum
+    // before each candidate's start segment: what replay from it costs.
+    let mut replayed = 0.0;
+    let mut before: Vec<Option<f64>> = vec![None; candidates.len()];
+    let start_costs: Vec<f64> = candidates
+        .iter()
+        .map(|(_, b)| line.start_cost(b, cost))
+        .collect();
     for r in line.archived(first, stop_seg) {
         let s = r.segno;
         while entries.get(next_entry).is_some_and(|(e, _)| *e < s) {
             next_entry += 1;
         }
         let step = cost.replay(r.raw_bytes());
+        for (e, k) in entries[next_entry..].iter().take_while(|(e, _)| *e == s) {
+            debug_assert_eq!(*e, s);
+            before[*k] = Some(replayed);
+        }
+        replayed += step;
         let mut here: Option<Reached> = match prev {
             Some((p, held)) if p.next() == s => Some(Reached {
                 cost: held.cost + step,
@@ -105,8 +158,7 @@ pub(super) fn cheapest<'a>(
             _ => None,
         };
         while let Some((_, k)) = entries.get(next_entry).filter(|(e, _)| *e == s) {
-            let b = candidates[*k].1;
-            let restore = cost.restore(b.stored_bytes, b.raw_bytes);
+            let restore = start_costs[*k];
             let offer = Reached {
                 cost: restore + step,
                 from: restore,
@@ -141,21 +193,32 @@ pub(super) fn cheapest<'a>(
         return Err(PlanError::NoBackups);
     };
     let chosen: &'a BackupRecord = chosen;
+    let replay_from = |k: usize| before[k].map(|b| replayed - b).unwrap_or(0.0);
+    let start_secs = start_costs[reached.backup];
+    let replay_secs = replay_from(reached.backup);
     // Only backups whose WAL reaches the stop unbroken are possible.
-    let alternatives = candidates
+    let others = candidates
         .iter()
-        .filter(|(_, b)| {
+        .enumerate()
+        .filter(|(_, (_, b))| {
             let start = b.start_lsn.segno(size);
             b.id != chosen.id
                 && first <= start
                 && start <= stop_seg
                 && line.missing(start, stop_seg, 1).is_empty()
         })
-        .map(|(_, b)| evidence::alternative(b))
+        .map(|(k, (_, b))| Priced {
+            backup: b,
+            start_secs: start_costs[k],
+            replay_secs: replay_from(k),
+        })
         .collect();
     Ok(Route {
         chosen,
-        alternatives,
+        chain: line.chain(chosen),
+        start_secs,
+        replay_secs,
+        alternatives: listed(line, others, start_secs + replay_secs),
     })
 }
 
@@ -169,33 +232,38 @@ pub(super) fn self_contained<'a>(
     cost: &CostModel,
 ) -> Result<Route<'a>, PlanError> {
     let size = line.size;
-    let mut best: Option<(f64, &BackupRecord)> = None;
+    let mut best: Option<usize> = None;
     let mut gap: Option<(SegNo, &BackupRecord)> = None;
-    let mut complete_ids: Vec<&str> = Vec::new();
+    let mut complete: Vec<Priced<'a>> = Vec::new();
     for (_, b) in &backups.all {
         let (start, stop) = (b.start_lsn.segno(size), b.stop_lsn.prev_segno(size));
         let mut s = start;
-        let mut c = cost.restore(b.stored_bytes, b.raw_bytes) + cost.startup_secs;
-        let mut complete = true;
+        let mut replay = 0.0;
+        let mut whole = true;
         while s <= stop {
             match line.seg(s) {
-                Some(r) => c += cost.replay(r.raw_bytes()),
+                Some(r) => replay += cost.replay(r.raw_bytes()),
                 None => {
                     gap.get_or_insert((s, b));
-                    complete = false;
+                    whole = false;
                     break;
                 }
             }
             s = s.next();
         }
-        if complete {
-            complete_ids.push(&b.id);
-            if best.as_ref().is_none_or(|(bc, _)| c < *bc) {
-                best = Some((c, b));
+        if whole {
+            let offer = Priced {
+                backup: b,
+                start_secs: line.start_cost(b, cost),
+                replay_secs: replay,
+            };
+            if best.is_none_or(|k| offer.total() < complete[k].total()) {
+                best = Some(complete.len());
             }
+            complete.push(offer);
         }
     }
-    let Some((_, chosen)) = best else {
+    let Some(k) = best else {
         let (g, b) = gap.ok_or(PlanError::NoBackups)?;
         return Err(PlanError::MissingSegment {
             segment: line.expected_name(g),
@@ -203,15 +271,13 @@ pub(super) fn self_contained<'a>(
             last_restorable: None,
         });
     };
-    let alternatives = backups
-        .all
-        .iter()
-        .filter(|(_, b)| b.id != chosen.id && complete_ids.contains(&b.id.as_str()))
-        .map(|(_, b)| evidence::alternative(b))
-        .collect();
+    let chosen = complete.remove(k);
     Ok(Route {
-        chosen,
-        alternatives,
+        chosen: chosen.backup,
+        chain: line.chain(chosen.backup),
+        start_secs: chosen.start_secs,
+        replay_secs: chosen.replay_secs,
+        alternatives: listed(line, complete, chosen.total()),
     })
 }
 

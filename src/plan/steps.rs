@@ -9,6 +9,7 @@ use super::locate::Located;
 use super::route::Route;
 use super::timeline::Timeline;
 use super::{pg_time, BackupChoice, Plan, RecoveryTarget, Step, TargetSpec};
+use crate::catalog::{BackupRecord, StartKind};
 
 /// The plan that follows `route` to `located`.
 pub(super) fn assemble(
@@ -21,6 +22,9 @@ pub(super) fn assemble(
 ) -> Plan {
     let Route {
         chosen,
+        chain,
+        start_secs,
+        replay_secs,
         alternatives,
     } = route;
     let Located {
@@ -34,14 +38,8 @@ pub(super) fn assemble(
         .segment(start_seg)
         .map(|r| r.name.clone())
         .unwrap_or_else(|| line.expected_name(start_seg));
-    let steps = vec![
-        Step::RestoreBackup {
-            backup_id: chosen.id.clone(),
-            files: chosen.files,
-            bytes: chosen.raw_bytes,
-            stored_bytes: chosen.stored_bytes,
-            estimated_seconds: cost.restore(chosen.stored_bytes, chosen.raw_bytes),
-        },
+    let mut steps = bring_back(&chain, cost);
+    steps.extend([
         Step::ReplayWal {
             timeline: line.tli,
             from_segment: from_name.clone(),
@@ -65,9 +63,10 @@ pub(super) fn assemble(
             },
             estimated_seconds: cost.startup_secs,
         },
-    ];
-    let evidence = evidence::lines(&Proof {
+    ]);
+    let mut evidence = evidence::lines(&Proof {
         chosen,
+        chain: &chain,
         from_segment: &from_name,
         to_segment: &stop.segment,
         segments: count,
@@ -77,16 +76,24 @@ pub(super) fn assemble(
         timeline_reason: &timeline_reason,
         immediate: spec.target == RecoveryTarget::Immediate,
     });
+    evidence.push(evidence::chosen_by_cost(
+        start_secs,
+        replay_secs,
+        cost.startup_secs,
+        alternatives.len(),
+    ));
+    let chain_stored: u64 = chain.iter().map(|b| b.stored_bytes).sum();
     Plan {
         target: spec.target.clone(),
         inclusive: spec.inclusive,
         timeline_choice: spec.timeline,
+        from: spec.from.clone(),
         timeline: line.tli,
         timeline_reason,
         backup: BackupChoice {
             id: chosen.id.clone(),
             start: chosen.start.clone(),
-            chain: vec![chosen.id.clone()],
+            chain: chain.iter().map(|b| b.id.clone()).collect(),
             timeline: chosen.timeline,
             start_lsn: chosen.start_lsn,
             stop_lsn: chosen.stop_lsn,
@@ -95,7 +102,7 @@ pub(super) fn assemble(
         estimated_seconds: steps.iter().map(Step::estimated_seconds).sum(),
         steps,
         stop,
-        total_bytes: chosen.stored_bytes + wal_stored,
+        total_bytes: chain_stored + wal_stored,
         evidence,
         alternatives,
         cost_model: cost.clone(),
@@ -103,6 +110,41 @@ pub(super) fn assemble(
         damaged: Vec::new(),
         time_stop: None,
     }
+}
+
+/// The steps that bring the start point back: a full backup restored; an
+/// incremental's full backup restored and each later link applied in
+/// order; a snapshot cloned by its provider.
+fn bring_back(chain: &[&BackupRecord], cost: &CostModel) -> Vec<Step> {
+    chain
+        .iter()
+        .enumerate()
+        .map(|(k, b)| match &b.start {
+            StartKind::Full => Step::RestoreBackup {
+                backup_id: b.id.clone(),
+                files: b.files,
+                bytes: b.raw_bytes,
+                stored_bytes: b.stored_bytes,
+                estimated_seconds: cost.start(&chain[..=k]),
+            },
+            StartKind::Incremental { changed_bytes, .. } => Step::ApplyIncremental {
+                backup_id: b.id.clone(),
+                files: b.files,
+                changed_bytes: *changed_bytes,
+                stored_bytes: b.stored_bytes,
+                estimated_seconds: cost.start(&chain[..=k]) - cost.start(&chain[..k]),
+            },
+            StartKind::Snapshot {
+                provider, handle, ..
+            } => Step::CloneSnapshot {
+                backup_id: b.id.clone(),
+                provider: provider.name().to_string(),
+                handle: handle.clone(),
+                bytes: b.raw_bytes,
+                estimated_seconds: cost.start(&chain[..=k]),
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -116,6 +158,9 @@ mod tests {
         let line = Timeline::new(c, tli(2)).unwrap();
         let route = Route {
             chosen: &c.backups[0],
+            chain: vec![&c.backups[0]],
+            start_secs: 0.5,
+            replay_secs: 1.0,
             alternatives: vec!["backup other (finished then)".into()],
         };
         let located = locate::Located {
@@ -133,6 +178,7 @@ mod tests {
             target,
             inclusive,
             timeline: TimelineChoice::Latest,
+            from: Default::default(),
         };
         assemble(
             &spec,

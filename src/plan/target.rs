@@ -195,6 +195,8 @@ pub struct TargetSpec {
     /// `recovery_target_inclusive` (time, LSN, xid).
     pub inclusive: bool,
     pub timeline: TimelineChoice,
+    /// Which start points the plan may begin from (`--from`).
+    pub from: super::StartFilter,
 }
 
 impl TargetSpec {
@@ -203,6 +205,7 @@ impl TargetSpec {
             target,
             inclusive: true,
             timeline: TimelineChoice::Latest,
+            from: super::StartFilter::Any,
         }
     }
 }
@@ -328,7 +331,7 @@ mod tests {
         assert!("newest".parse::<TimelineChoice>().is_err());
         assert_eq!(
             serde_json::to_string(&TargetSpec::new(RecoveryTarget::Xid(Xid::new(7)))).unwrap(),
-            r#"{"target":{"kind":"xid","value":7},"inclusive":true,"timeline":"latest"}"#
+            r#"{"target":{"kind":"xid","value":7},"inclusive":true,"timeline":"latest","from":"any"}"#
         );
     }
 

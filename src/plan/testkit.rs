@@ -11,7 +11,10 @@ use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use crate::catalog::{BackupRecord, Catalog, RepoConfig, WalIndex, WalSegmentRecord, WalSummary};
+use crate::catalog::{
+    BackupRecord, Catalog, Consistency, RepoConfig, SnapshotProvider, StartKind, WalIndex,
+    WalSegmentRecord, WalSummary,
+};
 use crate::pg::control::{ControlFile, PgMajor};
 use crate::pg::history::TimelineHistory;
 use crate::pg::wal::{RestorePoint, XactEnd, XactKind};
@@ -251,6 +254,61 @@ impl Kit {
             start: Default::default(),
         });
         self
+    }
+
+    /// A start point as `backup` (in segment `s` of timeline `t`, `raw_mb`
+    /// MiB of data directory), of kind `start`, with `stored_mb` MiB in
+    /// its own objects.
+    pub fn start_point(
+        mut self,
+        id: &str,
+        start: StartKind,
+        t: u32,
+        s: u64,
+        raw_mb: u64,
+        stored_mb: u64,
+    ) -> Kit {
+        self = self.backup(id, t, s, stored_mb);
+        let b = self.catalog.backups.last_mut().unwrap();
+        b.raw_bytes = raw_mb << 20;
+        b.start = start;
+        self
+    }
+
+    /// An incremental on `parent` in segment `s`, `changed_mb` MiB changed,
+    /// restoring a `raw_mb` MiB data directory.
+    pub fn incremental(
+        self,
+        id: &str,
+        parent: &str,
+        t: u32,
+        s: u64,
+        raw_mb: u64,
+        changed_mb: u64,
+    ) -> Kit {
+        let start = StartKind::Incremental {
+            parent: parent.into(),
+            changed_bytes: changed_mb << 20,
+        };
+        self.start_point(id, start, t, s, raw_mb, changed_mb / 4)
+    }
+
+    /// A snapshot by `provider` in segment `s`.
+    pub fn snapshot(
+        self,
+        id: &str,
+        provider: SnapshotProvider,
+        consistency: Consistency,
+        t: u32,
+        s: u64,
+        raw_mb: u64,
+    ) -> Kit {
+        let start = StartKind::Snapshot {
+            provider,
+            handle: format!("/snapshots/{id}"),
+            consistency,
+        };
+        self.start_point(id, start, t, s, raw_mb, 0)
     }
 
     pub fn build(self) -> Catalog {

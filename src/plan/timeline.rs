@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::StartFilter;
 use super::{PlanError, RecoveryTarget, TargetSpec, TimelineChoice};
 use crate::catalog::{BackupRecord, Catalog, HashKind, SegRef, WalEntry};
 use crate::pg::{Lsn, SegNo, SegmentName, TimelineId, WalSegmentSize};
@@ -193,6 +194,18 @@ impl<'a> Timeline<'a> {
         out
     }
 
+    /// The backups that rebuild start point `b`, its full backup first
+    /// (`Catalog::chain`); `b` alone when its chain cannot be read, which
+    /// `backups_from` has already left out.
+    pub fn chain(&self, b: &'a BackupRecord) -> Vec<&'a BackupRecord> {
+        self.catalog.chain(&b.id).unwrap_or_else(|_| vec![b])
+    }
+
+    /// Seconds to bring start point `b` back (`CostModel::start`).
+    pub fn start_cost(&self, b: &'a BackupRecord, cost: &super::cost::CostModel) -> f64 {
+        cost.start(&self.chain(b))
+    }
+
     /// A backup is on this history if it was taken on one of its
     /// timelines before that timeline branched off.
     pub fn holds_backup(&self, b: &BackupRecord) -> bool {
@@ -206,12 +219,22 @@ impl<'a> Timeline<'a> {
     /// The backups on this history, with their index in the catalog, in
     /// catalog order; `None` when there are none.
     pub fn backups(&self) -> Option<LineBackups<'a>> {
+        self.backups_from(&StartFilter::Any)
+    }
+
+    /// The start points on this history that `from` admits and that can
+    /// be brought back (an incremental whose chain is broken cannot),
+    /// with their index in the catalog, in catalog order; `None` when
+    /// there are none.
+    pub fn backups_from(&self, from: &StartFilter) -> Option<LineBackups<'a>> {
         let all: Vec<(usize, &'a BackupRecord)> = self
             .catalog
             .backups
             .iter()
             .enumerate()
             .filter(|(_, b)| self.holds_backup(b))
+            .filter(|(_, b)| from.admits(b))
+            .filter(|(_, b)| self.catalog.chain(&b.id).is_ok())
             .collect();
         let earliest = all
             .iter()
@@ -739,6 +762,7 @@ mod tests {
             target,
             inclusive: true,
             timeline,
+            from: Default::default(),
         };
         choose(c, &spec).map(|(t, _)| t)
     }

@@ -48,11 +48,12 @@ pub fn restorable_windows(catalog: &Catalog) -> Vec<Window> {
 
 fn window_of(catalog: &Catalog, tli: TimelineId) -> Result<Window, PlanError> {
     let line = Timeline::new(catalog, tli)?;
-    let on_line: Vec<&BackupRecord> = catalog
-        .backups
-        .iter()
-        .filter(|b| line.holds_backup(b))
-        .collect();
+    // Start points that can be brought back (an incremental whose chain
+    // is broken cannot).
+    let on_line: Vec<&BackupRecord> = line
+        .backups()
+        .map(|b| b.all.into_iter().map(|(_, b)| b).collect())
+        .unwrap_or_default();
     let earliest = on_line.iter().min_by_key(|b| b.stop_lsn);
     let mut window = Window {
         timeline: tli,

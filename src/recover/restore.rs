@@ -358,6 +358,7 @@ pub async fn restore(
                 replayed_seconds: seen.map(|(_, s)| s),
                 estimated_seconds: Some(plan.estimated_seconds),
                 actual_seconds: Some(started.elapsed().as_secs_f64()),
+                start: Some(plan.backup.start.timing_name()),
             },
         )
         .await;
@@ -493,7 +494,9 @@ fn replay_estimate(plan: &Plan) -> f64 {
             | crate::plan::Step::StopAtTarget {
                 estimated_seconds, ..
             } => *estimated_seconds,
-            crate::plan::Step::RestoreBackup { .. } => 0.0,
+            crate::plan::Step::RestoreBackup { .. }
+            | crate::plan::Step::ApplyIncremental { .. }
+            | crate::plan::Step::CloneSnapshot { .. } => 0.0,
         })
         .sum()
 }

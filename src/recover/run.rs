@@ -430,6 +430,7 @@ mod tests {
             target,
             inclusive: true,
             timeline: TimelineChoice::Latest,
+            from: Default::default(),
         }
     }
 

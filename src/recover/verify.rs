@@ -294,6 +294,7 @@ mod tests {
             target,
             inclusive,
             timeline_choice: TimelineChoice::Latest,
+            from: Default::default(),
             timeline: tli,
             timeline_reason: String::new(),
             backup: BackupChoice {
