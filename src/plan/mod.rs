@@ -17,6 +17,7 @@ pub mod cost;
 mod evidence;
 pub mod explain;
 mod locate;
+pub mod maintain;
 mod planner;
 mod resolve;
 mod route;
