@@ -7,9 +7,10 @@
 //! The rule, run every `interval` (by cron or a timer):
 //! - the replay a restore to now would need is the WAL archived along the
 //!   timeline since the newest start point's redo point, at the replay
-//!   rate; at the next run it will have grown by the WAL rate seen since
-//!   that start point (its WAL over the time since it finished) times the
-//!   interval. If that exceeds `max_replay`, capture now: a snapshot when
+//!   rate; at the next run it will have grown by the WAL rate seen (the
+//!   WAL since the newest start point at least one interval old, over the
+//!   time since it finished or one interval if that is longer, so a backup
+//!   that just finished does not read as a burst) times the interval. If that exceeds `max_replay`, capture now: a snapshot when
 //!   a provider is configured (the cheapest to bring back), else a backup.
 //! - a backup in the repository (full or incremental) at least every
 //!   `max_age` (24 hours), whatever the rate: snapshots stay on the
@@ -102,17 +103,29 @@ pub fn decide(
     let newest_backup =
         newest(&|b| b.timeline == tli && !matches!(b.start, StartKind::Snapshot { .. }));
     let newest_full = newest(&|b| b.timeline == tli && b.start.is_full());
+    let since = |b: &BackupRecord| (now - b.stop_time).num_milliseconds() as f64 / 1000.0;
     let (wal_bytes_since, rate) = match (newest_start, line.last_on_history()) {
         (Some(s), Some(last)) => {
             let (raw, ..) = line.totals(s.start_lsn.segno(line.size), last);
-            let secs = (now - s.stop_time).num_milliseconds() as f64 / 1000.0;
-            (raw, if secs > 1.0 { raw as f64 / secs } else { 0.0 })
+            // The rate over at least one interval: from the newest start
+            // point that is that old (else the oldest), so the WAL of a
+            // backup that just finished does not read as a burst.
+            let base = starts
+                .iter()
+                .copied()
+                .filter(|b| since(b) >= policy.interval_secs)
+                .max_by_key(|b| b.stop_lsn)
+                .or_else(|| starts.iter().copied().min_by_key(|b| b.stop_lsn))
+                .unwrap_or(s);
+            let (grown, ..) = line.totals(base.stop_lsn.segno(line.size), last);
+            let secs = since(base).max(policy.interval_secs).max(1.0);
+            (raw, grown as f64 / secs)
         }
         _ => (0, 0.0),
     };
     let replay_now = cost.replay(wal_bytes_since);
     let replay_next = cost.replay(wal_bytes_since + (rate * policy.interval_secs) as u64);
-    let age = newest_backup.map(|b| (now - b.stop_time).num_milliseconds() as f64 / 1000.0);
+    let age = newest_backup.map(since);
     let mut d = Decision {
         capture: Capture::Nothing,
         reason: String::new(),
@@ -373,6 +386,33 @@ mod tests {
             d.reason.contains("more than the data directory"),
             "{}",
             d.reason
+        );
+    }
+
+    #[test]
+    fn a_start_point_just_taken_is_not_taken_again() {
+        // Segments 1..=40 (16 MiB each) span 400 s; a second full backup
+        // finished in segment 40, a minute before now. Its own segment over
+        // that minute would read as a gigabyte an hour (16.8 s of replay by
+        // the next run, past 15 s); the rate since the older start point,
+        // over at least one interval, is 624 MiB an hour (segments 2 to 40).
+        let c = world()
+            .start_point("f2", StartKind::Full, 1, 40, 2000, 500)
+            .build();
+        let d = decide(
+            &c,
+            tli(1),
+            &CostModel::default(),
+            now(),
+            &policy(15.0, false),
+        )
+        .unwrap();
+        assert_eq!(d.newest_start.as_deref(), Some("f2"));
+        assert_eq!(d.capture, Capture::Nothing, "{}", d.reason);
+        let hourly = d.wal_bytes_per_sec * 3600.0;
+        assert!(
+            (hourly - (39 * (16u64 << 20)) as f64).abs() < 1.0,
+            "{hourly}"
         );
     }
 
