@@ -24,7 +24,14 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The settings file first: its settings are environment defaults the
+    // command line's flags fall back to (cli/config.rs).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(e) = cli::config::apply(&args) {
+        eprintln!("pitr: error: {e}");
+        return ExitCode::from(Code::Usage as u8);
+    }
+    let cli = Cli::parse_from(args);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PITR_LOG")

@@ -43,6 +43,10 @@ impl From<ActionArg> for Action {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Settings file (pitr.toml): default /etc/pitr/pitr.toml when it
+    /// exists; flags and the environment take precedence over it.
+    #[arg(long, global = true, env = "PITR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -284,7 +288,7 @@ pub struct RestoreArgs {
     pub os_user: String,
     /// Parallel file downloads (default: the cores; 4x that on S3, whose
     /// requests wait on the network more than on the CPU).
-    #[arg(long)]
+    #[arg(long, env = "PITR_JOBS")]
     pub jobs: Option<usize>,
     /// Only materialize the data directory and write the recovery settings;
     /// do not start the server (start it yourself with pg_ctl).
@@ -353,7 +357,7 @@ pub struct FollowArgs {
     #[arg(long, default_value = "postgres")]
     pub os_user: String,
     /// Parallel file downloads (default: the cores; 4x that on S3).
-    #[arg(long)]
+    #[arg(long, env = "PITR_JOBS")]
     pub jobs: Option<usize>,
     /// Fail when the standby shows no progress towards accepting
     /// connections for this many seconds.
@@ -455,7 +459,7 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 16)]
         prefetch: usize,
         /// Segments fetched at once (default: the cores; 4x that on S3).
-        #[arg(long)]
+        #[arg(long, env = "PITR_JOBS")]
         jobs: Option<usize>,
     },
     /// Take a full base backup of a running cluster.
@@ -475,7 +479,7 @@ pub enum Command {
         #[arg(long)]
         spread_checkpoint: bool,
         /// Parallel file uploads (default: the cores; 4x that on S3).
-        #[arg(long)]
+        #[arg(long, env = "PITR_JOBS")]
         jobs: Option<usize>,
         /// Seconds to wait for the backup's last WAL segment to be archived.
         #[arg(long, default_value_t = 120)]

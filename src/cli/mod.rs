@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod command;
+pub mod config;
 pub mod exit;
 pub mod render;
 pub mod report;
