@@ -555,6 +555,37 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Is the protection working: backup age, WAL continuity, catalog,
+    /// and with --pgdata the server's archive lag and archiver (for cron
+    /// and monitoring; exit 0 ok, 11 warning, 12 critical).
+    Check {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// A running server to check the archiving of.
+        #[arg(long)]
+        pgdata: Option<PathBuf>,
+        /// Database role pitr connects as.
+        #[arg(long, default_value = "postgres")]
+        db_user: String,
+        /// The newest start point's age that warns (e.g. 26h).
+        #[arg(long, value_name = "DURATION", default_value = "26h")]
+        warn_backup_age: String,
+        /// ... and that is critical.
+        #[arg(long, value_name = "DURATION", default_value = "50h")]
+        crit_backup_age: String,
+        /// WAL written and not archived that warns (bytes; k, M, G suffixes).
+        #[arg(long, value_name = "BYTES", default_value = "128M")]
+        warn_archive_lag: String,
+        /// ... and that is critical.
+        #[arg(long, value_name = "BYTES", default_value = "1G")]
+        crit_archive_lag: String,
+        /// Nagios plugin exit codes: 0 ok, 1 warning, 2 critical, 3 unknown
+        /// (the check could not run).
+        #[arg(long)]
+        nagios: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Make the standby of a data directory a primary (and archive into a repository).
     Promote {
         /// The standby's data directory.
@@ -600,6 +631,43 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         upgrade_to: Option<PathBuf>,
     },
+}
+
+/// A duration flag (`90m`, `26h`, `7d`).
+pub fn parse_duration(flag: &str, v: &str) -> Result<std::time::Duration, Failure> {
+    humantime::parse_duration(v).map_err(|e| {
+        Failure::usage(format!(
+            "{flag} {v:?}: {e} (write a duration like 90m, 26h or 7d)"
+        ))
+    })
+}
+
+/// A size flag: bytes, or a number with k, M, G or T (powers of 1024).
+pub fn parse_bytes(flag: &str, v: &str) -> Result<u64, Failure> {
+    let t = v.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_lowercase() {
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                _ => 0,
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|_| mult > 0)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{flag} {v:?} is not a size: write bytes, or a number with k, M, G or T (powers of 1024), e.g. 128M"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -707,5 +775,18 @@ mod tests {
         }
         let ok = spec(&["--lsn", "0/3000148", "--exclusive", "--timeline", "2"]).unwrap();
         assert!(!ok.inclusive);
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_the_rest() {
+        assert_eq!(parse_bytes("--x", "4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("--x", "128M").unwrap(), 128 << 20);
+        assert_eq!(parse_bytes("--x", "1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("--x", " 2k ").unwrap(), 2048);
+        for bad in ["", "M", "12Q", "lots", "-1", "99999999999999999999T"] {
+            let e = parse_bytes("--x", bad).unwrap_err();
+            assert_eq!(e.code, crate::cli::exit::Code::Usage, "{bad}");
+            assert!(e.error.to_string().contains("is not a size"), "{bad}");
+        }
     }
 }

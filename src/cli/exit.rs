@@ -12,6 +12,7 @@ use crate::capture::backup::BackupError;
 use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
 use crate::plan::{PlanError, TimeError};
+use crate::recover::check::CheckError;
 use crate::recover::fork::{ForkError, NewRepoError};
 use crate::recover::install::SelectError;
 use crate::recover::live::ServerError;
@@ -39,6 +40,10 @@ pub enum Code {
     Recovery = 7,
     Postgres = 8,
     Conflict = 9,
+    /// `check`: a check warns (the report names it).
+    CheckWarning = 11,
+    /// `check`: a check is critical.
+    CheckCritical = 12,
     /// `wal-fetch` only: anything but "not archived" (see above).
     StopRecovery = 200,
 }
@@ -76,6 +81,8 @@ impl Failure {
             | Code::Recovery
             | Code::Postgres
             | Code::Conflict
+            | Code::CheckWarning
+            | Code::CheckCritical
             | Code::StopRecovery => Failure {
                 code: Code::StopRecovery,
                 error: self.error,
@@ -372,6 +379,17 @@ impl From<StatusError> for Failure {
         let code = match &e {
             StatusError::Server(s) => server_code(s),
             StatusError::Repo(r) => repo_code(r),
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<CheckError> for Failure {
+    fn from(e: CheckError) -> Self {
+        let code = match &e {
+            CheckError::Server(s) => server_code(s),
+            CheckError::Status(StatusError::Server(s)) => server_code(s),
+            CheckError::Status(StatusError::Repo(r)) | CheckError::Repo(r) => repo_code(r),
         };
         Failure::new(code, e)
     }

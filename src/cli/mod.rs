@@ -70,7 +70,13 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
         Command::Status { pgdata, .. } | Command::Promote { pgdata, .. } => {
             user::become_user(&user::owner_of(pgdata)?)?
         }
-        Command::WalFetch { .. }
+        // The server's peer-authenticated role is its owner's.
+        Command::Check {
+            pgdata: Some(pgdata),
+            ..
+        } => user::become_user(&user::owner_of(pgdata)?)?,
+        Command::Check { pgdata: None, .. }
+        | Command::WalFetch { .. }
         | Command::WalPrefetch { .. }
         | Command::Info { .. }
         | Command::Plan { .. }
@@ -211,6 +217,45 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             db_user,
             json,
         } => command::status::run(&pgdata, repo.as_deref(), &s3, &db_user, json.json).await,
+        Command::Check {
+            repo,
+            pgdata,
+            db_user,
+            warn_backup_age,
+            crit_backup_age,
+            warn_archive_lag,
+            crit_archive_lag,
+            nagios,
+            json,
+        } => {
+            let a = command::check::Args {
+                pgdata,
+                db_user,
+                thresholds: crate::recover::check::Thresholds {
+                    warn_backup_age_secs: args::parse_duration(
+                        "--warn-backup-age",
+                        &warn_backup_age,
+                    )?
+                    .as_secs_f64(),
+                    crit_backup_age_secs: args::parse_duration(
+                        "--crit-backup-age",
+                        &crit_backup_age,
+                    )?
+                    .as_secs_f64(),
+                    warn_archive_lag_bytes: args::parse_bytes(
+                        "--warn-archive-lag",
+                        &warn_archive_lag,
+                    )?,
+                    crit_archive_lag_bytes: args::parse_bytes(
+                        "--crit-archive-lag",
+                        &crit_archive_lag,
+                    )?,
+                },
+                nagios,
+                json: json.json,
+            };
+            command::check::run(&repo, &a).await
+        }
         Command::Promote {
             pgdata,
             archive_to,

@@ -567,3 +567,41 @@ pub fn inspect_backup(rec: &BackupRecord, as_json: bool) -> Result<(), Failure> 
     );
     Ok(())
 }
+
+/// `pitr check`: one line per check, worst first; `--nagios`: the
+/// plugin's one line (status and the findings that are not ok).
+pub fn check(
+    r: &crate::recover::check::Report,
+    as_json: bool,
+    nagios: bool,
+) -> Result<(), Failure> {
+    use crate::recover::check::Health;
+    let word = |h: Health| match h {
+        Health::Ok => "OK",
+        Health::Warning => "WARNING",
+        Health::Critical => "CRITICAL",
+    };
+    if as_json {
+        return json(r);
+    }
+    let mut checks: Vec<_> = r.checks.iter().collect();
+    checks.sort_by_key(|c| std::cmp::Reverse(c.status));
+    if nagios {
+        let bad: Vec<String> = checks
+            .iter()
+            .filter(|c| c.status != Health::Ok)
+            .map(|c| format!("{}: {}", c.check, c.message))
+            .collect();
+        if bad.is_empty() {
+            println!("{}: {} checks ok", word(r.status), checks.len());
+        } else {
+            println!("{}: {}", word(r.status), bad.join("; "));
+        }
+        return Ok(());
+    }
+    println!("{} ({})", word(r.status), r.repository);
+    for c in checks {
+        println!("  {:<8} {:<15} {}", word(c.status), c.check, c.message);
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! caller would need lives here.
 
 pub mod backup;
+pub mod check;
 pub mod follow;
 pub mod fork;
 pub mod info;
