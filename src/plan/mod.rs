@@ -15,6 +15,7 @@
 pub mod compat;
 pub mod cost;
 mod evidence;
+pub mod expire;
 pub mod explain;
 mod locate;
 pub mod maintain;

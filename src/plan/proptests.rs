@@ -110,6 +110,11 @@ fn switchpoint(k: u64) -> Lsn {
 }
 
 fn build(w: &World) -> Catalog {
+    build_keeping(w, |_| true)
+}
+
+/// The catalog of `w` with only the archived segments `keep` admits.
+fn build_keeping(w: &World, keep: impl Fn(SegNo) -> bool) -> Catalog {
     let config = testkit::config();
     let mut wal = BTreeMap::new();
     for s in 0..w.n1 {
@@ -180,7 +185,10 @@ fn build(w: &World) -> Catalog {
         backups.retain(|b| b.id != id);
     }
     Catalog {
-        wal: crate::catalog::WalIndex::from_records(config.wal_segment_size, wal.into_values()),
+        wal: crate::catalog::WalIndex::from_records(
+            config.wal_segment_size,
+            wal.into_values().filter(|r| keep(r.segno)),
+        ),
         config,
         backups,
         histories,
@@ -316,6 +324,64 @@ proptest! {
             }
             (Ok(p), None) => prop_assert!(false, "planned {:?} but brute force found no route", p.backup.id),
             (Err(e), Some((_, id))) => prop_assert!(false, "error {e} but backup {id} has a complete route"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Expire, on random catalogs of every kind of start point: every
+    /// moment inside the window that could be restored before (on the
+    /// latest timeline, and on timeline 1) can be after, every kept
+    /// incremental's chain is whole, and no WAL a kept start point
+    /// replays from is removed.
+    #[test]
+    fn expire_keeps_every_moment_of_the_window(w in world(), window_secs in 1i64..1500, keep_full in 0usize..3) {
+        use super::expire::{plan_expire, ExpirePolicy, ExpireError};
+        let before = build(&w);
+        let now = seg_time(2, 60);
+        let policy = ExpirePolicy { keep_window_secs: window_secs as f64, keep_full };
+        let p = match plan_expire(&before, now, &policy) {
+            Ok(p) => p,
+            Err(ExpireError::WindowShorterThanNewest { .. }) => return Ok(()),
+            Err(e) => return Err(TestCaseError::fail(e.to_string())),
+        };
+        let horizon = p.wal_below.map(|s| s.get()).unwrap_or(0);
+        let mut after = build_keeping(&w, |s| s.get() >= horizon);
+        after.backups.retain(|b| !p.remove.contains(&b.id));
+        // Nothing kept lost a parent or the WAL it starts from.
+        for k in &p.keep {
+            prop_assert!(
+                before.chain(&k.id).is_err() || after.chain(&k.id).is_ok(),
+                "kept {} lost its chain", k.id
+            );
+            let b = after.backup(&k.id).unwrap();
+            prop_assert!(b.start_lsn.as_u64() / SEG >= horizon, "kept {} starts below the horizon {horizon}", k.id);
+        }
+        // Nothing inside the window was removed.
+        for id in &p.remove {
+            let b = before.backup(id).unwrap();
+            prop_assert!(b.stop_time < p.window_start, "{id} finished inside the window");
+        }
+        let cost = CostModel::default();
+        let mut moments = vec![p.window_start];
+        for tli in [1u32, 2] {
+            for s in 0..60u64 {
+                let t = seg_time(tli, s);
+                moments.push(t);
+                moments.push(t - Duration::seconds(1));
+            }
+        }
+        moments.retain(|t| *t >= p.window_start && *t <= now);
+        for t in moments {
+            for timeline in [crate::plan::TimelineChoice::Latest, crate::plan::TimelineChoice::Id(TimelineId::new(1).unwrap())] {
+                let spec = TargetSpec { timeline, ..TargetSpec::new(RecoveryTarget::Time(t)) };
+                if let Ok(was) = plan(&before, &spec, &cost) {
+                    let now_ = plan(&after, &spec, &cost);
+                    prop_assert!(now_.is_ok(), "{t} ({timeline:?}) was restorable from {} and is not after expire (removed {:?}, WAL below {horizon}): {}", was.backup.id, p.remove, now_.unwrap_err());
+                }
+            }
         }
     }
 }
