@@ -3,6 +3,7 @@
 //! `restore_command` (`wal_fetch`), and base backups (`backup`).
 
 pub mod backup;
+pub mod expire;
 pub mod mapped;
 pub mod owner;
 pub mod wal_fetch;

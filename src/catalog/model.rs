@@ -377,6 +377,26 @@ pub struct BackupClaim {
     pub pid_start: u64,
 }
 
+/// `catalog/wal-horizon.json`: `pitr expire` removes (or may have
+/// removed) the WAL segments numbered below `below`, of every timeline,
+/// that were archived before `at`; loading the catalog leaves their index
+/// entries out, so nothing plans through a segment that is gone. A
+/// segment archived at or after `at` is never removed by that expire (it
+/// may have been pushed while expire ran) and stays listed. Written
+/// before any segment is removed; `below` only ever grows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WalHorizon {
+    pub below: SegNo,
+    pub at: DateTime<Utc>,
+}
+
+impl WalHorizon {
+    /// Whether `r` is gone (or going) by this horizon.
+    pub fn hides(&self, r: &WalSegmentRecord) -> bool {
+        r.segno < self.below && r.pushed_at < self.at
+    }
+}
+
 /// What one restore measured (`catalog/timings/<stamp>.json`): the cost
 /// model's rates come from the medians of these.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -532,5 +552,28 @@ impl Catalog {
         let wal = self.wal.timelines().max();
         let hist = self.histories.keys().copied().max();
         wal.max(hist).unwrap_or(TimelineId::FIRST)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testkit::{at, record};
+
+    #[test]
+    fn a_horizon_hides_only_what_was_archived_before_it() {
+        let h = WalHorizon {
+            below: SegNo::new(10),
+            at: at(500),
+        };
+        let mut r = record(1, 9, 1000, 90);
+        r.pushed_at = at(499);
+        assert!(h.hides(&r));
+        // Archived while (or after) the expire ran: kept and listed.
+        r.pushed_at = at(500);
+        assert!(!h.hides(&r));
+        let mut r = record(1, 10, 1000, 100);
+        r.pushed_at = at(1);
+        assert!(!h.hides(&r), "at the horizon");
     }
 }

@@ -555,6 +555,24 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Remove backups, snapshots and WAL that no moment inside the
+    /// retention window needs.
+    Expire {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Every moment from this long ago until now stays restorable
+        /// (e.g. 14d, 36h).
+        #[arg(long, value_name = "DURATION")]
+        keep_window: String,
+        /// Keep the newest N full backups too, whatever their age.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_full: usize,
+        /// List what would go and the bytes freed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Is the protection working: backup age, WAL continuity, catalog,
     /// and with --pgdata the server's archive lag and archiver (for cron
     /// and monitoring; exit 0 ok, 11 warning, 12 critical).

@@ -9,8 +9,10 @@
 //! repository" and `StopRecovery` for every other failure.
 
 use crate::capture::backup::BackupError;
+use crate::capture::expire::ExpireRunError;
 use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
+use crate::plan::expire::ExpireError;
 use crate::plan::{PlanError, TimeError};
 use crate::recover::check::CheckError;
 use crate::recover::fork::{ForkError, NewRepoError};
@@ -379,6 +381,19 @@ impl From<StatusError> for Failure {
         let code = match &e {
             StatusError::Server(s) => server_code(s),
             StatusError::Repo(r) => repo_code(r),
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<ExpireRunError> for Failure {
+    fn from(e: ExpireRunError) -> Self {
+        let code = match &e {
+            ExpireRunError::Plan(ExpireError::WindowShorterThanNewest { .. })
+            | ExpireRunError::Plan(ExpireError::EmptyWindow) => Code::Usage,
+            ExpireRunError::Repo(r) => repo_code(r),
+            ExpireRunError::Running { .. } => Code::Conflict,
+            ExpireRunError::Needed { .. } => Code::Internal,
         };
         Failure::new(code, e)
     }

@@ -76,6 +76,7 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             ..
         } => user::become_user(&user::owner_of(pgdata)?)?,
         Command::Check { pgdata: None, .. }
+        | Command::Expire { .. }
         | Command::WalFetch { .. }
         | Command::WalPrefetch { .. }
         | Command::Info { .. }
@@ -217,6 +218,25 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             db_user,
             json,
         } => command::status::run(&pgdata, repo.as_deref(), &s3, &db_user, json.json).await,
+        Command::Expire {
+            repo,
+            keep_window,
+            keep_full,
+            dry_run,
+            json,
+        } => {
+            let window = args::parse_duration("--keep-window", &keep_window)?;
+            let opts = crate::capture::expire::ExpireOptions {
+                policy: crate::plan::expire::ExpirePolicy {
+                    keep_window_secs: window.as_secs_f64(),
+                    keep_full,
+                },
+                dry_run,
+            };
+            let repo = command::open_repo(&repo).await?;
+            let r = crate::capture::expire::expire(&repo, &opts).await?;
+            render::expire(&r, json.json)
+        }
         Command::Check {
             repo,
             pgdata,

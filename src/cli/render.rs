@@ -605,3 +605,50 @@ pub fn check(
     }
     Ok(())
 }
+
+/// `pitr expire`: the window, what is kept and why, what goes (or would).
+pub fn expire(r: &crate::capture::expire::ExpireReport, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(r);
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    println!("window    from {} until now", r.plan.window_start);
+    for k in &r.plan.keep {
+        println!("keep      {:<24} {}", k.id, k.reason);
+    }
+    for b in &r.backups {
+        println!(
+            "{verb:<9} {:<24} {} finished {}, {}",
+            b.id,
+            b.kind,
+            b.stop_time,
+            crate::plan::explain::human_bytes(b.stored_bytes)
+        );
+    }
+    println!(
+        "WAL       {verb} {} segments ({}){}",
+        r.wal_segments,
+        crate::plan::explain::human_bytes(r.wal_stored_bytes),
+        r.plan
+            .wal_below
+            .map(|s| format!(" numbered below {s}"))
+            .unwrap_or_default()
+    );
+    if !r.kept_recent.is_empty() {
+        println!(
+            "          kept {} archived after expire started: {}",
+            r.kept_recent.len(),
+            r.kept_recent.join(", ")
+        );
+    }
+    println!(
+        "freed     {}{}",
+        crate::plan::explain::human_bytes(r.bytes_freed),
+        if r.dry_run {
+            " (dry run: nothing removed)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

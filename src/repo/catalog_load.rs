@@ -81,6 +81,18 @@ impl Repo {
         Ok((out, damaged))
     }
 
+    /// Where `pitr expire` removed WAL below, if it ever ran.
+    pub async fn wal_horizon(&self) -> Result<Option<crate::catalog::WalHorizon>, RepoError> {
+        match self
+            .get_meta(&layout::wal_horizon(), crate::repo::KIND_WAL_HORIZON)
+            .await
+        {
+            Ok(h) => Ok(Some(h)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Loads everything the planner reads, from `catalog/` and `history/`
     /// only (a handful of listings, whatever the number of segments). A
     /// damaged object is left out and reported in `Catalog::damaged`: the
@@ -102,6 +114,8 @@ impl Repo {
         // Into the compact in-memory index as each chunk arrives (a
         // pending entry, added last, replaces a chunk's record of the
         // same segment).
+        let horizon = self.wal_horizon().await?;
+        let hidden = |r: &WalSegmentRecord| horizon.as_ref().is_some_and(|h| h.hides(r));
         let mut wal = WalIndexBuilder::new(config.wal_segment_size);
         let (chunks, bad) = self
             .get_many::<WalIndexChunk>(chunks, KIND_WAL_CHUNK)
@@ -109,13 +123,13 @@ impl Repo {
         damaged.extend(bad);
         for chunk in chunks {
             wal.reserve(chunk.segments.len());
-            for rec in chunk.segments {
+            for rec in chunk.segments.into_iter().filter(|r| !hidden(r)) {
                 wal.push(rec);
             }
         }
         let (pending, bad) = self.get_many::<WalSegmentRecord>(pending, KIND_WAL).await?;
         damaged.extend(bad);
-        for rec in pending {
+        for rec in pending.into_iter().filter(|r| !hidden(r)) {
             wal.push(rec);
         }
         let wal = wal.build();

@@ -184,6 +184,17 @@ pub fn backup_record(id: &str) -> Result<ObjectKey, StoreError> {
     ObjectKey::new(format!("{CATALOG_BACKUPS_DIR}/{id}.json"))
 }
 
+/// `catalog/wal-horizon.json`: where `pitr expire` removed WAL below
+/// (`catalog::WalHorizon`).
+pub fn wal_horizon() -> ObjectKey {
+    key(format!("{CATALOG_DIR}/wal-horizon.json"))
+}
+
+/// The expire lock: a claim (`claims/expire.json`) no backup id can take.
+pub fn expire_claim() -> ObjectKey {
+    key(format!("{CLAIMS_DIR}/expire.json"))
+}
+
 /// A restore's timing record; `stamp` sorts by time.
 pub fn restore_timing(stamp: &str) -> Result<ObjectKey, StoreError> {
     ObjectKey::new(format!("{CATALOG_TIMINGS_DIR}/{stamp}.json"))

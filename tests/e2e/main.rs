@@ -5,6 +5,7 @@
 mod check;
 mod config;
 mod exact;
+mod expire;
 mod faults;
 mod follow;
 mod fork;
