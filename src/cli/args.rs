@@ -284,10 +284,21 @@ pub struct RestoreArgs {
     /// Fail the restore when recovery shows no progress for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub stall_timeout: u64,
+    /// Restore the tablespace that was at OLD into NEW instead (both
+    /// absolute; repeatable). Without it each goes back where it was.
+    #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = tablespace_mapping)]
+    pub tablespace_map: Vec<(PathBuf, PathBuf)>,
     #[command(flatten)]
     pub progress: ProgressArg,
     #[command(flatten)]
     pub json: JsonArg,
+}
+
+/// `--tablespace-map`: see `recover::tablespaces::parse_mapping`.
+fn tablespace_mapping(
+    text: &str,
+) -> Result<(PathBuf, PathBuf), crate::recover::tablespaces::TablespaceError> {
+    crate::recover::tablespaces::parse_mapping(text)
 }
 
 impl RestoreArgs {
@@ -312,6 +323,7 @@ impl RestoreArgs {
             created_dir,
             primary_conninfo: None,
             archive: None,
+            tablespace_map: self.tablespace_map.clone(),
         })
     }
 }
@@ -350,6 +362,10 @@ pub struct FollowArgs {
     /// connections for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub stall_timeout: u64,
+    /// Restore the tablespace that was at OLD into NEW instead (both
+    /// absolute; repeatable).
+    #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = tablespace_mapping)]
+    pub tablespace_map: Vec<(PathBuf, PathBuf)>,
     #[command(flatten)]
     pub progress: ProgressArg,
     #[command(flatten)]
@@ -382,8 +398,14 @@ impl FollowArgs {
             created_dir,
             primary_conninfo: self.primary_conninfo.clone(),
             archive: None,
+            tablespace_map: self.tablespace_map.clone(),
         }
     }
+}
+
+/// `--max-rate`: see `capture::backup::parse_rate`.
+fn max_rate(text: &str) -> Result<std::num::NonZeroU64, crate::capture::backup::RateError> {
+    crate::capture::backup::parse_rate(text)
 }
 
 /// Parallel transfers when `--jobs` is not given.
@@ -467,9 +489,19 @@ pub enum Command {
         /// Parallel file uploads (default: the cores; 4x that on S3).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Seconds to wait for the backup's last WAL segment to be archived.
+        /// Seconds to wait for the backup's last WAL segment to be archived
+        /// (and, with --from-standby, for the standby to reach the start).
         #[arg(long, default_value_t = 120)]
         archive_timeout: u64,
+        /// Read the data directory at most this fast, over all jobs: bytes
+        /// per second, or with a binary suffix k, M, G (500k, 50M, 1G).
+        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = max_rate)]
+        max_rate: Option<std::num::NonZeroU64>,
+        /// Copy the files from this streaming standby (libpq connection
+        /// string); --conn is the primary, which brackets the backup, and
+        /// --pgdata the standby's data directory.
+        #[arg(long, value_name = "CONNINFO", requires = "conn")]
+        from_standby: Option<String>,
         #[command(flatten)]
         json: JsonArg,
     },

@@ -2,6 +2,7 @@
 //! archiving, backups, planning and restores through the pitr binary,
 //! checked row by row. One test binary; helpers in `harness`.
 
+mod backup_sources;
 mod exact;
 mod faults;
 mod follow;
