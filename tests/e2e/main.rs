@@ -13,6 +13,7 @@ mod recovery_faults;
 mod runbooks;
 mod s3;
 mod store_conformance;
+mod tablespaces;
 mod trust;
 mod xids;
 
