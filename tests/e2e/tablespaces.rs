@@ -39,7 +39,16 @@ fn insert_rows(c: &Cluster, from: i32, to: i32) {
 
 #[test]
 fn tablespaces_are_backed_up_and_restored_where_the_map_says() {
-    let c = Cluster::new();
+    scenario(Cluster::new());
+}
+
+/// The same on PostgreSQL 17 (another catalog version directory).
+#[test]
+fn tablespaces_on_pg17_are_backed_up_and_restored_where_the_map_says() {
+    scenario(Cluster::of_major(17));
+}
+
+fn scenario(c: Cluster) {
     // One path with a space: the map's escaping is exercised end to end.
     let one = c.path_of("ts one");
     let two = c.path_of("ts2");
