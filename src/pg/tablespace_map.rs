@@ -103,6 +103,11 @@ pub fn render(links: &[TablespaceLink], major: PgMajor) -> Result<String, MapErr
             .path
             .to_str()
             .ok_or_else(|| MapError::Path(l.path.display().to_string()))?;
+        // Before 15 a backslash ending a path reads as escaping the line's
+        // end: such a path cannot be written.
+        if !new && path.ends_with('\\') {
+            return Err(MapError::Path(path.to_string()));
+        }
         out.push_str(&l.oid.to_string());
         out.push(' ');
         for ch in path.chars() {
@@ -158,6 +163,15 @@ mod tests {
         let text14 = render(&links, major(14)).unwrap();
         assert_eq!(text14, "16384 /srv/a b\n16385 /srv/new\\\nline\\back\n");
         assert_eq!(parse(&text14, major(14)).unwrap(), links);
+        let trailing = [TablespaceLink {
+            oid: 1,
+            path: PathBuf::from("/srv/x\\"),
+        }];
+        assert!(render(&trailing, major(14)).is_err());
+        assert_eq!(
+            parse(&render(&trailing, major(15)).unwrap(), major(15)).unwrap(),
+            trailing
+        );
         // \r\n line ends and empty maps.
         assert_eq!(
             parse("16384 /srv/a b\r\n", major(15)).unwrap(),
