@@ -218,7 +218,8 @@ fn a_backup_from_a_standby_under_load_restores_the_primarys_rows() {
 }
 
 /// `--from-standby` refuses a primary (exit 2) and a standby of another
-/// cluster (exit 5), before any backup is listed.
+/// cluster (exit 5), before any backup is listed; a standby that does
+/// not reach the start in time fails naming both positions (exit 8).
 #[test]
 fn from_standby_refuses_a_primary_and_another_clusters_standby() {
     let c = Cluster::new();
@@ -257,4 +258,36 @@ fn from_standby_refuses_a_primary_and_another_clusters_standby() {
         Some(0),
         "{info:#}"
     );
+
+    // A standby that does not replay to the start fails at the deadline,
+    // naming both positions (exit 8); nothing is listed, and once it
+    // replays again the same backup succeeds.
+    s.psql("select pg_wal_replay_pause()");
+    c.psql("create table after_pause as select 1");
+    let args = |timeout: &str| {
+        vec![
+            "backup".to_string(),
+            "--pgdata".into(),
+            s.pgdata.display().to_string(),
+            "--conn".into(),
+            conninfo(&c),
+            "--from-standby".into(),
+            s.conninfo(),
+            "--archive-timeout".into(),
+            timeout.to_string(),
+        ]
+    };
+    let (code, err) = c.pitr.fails(&strs(&args("3")));
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("replayed only to"), "{err}");
+    assert!(err.contains("the backup starts at"), "{err}");
+    let info = c.pitr.json(&["info"]);
+    assert_eq!(
+        info["backups"].as_array().map(Vec::len),
+        Some(0),
+        "{info:#}"
+    );
+    s.psql("select pg_wal_replay_resume()");
+    let b = c.pitr.json(&strs(&args("60")));
+    assert_eq!(b["from_standby"], true, "{b:#}");
 }
