@@ -234,6 +234,8 @@ pub async fn restore(
             &opts.tablespace_map,
         )?;
         if !spaces.is_empty() {
+            // From here a failure leaves the directory marked failed.
+            wrote = true;
             super::tablespaces::create(&opts.pgdata, &spaces)?;
             manifest.tablespace_map = Some(super::tablespaces::render(&spaces, config.pg_major)?);
         }

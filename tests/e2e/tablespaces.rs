@@ -5,7 +5,8 @@
 //! restored server's `pg_tablespace_location()` shows the new places. A
 //! restore without a map, while the original directories are in use (not
 //! empty), is refused before anything is fetched, naming the directory
-//! and the flag.
+//! and the flag; with the originals gone (the source stopped, its
+//! directories moved away) a restore without a map puts them back there.
 
 use std::path::Path;
 use std::process::Command;
@@ -198,4 +199,21 @@ fn scenario(c: Cluster) {
             assert_eq!(m.uid(), pg.uid(), "{}", d.display());
         }
     }
+    drop(r);
+
+    // Where they were: with the source stopped and its tablespace
+    // directories moved away (a lost machine), a restore without a map
+    // puts them back at their original paths.
+    stop_server_with(&c.bin, &c.pgdata);
+    std::fs::rename(&one, c.path_of("lost-one")).unwrap();
+    std::fs::rename(&two, c.path_of("lost-two")).unwrap();
+    let home = c.restore_to("restore", "home", &["--to", &to]);
+    assert_eq!(ids_until(|q| home.psql(q), "t", "infinity"), want_t);
+    assert_eq!(ids_until(|q| home.psql(q), "u", "infinity"), want_u);
+    assert_eq!(home.psql("select count(*), sum(v) from w").trim(), want_w);
+    assert_eq!(
+        home.psql("select pg_tablespace_location(oid) from pg_tablespace where spcname = 'one'")
+            .trim(),
+        one.display().to_string()
+    );
 }
