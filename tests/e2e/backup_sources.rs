@@ -288,6 +288,9 @@ fn from_standby_refuses_a_primary_and_another_clusters_standby() {
         "{info:#}"
     );
     s.psql("select pg_wal_replay_resume()");
-    let b = c.pitr.json(&strs(&args("60")));
+    // Without a host, --from-standby reaches the server of --pgdata.
+    let mut resumed = args("60");
+    resumed[6] = "user=postgres".into();
+    let b = c.pitr.json(&strs(&resumed));
     assert_eq!(b["from_standby"], true, "{b:#}");
 }

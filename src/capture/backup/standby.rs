@@ -86,7 +86,9 @@ impl Standby {
         config: &RepoConfig,
         pgdata: &Path,
     ) -> Result<Standby, BackupError> {
-        let cfg = conn::config_for(Some(conninfo), None)?;
+        // No host in it: the server of --pgdata (its postmaster.pid), which
+        // is the standby.
+        let cfg = conn::config_for(Some(conninfo), Some(pgdata))?;
         let named = conn::describe(&cfg);
         let client = conn::connect(&cfg).await?;
         let in_recovery: bool = client
