@@ -811,6 +811,19 @@ fn parse_labels(text: String) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Whatever parses writes back to text that parses to the same links.
+fn parse_tablespace_map(text: String, major: u32) -> Result<(), TestCaseError> {
+    use pitr::pg::tablespace_map::{parse, render};
+    let major = pitr::pg::PgMajor::new(major).expect("a supported major");
+    let parsed = guarded("tablespace_map::parse", move || parse(&text, major))?;
+    if let Ok(links) = parsed {
+        if let Ok(again) = render(&links, major) {
+            prop_assert_eq!(parse(&again, major).ok(), Some(links));
+        }
+    }
+    Ok(())
+}
+
 fn parse_wal_name(name: String) -> Result<(), TestCaseError> {
     let back = guarded("WalFileName::parse", move || {
         let parsed = WalFileName::parse(&name).ok()?;
@@ -919,6 +932,17 @@ proptest! {
     fn backup_label_mutated(history in any::<bool>(), edits in mutations()) {
         let f = if history { backup_history_fixture() } else { label_fixture() };
         parse_labels(text(&mutated(&f, &edits)))?;
+    }
+
+    #[test]
+    fn tablespace_map_arbitrary(bytes in arbitrary_bytes(300), s in "(?s)[0-9 /a\\\\\n\r]{0,120}", major in 13u32..=18) {
+        parse_tablespace_map(text(&bytes), major)?;
+        parse_tablespace_map(s, major)?;
+    }
+
+    #[test]
+    fn tablespace_map_mutated(edits in mutations(), major in 13u32..=18) {
+        parse_tablespace_map(text(&mutated(&read("pg15/tablespace_map"), &edits)), major)?;
     }
 
     #[test]

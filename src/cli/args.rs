@@ -297,10 +297,21 @@ pub struct RestoreArgs {
     /// Fail the restore when recovery shows no progress for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub stall_timeout: u64,
+    /// Restore the tablespace that was at OLD into NEW instead (both
+    /// absolute; repeatable). Without it each goes back where it was.
+    #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = tablespace_mapping)]
+    pub tablespace_map: Vec<(PathBuf, PathBuf)>,
     #[command(flatten)]
     pub progress: ProgressArg,
     #[command(flatten)]
     pub json: JsonArg,
+}
+
+/// `--tablespace-map`: see `recover::tablespaces::parse_mapping`.
+fn tablespace_mapping(
+    text: &str,
+) -> Result<(PathBuf, PathBuf), crate::recover::tablespaces::TablespaceError> {
+    crate::recover::tablespaces::parse_mapping(text)
 }
 
 impl RestoreArgs {
@@ -325,6 +336,7 @@ impl RestoreArgs {
             created_dir,
             primary_conninfo: None,
             archive: None,
+            tablespace_map: self.tablespace_map.clone(),
         })
     }
 }
@@ -363,6 +375,10 @@ pub struct FollowArgs {
     /// connections for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub stall_timeout: u64,
+    /// Restore the tablespace that was at OLD into NEW instead (both
+    /// absolute; repeatable).
+    #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = tablespace_mapping)]
+    pub tablespace_map: Vec<(PathBuf, PathBuf)>,
     #[command(flatten)]
     pub progress: ProgressArg,
     #[command(flatten)]
@@ -396,8 +412,14 @@ impl FollowArgs {
             created_dir,
             primary_conninfo: self.primary_conninfo.clone(),
             archive: None,
+            tablespace_map: self.tablespace_map.clone(),
         }
     }
+}
+
+/// `--max-rate`: see `capture::backup::parse_rate`.
+fn max_rate(text: &str) -> Result<std::num::NonZeroU64, crate::capture::backup::RateError> {
+    crate::capture::backup::parse_rate(text)
 }
 
 /// Parallel transfers when `--jobs` is not given.
@@ -481,9 +503,19 @@ pub enum Command {
         /// Parallel file uploads (default: the cores; 4x that on S3).
         #[arg(long, env = "PITR_JOBS")]
         jobs: Option<usize>,
-        /// Seconds to wait for the backup's last WAL segment to be archived.
+        /// Seconds to wait for the backup's last WAL segment to be archived
+        /// (and, with --from-standby, for the standby to reach the start).
         #[arg(long, default_value_t = 120)]
         archive_timeout: u64,
+        /// Read the data directory at most this fast, over all jobs: bytes
+        /// per second, or with a binary suffix k, M, G (500k, 50M, 1G).
+        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = max_rate)]
+        max_rate: Option<std::num::NonZeroU64>,
+        /// Copy the files from this streaming standby (libpq connection
+        /// string); --conn is the primary, which brackets the backup, and
+        /// --pgdata the standby's data directory.
+        #[arg(long, value_name = "CONNINFO", requires = "conn")]
+        from_standby: Option<String>,
         #[command(flatten)]
         json: JsonArg,
     },
@@ -660,32 +692,13 @@ pub fn parse_duration(flag: &str, v: &str) -> Result<std::time::Duration, Failur
     })
 }
 
-/// A size flag: bytes, or a number with k, M, G or T (powers of 1024).
+/// A size flag: bytes, or a number with k, M or G (powers of 1024).
 pub fn parse_bytes(flag: &str, v: &str) -> Result<u64, Failure> {
-    let t = v.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_lowercase() {
-                'k' => 1 << 10,
-                'm' => 1 << 20,
-                'g' => 1 << 30,
-                't' => 1 << 40,
-                _ => 0,
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|_| mult > 0)
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| {
-            Failure::usage(format!(
-                "{flag} {v:?} is not a size: write bytes, or a number with k, M, G or T (powers of 1024), e.g. 128M"
-            ))
-        })
+    crate::capture::backup::parse_size(v).ok_or_else(|| {
+        Failure::usage(format!(
+            "{flag} {v:?} is not a size: write bytes, or a number with k, M or G (powers of 1024), e.g. 128M"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -801,7 +814,7 @@ mod tests {
         assert_eq!(parse_bytes("--x", "128M").unwrap(), 128 << 20);
         assert_eq!(parse_bytes("--x", "1g").unwrap(), 1 << 30);
         assert_eq!(parse_bytes("--x", " 2k ").unwrap(), 2048);
-        for bad in ["", "M", "12Q", "lots", "-1", "99999999999999999999T"] {
+        for bad in ["", "M", "12Q", "lots", "-1", "5T", "99999999999999999999"] {
             let e = parse_bytes("--x", bad).unwrap_err();
             assert_eq!(e.code, crate::cli::exit::Code::Usage, "{bad}");
             assert!(e.error.to_string().contains("is not a size"), "{bad}");

@@ -172,8 +172,16 @@ impl From<BackupError> for Failure {
 
 fn backup_code(e: &BackupError) -> Code {
     match e {
-        BackupError::OtherCluster { .. } | BackupError::OtherMajor { .. } => Code::Incompatible,
-        BackupError::Tablespaces(_) => Code::Usage,
+        BackupError::OtherCluster { .. }
+        | BackupError::OtherMajor { .. }
+        | BackupError::StandbyOtherSystem { .. } => Code::Incompatible,
+        BackupError::Tablespaces(_)
+        | BackupError::StandbyNeedsPrimary
+        | BackupError::StandbyIsPrimary { .. }
+        | BackupError::StandbyOtherDirectory { .. } => Code::Usage,
+        BackupError::StandbyBehind { .. } | BackupError::StandbyRestartpoint { .. } => {
+            Code::Postgres
+        }
         BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Returned { .. } => {
             Code::Postgres
         }
@@ -202,6 +210,18 @@ impl From<TimeError> for Failure {
     }
 }
 
+fn tablespace_code(e: &crate::recover::tablespaces::TablespaceError) -> Code {
+    use crate::recover::tablespaces::TablespaceError;
+    match e {
+        TablespaceError::NotEmpty { .. }
+        | TablespaceError::Unmapped { .. }
+        | TablespaceError::Shared { .. }
+        | TablespaceError::BadMapping(_)
+        | TablespaceError::Create { .. } => Code::Usage,
+        TablespaceError::Map(_) => Code::Storage,
+    }
+}
+
 fn recover_code(e: &RecoverError) -> Code {
     match e {
         // What the machine or the operator must fix: a directory, a
@@ -210,8 +230,8 @@ fn recover_code(e: &RecoverError) -> Code {
         | RecoverError::PortInUse { .. }
         | RecoverError::NoPort
         | RecoverError::Write { .. }
-        | RecoverError::Spawn { .. }
-        | RecoverError::Tablespaces => Code::Usage,
+        | RecoverError::Spawn { .. } => Code::Usage,
+        RecoverError::Tablespace(t) => tablespace_code(t),
         RecoverError::Bin(b) => bin_code(b),
         RecoverError::Corrupt { .. }
         | RecoverError::Checksum { .. }

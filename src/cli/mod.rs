@@ -104,6 +104,7 @@ fn hand_over(
         &args.pgdata,
         physical.as_deref(),
         new_repo,
+        &args.tablespace_map,
         args.port,
         args.socket_dir.as_deref(),
         &args.os_user,
@@ -116,6 +117,7 @@ fn hand_over_standby(args: &FollowArgs) -> Result<(), Failure> {
         &args.pgdata,
         None,
         None,
+        &args.tablespace_map,
         args.port,
         args.socket_dir.as_deref(),
         &args.os_user,
@@ -123,12 +125,13 @@ fn hand_over_standby(args: &FollowArgs) -> Result<(), Failure> {
 }
 
 /// Refuses a `--port` anything holds, creates the data directory (and the
-/// physical copy, or a fork's local new repository) for `os_user`, and
-/// becomes that user.
+/// physical copy, or a fork's local new repository, and each
+/// `--tablespace-map` NEW directory) for `os_user`, and becomes that user.
 fn hand_over_dirs(
     pgdata: &Path,
     physical: Option<&Path>,
     new_repo: Option<&Path>,
+    tablespaces: &[(PathBuf, PathBuf)],
     port: Option<u16>,
     socket_dir: Option<&Path>,
     os_user: &str,
@@ -145,6 +148,10 @@ fn hand_over_dirs(
         if let Some(root) = recover::pgdata::hand_over(repo, None, &os_user)? {
             let _ = CREATED_NEW_REPO.set(root);
         }
+    }
+    // A NEW that is not empty is left as it is: restore refuses it.
+    for (_, new) in tablespaces {
+        recover::pgdata::hand_over(new, None, &os_user)?;
     }
     let created = recover::pgdata::hand_over(pgdata, physical, &os_user)?;
     if let Some(root) = created {
@@ -182,6 +189,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             spread_checkpoint,
             jobs,
             archive_timeout,
+            max_rate,
+            from_standby,
             json,
         } => {
             let a = command::backup::Args {
@@ -191,6 +200,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 spread_checkpoint,
                 jobs,
                 archive_timeout,
+                max_rate,
+                from_standby,
                 json: json.json,
             };
             command::backup::run(&repo, a).await

@@ -123,9 +123,27 @@ pub fn wal_push(out: &PushOutcome, as_json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn backup(rec: &BackupRecord, as_json: bool) -> Result<(), Failure> {
+/// How a backup ran, beside its record: `--json` adds
+/// `max_rate_bytes_per_sec` (null when unthrottled) and `from_standby`.
+pub struct BackupRun {
+    pub max_rate: Option<u64>,
+    pub from_standby: bool,
+}
+
+pub fn backup(rec: &BackupRecord, run: &BackupRun, as_json: bool) -> Result<(), Failure> {
     if as_json {
-        return json_with_rss(rec);
+        let mut value = serde_json::to_value(rec).map_err(|e| Failure::new(Code::Internal, e))?;
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert(
+                "max_rate_bytes_per_sec".into(),
+                serde_json::Value::from(run.max_rate),
+            );
+            map.insert(
+                "from_standby".into(),
+                serde_json::Value::from(run.from_standby),
+            );
+        }
+        return json_with_rss(&value);
     }
     println!(
         "backup {} done: {} files, {} ({} stored), WAL {}..{} on timeline {}",
@@ -137,6 +155,12 @@ pub fn backup(rec: &BackupRecord, as_json: bool) -> Result<(), Failure> {
         rec.stop_lsn,
         rec.timeline
     );
+    if let Some(rate) = run.max_rate {
+        println!("read at most {}/s", explain::human_bytes(rate));
+    }
+    if run.from_standby {
+        println!("files copied from the standby, bracketed on the primary");
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod history;
 pub mod lsn;
 pub mod major;
 pub mod system_id;
+pub mod tablespace_map;
 pub mod wal;
 pub mod walname;
 

@@ -440,6 +440,8 @@ async fn fork_into(
                 fast: true,
                 jobs: opts.backup_jobs.max(1),
                 archive_timeout: opts.archive_timeout,
+                max_rate: None,
+                from_standby: None,
             },
             |_| {},
         )

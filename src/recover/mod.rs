@@ -26,6 +26,7 @@ pub mod run;
 pub mod settings;
 pub mod standby;
 pub mod status;
+pub mod tablespaces;
 pub mod upgrade;
 pub mod verify;
 

@@ -91,8 +91,8 @@ pub enum RecoverError {
     NoPort,
     #[error("port {port} is in use ({by}): choose another with --port")]
     PortInUse { port: u16, by: String },
-    #[error("tablespaces are not supported by restore yet")]
-    Tablespaces,
+    #[error(transparent)]
+    Tablespace(#[from] super::tablespaces::TablespaceError),
     /// A fork's own repository could not be made ready before the server
     /// started (`fork::init_new_repo`).
     #[error("the fork's repository {repo}")]
@@ -134,6 +134,8 @@ pub struct RestoreOptions {
     /// (initialized from the restored pg_control before the server first
     /// starts) instead of `archive_mode = 'off'`.
     pub archive: Option<super::fork::ArchiveInto>,
+    /// `--tablespace-map OLD=NEW` pairs (`tablespaces::plan`).
+    pub tablespace_map: Vec<(PathBuf, PathBuf)>,
 }
 
 /// `RestoreOptions::stall_timeout` unless told otherwise.
@@ -222,9 +224,20 @@ pub async fn restore(
     let mut running: Option<instance::Running> = None;
     let mut wrote = false;
     let result = async {
-        let manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
-        if manifest.tablespace_map.is_some() {
-            return Err(RecoverError::Tablespaces);
+        let mut manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
+        // Before anything is fetched: where each tablespace goes, refused
+        // if it is not empty; then its directory and link, and the map
+        // recovery reads naming the new places.
+        let spaces = super::tablespaces::plan(
+            manifest.tablespace_map.as_deref(),
+            config.pg_major,
+            &opts.tablespace_map,
+        )?;
+        if !spaces.is_empty() {
+            // From here a failure leaves the directory marked failed.
+            wrote = true;
+            super::tablespaces::create(&opts.pgdata, &spaces)?;
+            manifest.tablespace_map = Some(super::tablespaces::render(&spaces, config.pg_major)?);
         }
         let total: u64 = manifest.files.iter().map(|f| f.size).sum();
         on_event(RecoverEvent::Materializing { total_bytes: total });

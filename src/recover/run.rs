@@ -90,6 +90,8 @@ pub struct RunOptions {
     /// A fork's own repository (`recover::fork`); None for restore and
     /// rollback, whose copies never archive.
     pub archive: Option<super::fork::ArchiveInto>,
+    /// `--tablespace-map OLD=NEW` pairs.
+    pub tablespace_map: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A finished restore, with the backup's major and the install it ran on.
@@ -319,6 +321,7 @@ async fn plan_and_restore(
         created_dir: opts.created_dir.clone(),
         primary_conninfo: opts.primary_conninfo.clone(),
         archive: opts.archive.clone(),
+        tablespace_map: opts.tablespace_map.clone(),
     };
     let outcome = super::restore(repo, &plan, &ropts, on_event)
         .await
@@ -523,6 +526,7 @@ mod tests {
             created_dir: created,
             primary_conninfo: None,
             archive: None,
+            tablespace_map: Vec::new(),
         };
         let noop: OnEvent = std::sync::Arc::new(|_| {});
         let err = rollback_upgrade(&repo, &opts, bin, noop).await.unwrap_err();

@@ -97,7 +97,7 @@ pub fn config_for(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<Confi
     Ok(cfg)
 }
 
-fn describe(cfg: &Config) -> String {
+pub fn describe(cfg: &Config) -> String {
     let host = cfg
         .get_hosts()
         .first()

@@ -2,6 +2,7 @@
 //! archiving, backups, planning and restores through the pitr binary,
 //! checked row by row. One test binary; helpers in `harness`.
 
+mod backup_sources;
 mod check;
 mod config;
 mod exact;
@@ -15,6 +16,7 @@ mod recovery_faults;
 mod runbooks;
 mod s3;
 mod store_conformance;
+mod tablespaces;
 mod trust;
 mod xids;
 

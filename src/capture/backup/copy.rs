@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use super::throttle::{Throttle, SLICE};
 use super::walk::Entry;
 use super::{BackupError, BackupEvent};
 use crate::catalog::model::FileKind;
@@ -39,6 +40,7 @@ pub(super) async fn copy_files(
     id: &str,
     entries: Arc<Vec<Entry>>,
     jobs: usize,
+    throttle: Option<Arc<Throttle>>,
     on_event: Arc<impl Fn(BackupEvent) + Send + Sync + 'static>,
 ) -> Result<Copied, BackupError> {
     let mut units: Vec<(usize, Piece)> = Vec::new();
@@ -69,8 +71,9 @@ pub(super) async fn copy_files(
         let entries = entries.clone();
         let id = id.to_string();
         let on_event = on_event.clone();
+        let throttle = throttle.clone();
         set.spawn(async move {
-            let r = copy_piece(&repo, &id, n, &entries[n], piece).await?;
+            let r = copy_piece(&repo, &id, n, &entries[n], piece, throttle).await?;
             if let Some((size, _, _)) = &r {
                 on_event(BackupEvent::FileDone { bytes: *size });
             }
@@ -116,6 +119,7 @@ async fn copy_piece(
     n: usize,
     entry: &Entry,
     piece: Piece,
+    throttle: Option<Arc<Throttle>>,
 ) -> Result<PieceResult, BackupError> {
     let key = match piece {
         Piece::Whole => layout::backup_file(id, n)?,
@@ -134,7 +138,8 @@ async fn copy_piece(
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         BUF.with_borrow_mut(|buf| {
-            let Some(got) = read_piece(&abs, piece, buf).map_err(copy_err)? else {
+            let Some(got) = read_piece(&abs, piece, buf, throttle.as_deref()).map_err(copy_err)?
+            else {
                 return Ok(None);
             };
             let raw = &buf[..got];
@@ -158,8 +163,14 @@ async fn copy_piece(
 /// Reads one piece as it is now into `buf`, returning how many bytes it
 /// has: a whole file (up to one chunk; a file that grew since the walk is
 /// replayed from WAL), or up to one chunk at its offset (short or empty
-/// past a truncation). None if the file no longer exists.
-fn read_piece(abs: &Path, piece: Piece, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+/// past a truncation). None if the file no longer exists. With a
+/// throttle, reads are at most `SLICE` bytes, each charged to it.
+fn read_piece(
+    abs: &Path,
+    piece: Piece,
+    buf: &mut Vec<u8>,
+    throttle: Option<&Throttle>,
+) -> std::io::Result<Option<usize>> {
     use std::os::unix::fs::FileExt;
     let file = match std::fs::File::open(abs) {
         Ok(f) => f,
@@ -175,10 +186,17 @@ fn read_piece(abs: &Path, piece: Piece, buf: &mut Vec<u8>) -> std::io::Result<Op
         buf.resize(want, 0);
     }
     let mut got = 0;
+    let slice = if throttle.is_some() { SLICE } else { want };
     while got < want {
-        match file.read_at(&mut buf[got..want], offset + got as u64) {
+        let end = want.min(got + slice);
+        match file.read_at(&mut buf[got..end], offset + got as u64) {
             Ok(0) => break,
-            Ok(k) => got += k,
+            Ok(k) => {
+                got += k;
+                if let Some(t) = throttle {
+                    t.charge(k as u64);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -220,7 +238,7 @@ mod tests {
             crate::repo::RepoLocation::Local(store_dir.path().to_path_buf()),
             Arc::new(crate::repo::store::FsStore::new(store_dir.path())),
         );
-        let copied = copy_files(&repo, "b1", entries.clone(), 2, Arc::new(|_| {}))
+        let copied = copy_files(&repo, "b1", entries.clone(), 2, None, Arc::new(|_| {}))
             .await
             .unwrap();
         let files = manifest::files(&entries, copied);

@@ -12,7 +12,15 @@
 //! repository's cluster and major), `walk` (what to copy), `claim` (an id
 //! no other run takes), `session` (start and stop on the server), `copy`
 //! (the parallel file copy) and `manifest` (the manifest, then the record).
+//! `throttle` caps the copy's read rate (`--max-rate`); `standby` copies
+//! from a standby while the primary brackets the backup (`--from-standby`).
+//!
+//! The walk runs after `pg_backup_start` (and, from a standby, after the
+//! standby has replayed to the start): a relation file created before the
+//! start checkpoint but after the walk would otherwise be missing, and
+//! replay from the start checkpoint would never create it.
 
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +39,13 @@ mod cluster;
 mod copy;
 mod manifest;
 mod session;
+mod standby;
+mod throttle;
 mod walk;
 
 pub use cluster::{check_cluster, read_control, read_major};
 pub use copy::CHUNK_BYTES;
+pub use throttle::{parse_rate, parse_size, RateError, Throttle};
 
 use session::{Session, Stopped};
 use walk::{walk, Entry};
@@ -73,7 +84,8 @@ pub enum BackupError {
         found: PgMajor,
         expected: PgMajor,
     },
-    #[error("tablespaces ({0}) are not supported by pitr backup yet; nothing was copied")]
+    /// A `pg_tblspc` entry pitr cannot back up (the text says which).
+    #[error("tablespaces: {0}; nothing was copied")]
     Tablespaces(String),
     #[error(transparent)]
     Conn(#[from] ConnError),
@@ -107,6 +119,36 @@ pub enum BackupError {
     NoFreeId(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error("--from-standby needs --conn naming the primary (without it pitr would connect to the server of --pgdata, the standby)")]
+    StandbyNeedsPrimary,
+    #[error("--from-standby {standby} is not in recovery: it is a primary; name a streaming standby of the primary given with --conn")]
+    StandbyIsPrimary { standby: String },
+    #[error("--from-standby {standby} is database system {found}, the primary is {expected}: name a standby of this primary")]
+    StandbyOtherSystem {
+        standby: String,
+        found: String,
+        expected: String,
+    },
+    #[error("--from-standby {standby} runs on {data_directory}, but --pgdata is {pgdata}: give the standby's data directory")]
+    StandbyOtherDirectory {
+        standby: String,
+        data_directory: String,
+        pgdata: String,
+    },
+    #[error("the standby {standby} replayed only to {replay} within {waited_secs}s, the backup starts at {start} on the primary: is it streaming (or restoring) the primary's WAL? (--archive-timeout sets the wait) The backup was removed")]
+    StandbyBehind {
+        standby: String,
+        replay: String,
+        start: Lsn,
+        waited_secs: u64,
+    },
+    #[error("a CHECKPOINT on the standby {standby} left its redo point at {redo} within {waited_secs}s, before the backup's start {start}: its disk may hold pages older than the start, which replay would not fix (is checkpointing on the standby blocked?) The backup was removed")]
+    StandbyRestartpoint {
+        standby: String,
+        redo: Lsn,
+        start: Lsn,
+        waited_secs: u64,
+    },
 }
 
 /// Why a value the server returned for a backup is unusable.
@@ -136,8 +178,14 @@ pub struct BackupOptions {
     /// Request an immediate checkpoint (`fast => true`).
     pub fast: bool,
     pub jobs: usize,
-    /// How long to wait for the stop segment to appear in the repository.
+    /// How long to wait for the stop segment to appear in the repository
+    /// (and, with `from_standby`, for the standby to reach the start).
     pub archive_timeout: Duration,
+    /// Most bytes per second read from the data directory, over all jobs.
+    pub max_rate: Option<NonZeroU64>,
+    /// Copy from this standby (a conninfo); `conninfo` is the primary
+    /// and `pgdata` the standby's data directory.
+    pub from_standby: Option<String>,
 }
 
 /// Progress events for the reporter.
@@ -164,15 +212,32 @@ pub async fn backup(
 ) -> Result<BackupRecord, BackupError> {
     let config = repo.config().await?;
     check_cluster(&opts.pgdata, &config)?;
-    let entries = walk(&opts.pgdata)?;
+    if opts.from_standby.is_some() && opts.conninfo.is_none() {
+        return Err(BackupError::StandbyNeedsPrimary);
+    }
+    // What would refuse the copy (a tablespace, an unreadable directory)
+    // refuses before the server is asked anything; the copy walks again
+    // once the backup has started.
+    walk(&opts.pgdata)?;
     let cfg = conn::config_for(opts.conninfo.as_deref(), Some(&opts.pgdata))?;
     let client = conn::connect(&cfg).await?;
+    let standby = match &opts.from_standby {
+        Some(ci) => Some(standby::Standby::connect(ci, &client, &config, &opts.pgdata).await?),
+        None => None,
+    };
 
     let (session, start_time) = Session::open(&client).await?;
     claim::sweep_abandoned(repo).await;
     let id = claim::claim_id(repo, &start_time.format("%Y%m%dT%H%M%SZ").to_string()).await?;
     let result = backup_as(
-        repo, opts, &config, &id, entries, &session, start_time, on_event,
+        repo,
+        opts,
+        &config,
+        &id,
+        standby.as_ref(),
+        &session,
+        start_time,
+        on_event,
     )
     .await;
     // Whatever happened, the id is no longer being written: a listed
@@ -190,7 +255,7 @@ async fn backup_as(
     opts: &BackupOptions,
     config: &RepoConfig,
     id: &str,
-    entries: Vec<Entry>,
+    standby: Option<&standby::Standby>,
     session: &Session<'_>,
     start_time: DateTime<Utc>,
     on_event: impl Fn(BackupEvent) + Send + Sync + 'static,
@@ -198,6 +263,20 @@ async fn backup_as(
     let id = id.to_string();
     let label = opts.label.clone().unwrap_or_else(|| format!("pitr {id}"));
     let start_lsn = session.start(&label, opts.fast).await?;
+    let walked = async {
+        if let Some(standby) = standby {
+            standby.reach(start_lsn, opts.archive_timeout).await?;
+        }
+        Ok::<_, BackupError>((walk(&opts.pgdata)?, walk::tablespace_links(&opts.pgdata)?))
+    }
+    .await;
+    let (entries, links): (Vec<Entry>, _) = match walked {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = session.abort().await;
+            return Err(e);
+        }
+    };
     let total: u64 = entries.iter().map(|e| e.size).sum();
     on_event(BackupEvent::Started {
         id: id.clone(),
@@ -207,11 +286,13 @@ async fn backup_as(
 
     let on_event = Arc::new(on_event);
     let entries = Arc::new(entries);
+    let throttle = opts.max_rate.map(|r| Arc::new(Throttle::new(r)));
     let copied = copy::copy_files(
         repo,
         &id,
         entries.clone(),
         opts.jobs.max(1),
+        throttle,
         on_event.clone(),
     )
     .await;
@@ -225,6 +306,18 @@ async fn backup_as(
     };
 
     let stopped = match session.stop().await {
+        // The map of the links the copy went through (from a standby, its
+        // own; the primary's may differ), in Postgres' format.
+        Ok(mut s) if !links.is_empty() => {
+            match crate::pg::tablespace_map::render(&links, config.pg_major) {
+                Ok(map) => s.spcmap = Some(map),
+                Err(e) => {
+                    let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
+                    return Err(BackupError::Tablespaces(e.to_string()));
+                }
+            }
+            s
+        }
         Ok(s) => s,
         Err(e) => {
             let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;

@@ -2,13 +2,19 @@
 //! skipping what Postgres' own base backup skips (basebackup.c:
 //! excludeDirContents, excludeFiles), in the order the copy needs —
 //! directories before files, parents before children, `global/pg_control`
-//! last. Tablespaces are refused before anything is copied.
+//! last. Each tablespace (a `pg_tblspc/<oid>` link) is walked in its
+//! `PG_<major>_<catversion>` directory only, as basebackup.c's
+//! sendTablespace does (TABLESPACE_VERSION_DIRECTORY): the link is a
+//! directory entry `pg_tblspc/<oid>`, its files are stored under
+//! `pg_tblspc/<oid>/PG_…/…`, and where the link points is recorded by
+//! `tablespace_links` for the manifest's `tablespace_map`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::BackupError;
 use crate::catalog::model::FileKind;
+use crate::pg::tablespace_map::TablespaceLink;
 
 /// Files and directories whose contents are never copied: mirrors
 /// basebackup.c (excludeDirContents, excludeFiles).
@@ -47,6 +53,8 @@ pub(super) struct Entry {
 
 pub(super) fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
     let mut out = Vec::new();
+    // `PG_<major>_<catversion>`, read once the first link is found.
+    let mut version_dir: Option<Result<String, (String, String)>> = None;
     let mut stack = vec![(pgdata.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
         let rd = std::fs::read_dir(&dir).map_err(|source| BackupError::Read {
@@ -81,7 +89,44 @@ pub(super) fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
             let mode = meta.mode() & 0o7777;
             if meta.file_type().is_symlink() {
                 if rel == "pg_tblspc" {
-                    return Err(BackupError::Tablespaces(child_rel));
+                    let version_dir =
+                        version_dir.get_or_insert_with(|| tablespace_version_dir(pgdata));
+                    let version_dir = version_dir.as_ref().map_err(|e| BackupError::Read {
+                        path: e.0.clone(),
+                        source: std::io::Error::other(e.1.clone()),
+                    })?;
+                    out.push(Entry {
+                        rel: child_rel.clone(),
+                        abs: path.clone(),
+                        kind: FileKind::Dir,
+                        mode: 0o700,
+                        size: 0,
+                    });
+                    // Through the link: its target must be a directory.
+                    let inner = path.join(version_dir);
+                    match std::fs::metadata(&inner) {
+                        Ok(m) if m.is_dir() => {
+                            out.push(Entry {
+                                rel: format!("{child_rel}/{version_dir}"),
+                                abs: inner.clone(),
+                                kind: FileKind::Dir,
+                                mode: m.mode() & 0o7777,
+                                size: 0,
+                            });
+                            stack.push((inner, format!("{child_rel}/{version_dir}")));
+                        }
+                        // A tablespace of another major (or none yet): not
+                        // this cluster's files.
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(BackupError::Read {
+                                path: inner.display().to_string(),
+                                source,
+                            })
+                        }
+                    }
+                    continue;
                 }
                 // Other links (e.g. pg_wal on another volume) are followed
                 // as directories only when they are pg_wal, whose contents
@@ -143,6 +188,64 @@ pub(super) fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
     Ok(out)
 }
 
+/// The directory a tablespace holds this cluster's files in:
+/// `PG_<major>_<catversion>` (catalog/catalog.h: TABLESPACE_VERSION_DIRECTORY),
+/// from `PG_VERSION` and pg_control. Err: (path, why).
+fn tablespace_version_dir(pgdata: &Path) -> Result<String, (String, String)> {
+    let major =
+        super::read_major(pgdata).map_err(|e| (pgdata.display().to_string(), e.to_string()))?;
+    let control =
+        super::read_control(pgdata).map_err(|e| (pgdata.display().to_string(), e.to_string()))?;
+    Ok(format!(
+        "PG_{}_{}",
+        major.get(),
+        control.fingerprint.catalog_version_no
+    ))
+}
+
+/// Every `pg_tblspc/<oid>` link and where it points, by OID. A directory
+/// there (an in-place tablespace) is part of the data directory and is
+/// not listed; a name that is not an OID is refused.
+pub(super) fn tablespace_links(pgdata: &Path) -> Result<Vec<TablespaceLink>, BackupError> {
+    let dir = pgdata.join("pg_tblspc");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(BackupError::Read {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| BackupError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|source| BackupError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        let oid: u32 = name.parse().map_err(|_| {
+            BackupError::Tablespaces(format!("pg_tblspc/{name} is not named by an OID"))
+        })?;
+        let target = std::fs::read_link(&path).map_err(|source| BackupError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        out.push(TablespaceLink { oid, path: target });
+    }
+    out.sort_by_key(|l| l.oid);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,8 +297,51 @@ mod tests {
             .collect();
         assert!(dirs.contains(&"pg_wal/archive_status"));
         assert!(dirs.contains(&"pg_stat_tmp"));
+    }
 
-        std::os::unix::fs::symlink("/tmp", p.join("pg_tblspc/16400")).unwrap();
-        assert!(matches!(walk(p), Err(BackupError::Tablespaces(_))));
+    /// A tablespace is walked through its link, in this cluster's
+    /// `PG_<major>_<catversion>` directory only; the link is listed with
+    /// where it points.
+    #[test]
+    fn walk_follows_tablespace_links_into_their_version_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("data");
+        for dir in ["global", "base/1", "pg_tblspc"] {
+            std::fs::create_dir_all(p.join(dir)).unwrap();
+        }
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pg15");
+        std::fs::copy(fixtures.join("pg_control"), p.join("global/pg_control")).unwrap();
+        std::fs::copy(fixtures.join("PG_VERSION"), p.join("PG_VERSION")).unwrap();
+        let cat = super::super::read_control(&p)
+            .unwrap()
+            .fingerprint
+            .catalog_version_no;
+        let ts = d.path().join("ts one");
+        let version = format!("PG_15_{cat}");
+        std::fs::create_dir_all(ts.join(&version).join("5")).unwrap();
+        std::fs::create_dir_all(ts.join("PG_14_202107181/5")).unwrap();
+        std::fs::write(ts.join(&version).join("5/16390"), b"rel").unwrap();
+        std::fs::write(ts.join("PG_14_202107181/5/1"), b"old").unwrap();
+        std::os::unix::fs::symlink(&ts, p.join("pg_tblspc/16400")).unwrap();
+
+        let entries = walk(&p).unwrap();
+        let rels: Vec<_> = entries.iter().map(|e| e.rel.as_str()).collect();
+        assert!(rels.contains(&"pg_tblspc/16400"), "{rels:?}");
+        let file = format!("pg_tblspc/16400/{version}/5/16390");
+        assert!(rels.contains(&file.as_str()), "{rels:?}");
+        assert!(!rels.iter().any(|r| r.contains("PG_14")), "{rels:?}");
+        assert_eq!(rels.last(), Some(&"global/pg_control"));
+        assert_eq!(
+            tablespace_links(&p).unwrap(),
+            vec![TablespaceLink {
+                oid: 16400,
+                path: ts.clone()
+            }]
+        );
+        std::os::unix::fs::symlink(&ts, p.join("pg_tblspc/x")).unwrap();
+        assert!(matches!(
+            tablespace_links(&p),
+            Err(BackupError::Tablespaces(_))
+        ));
     }
 }

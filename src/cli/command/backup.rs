@@ -1,5 +1,6 @@
 //! `pitr backup`: `capture::backup::backup`, progress through the reporter.
 
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ pub struct Args {
     pub spread_checkpoint: bool,
     pub jobs: Option<usize>,
     pub archive_timeout: u64,
+    pub max_rate: Option<NonZeroU64>,
+    pub from_standby: Option<String>,
     pub json: bool,
 }
 
@@ -29,15 +32,33 @@ pub async fn run(arg: &RepoArg, a: Args) -> Result<(), Failure> {
         fast: !a.spread_checkpoint,
         jobs,
         archive_timeout: Duration::from_secs(a.archive_timeout),
+        max_rate: a.max_rate,
+        from_standby: a.from_standby.clone(),
+    };
+    // The bar says when the copy is held to a rate: its speed is then the
+    // cap's, not the disk's.
+    let msg = match a.max_rate {
+        Some(r) => format!(
+            "backup (max {}/s)",
+            crate::plan::explain::human_bytes(r.get())
+        ),
+        None => "backup".to_string(),
     };
     let reporter = Reporter::new(a.json);
     let r2 = reporter.clone();
     let rec = backup::backup(&repo, &opts, move |ev| match ev {
-        BackupEvent::Started { total_bytes, .. } => r2.bytes(total_bytes, "backup"),
+        BackupEvent::Started { total_bytes, .. } => r2.bytes(total_bytes, &msg),
         BackupEvent::FileDone { bytes } => r2.inc(bytes),
         BackupEvent::Stopped { .. } => r2.finish(),
     })
     .await;
     reporter.finish();
-    render::backup(&rec?, a.json)
+    render::backup(
+        &rec?,
+        &render::BackupRun {
+            max_rate: a.max_rate.map(NonZeroU64::get),
+            from_standby: a.from_standby.is_some(),
+        },
+        a.json,
+    )
 }
