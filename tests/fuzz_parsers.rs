@@ -1049,6 +1049,7 @@ fn manifest() -> BackupManifest {
                 blake3: String::new(),
                 chunks: vec![],
                 object: Some(0),
+                source: Default::default(),
             },
             BackupFile {
                 path: "global/pg_control".into(),
@@ -1060,6 +1061,7 @@ fn manifest() -> BackupManifest {
                 blake3: b3.clone(),
                 chunks: vec![],
                 object: Some(0),
+                source: Default::default(),
             },
             BackupFile {
                 path: "base/5/16384".into(),
@@ -1078,6 +1080,7 @@ fn manifest() -> BackupManifest {
                     })
                     .collect(),
                 object: Some(7),
+                source: Default::default(),
             },
         ],
         backup_label: text(&label_fixture()),

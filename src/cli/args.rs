@@ -448,7 +448,8 @@ pub enum Command {
         #[arg(long)]
         jobs: Option<usize>,
     },
-    /// Take a full base backup of a running cluster.
+    /// Take a base backup of a running cluster: full, or with --incremental
+    /// only what changed since a parent backup.
     Backup {
         #[command(flatten)]
         repo: RepoArg,
@@ -470,6 +471,13 @@ pub enum Command {
         /// Seconds to wait for the backup's last WAL segment to be archived.
         #[arg(long, default_value_t = 120)]
         archive_timeout: u64,
+        /// Store only what changed since the parent backup: the newest full
+        /// or incremental backup on the server's timeline, or --parent.
+        #[arg(long)]
+        incremental: bool,
+        /// The backup an incremental is taken on (an id from `pitr info`).
+        #[arg(long, value_name = "ID", requires = "incremental")]
+        parent: Option<String>,
         #[command(flatten)]
         json: JsonArg,
     },

@@ -164,7 +164,11 @@ impl From<BackupError> for Failure {
 fn backup_code(e: &BackupError) -> Code {
     match e {
         BackupError::OtherCluster { .. } | BackupError::OtherMajor { .. } => Code::Incompatible,
-        BackupError::Tablespaces(_) => Code::Usage,
+        BackupError::Tablespaces(_)
+        | BackupError::NoParent { .. }
+        | BackupError::UnknownParent(_)
+        | BackupError::BadParent { .. } => Code::Usage,
+        BackupError::TimelineChanged { .. } => Code::Postgres,
         BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Returned { .. } => {
             Code::Postgres
         }

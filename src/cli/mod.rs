@@ -174,6 +174,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             spread_checkpoint,
             jobs,
             archive_timeout,
+            incremental,
+            parent,
             json,
         } => {
             let a = command::backup::Args {
@@ -183,6 +185,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 spread_checkpoint,
                 jobs,
                 archive_timeout,
+                incremental,
+                parent,
                 json: json.json,
             };
             command::backup::run(&repo, a).await

@@ -31,7 +31,7 @@ mod golden;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
