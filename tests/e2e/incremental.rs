@@ -244,7 +244,8 @@ fn an_incremental_on_timeline_2_restores_through_a_chain_from_timeline_1() {
     assert_eq!(inc2["parent"].as_str(), Some(inc1_id.as_str()), "{inc2:#}");
     assert_eq!(inc2["timeline"], 2);
     let inc2_id = inc2["id"].as_str().unwrap().to_string();
-    r.psql("insert into t(id) values (202); select pg_create_restore_point('on_tl2')");
+    r.psql("insert into t(id) values (202)");
+    r.psql("select pg_create_restore_point('on_tl2')");
     let want = r.psql(STATE);
     let seg = r
         .psql("select pg_walfile_name(pg_switch_wal())")
