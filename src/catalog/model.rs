@@ -678,11 +678,15 @@ mod tests {
         assert!(looped.dependents("a").is_empty());
 
         let snap = with_start(
-            with_start(c, "snap", StartKind::Snapshot {
-                provider: SnapshotProvider::Copy,
-                handle: "/snaps/1".into(),
-                consistency: Consistency::Bracketed,
-            }),
+            with_start(
+                c,
+                "snap",
+                StartKind::Snapshot {
+                    provider: SnapshotProvider::Copy,
+                    handle: "/snaps/1".into(),
+                    consistency: Consistency::Bracketed,
+                },
+            ),
             "c",
             inc("snap"),
         );

@@ -264,7 +264,9 @@ async fn apply_delta(
         .open(target)
         .map_err(werr)?;
     out.set_len(file.size).map_err(werr)?;
-    let obj = file.object_number(position).map_err(RecoverError::BadManifest)?;
+    let obj = file
+        .object_number(position)
+        .map_err(RecoverError::BadManifest)?;
     let all: Vec<u32> = BlockRange::expand(blocks).collect();
     if parts.iter().map(|p| p.blocks as usize).sum::<usize>() != all.len() {
         return Err(bad("its parts do not hold its blocks".into()));
@@ -377,19 +379,33 @@ mod tests {
             ),
             manifest(
                 "i1",
-                vec![file("a", delta()), file("b", FileSource::Own), file("gone", FileSource::Unchanged)],
+                vec![
+                    file("a", delta()),
+                    file("b", FileSource::Own),
+                    file("gone", FileSource::Unchanged),
+                ],
             ),
             manifest(
                 "i2",
-                vec![file("a", FileSource::Unchanged), file("b", delta()), file("c", FileSource::Own)],
+                vec![
+                    file("a", FileSource::Unchanged),
+                    file("b", delta()),
+                    file("c", FileSource::Own),
+                ],
             ),
-            manifest("i3", vec![file("a", delta()), file("b", delta()), file("c", delta())]),
+            manifest(
+                "i3",
+                vec![file("a", delta()), file("b", delta()), file("c", delta())],
+            ),
         ];
         let p = plan(&chain).unwrap();
         assert_eq!(p.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         let summary = |k: &str| {
             let f = &p[k];
-            (f.base.0, f.deltas.iter().map(|d| d.manifest).collect::<Vec<_>>())
+            (
+                f.base.0,
+                f.deltas.iter().map(|d| d.manifest).collect::<Vec<_>>(),
+            )
         };
         assert_eq!(summary("a"), (0, vec![1, 3]));
         assert_eq!(summary("b"), (1, vec![2, 3]));

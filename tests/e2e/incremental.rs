@@ -255,11 +255,23 @@ fn an_incremental_on_timeline_2_restores_through_a_chain_from_timeline_1() {
     c.wait_archived(&seg);
 
     let plan = c.pitr.json(&["plan", "--name", "on_tl2"]);
-    assert_eq!(plan["backup"]["id"].as_str(), Some(inc2_id.as_str()), "{plan:#}");
+    assert_eq!(
+        plan["backup"]["id"].as_str(),
+        Some(inc2_id.as_str()),
+        "{plan:#}"
+    );
     assert_eq!(plan["backup"]["start"]["kind"], "incremental");
     let restored = c.restore_to("restore", "from-chain", &["--name", "on_tl2"]);
     assert_eq!(restored.out["backup_id"].as_str(), Some(inc2_id.as_str()));
     assert_eq!(restored.psql(STATE), want);
-    assert!(restored.rows().starts_with("1,2,100,"), "{}", restored.rows());
-    assert!(restored.rows().ends_with(",120,200,201,202"), "{}", restored.rows());
+    assert!(
+        restored.rows().starts_with("1,2,100,"),
+        "{}",
+        restored.rows()
+    );
+    assert!(
+        restored.rows().ends_with(",120,200,201,202"),
+        "{}",
+        restored.rows()
+    );
 }

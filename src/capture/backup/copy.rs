@@ -25,9 +25,17 @@ pub use crate::repo::layout::CHUNK_BYTES;
 #[derive(Clone, Copy)]
 pub(super) enum Piece {
     Whole,
-    Chunk { c: usize, offset: u64, len: u64 },
+    Chunk {
+        c: usize,
+        offset: u64,
+        len: u64,
+    },
     /// Region `c` of a relation file, judged block by block.
-    Blocks { c: usize, offset: u64, len: u64 },
+    Blocks {
+        c: usize,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// What a piece turned into (None: the file vanished, a dropped relation
@@ -355,9 +363,16 @@ mod tests {
             Arc::new(crate::repo::store::FsStore::new(store_dir.path())),
         );
         let basis = Arc::new(vec![Basis::Own; entries.len()]);
-        let copied = copy_files(&repo, "b1", entries.clone(), basis.clone(), 2, Arc::new(|_| {}))
-            .await
-            .unwrap();
+        let copied = copy_files(
+            &repo,
+            "b1",
+            entries.clone(),
+            basis.clone(),
+            2,
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
         let files = manifest::files(&entries, &basis, copied);
         assert!(files.iter().all(|f| f.path != "base/1/200"));
         let manifest = BackupManifest {

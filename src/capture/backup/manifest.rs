@@ -28,9 +28,7 @@ pub(super) fn files(entries: &[Entry], basis: &[Basis], copied: Copied) -> Vec<B
         .iter()
         .zip(copied)
         .enumerate()
-        .filter_map(|(n, (e, pieces))| {
-            assemble(n, e, basis.get(n).unwrap_or(&Basis::Own), pieces)
-        })
+        .filter_map(|(n, (e, pieces))| assemble(n, e, basis.get(n).unwrap_or(&Basis::Own), pieces))
         .collect()
 }
 
@@ -120,8 +118,15 @@ fn assemble_blocks(
     let mut parts = Vec::new();
     let mut chunks = Vec::new();
     for (piece, r) in pieces {
-        let (Piece::Blocks { c, offset, .. }, Some(Got::Blocks { read, blocks: b, stored, hash })) =
-            (piece, r)
+        let (
+            Piece::Blocks { c, offset, .. },
+            Some(Got::Blocks {
+                read,
+                blocks: b,
+                stored,
+                hash,
+            }),
+        ) = (piece, r)
         else {
             continue;
         };
@@ -157,7 +162,11 @@ fn assemble_blocks(
     if blocks.is_empty() && file.size == *parent_size {
         file.source = FileSource::Unchanged;
         file.blake3 = parent_blake3.clone();
-    } else if !chunks.is_empty() && chunks.iter().all(|c| c.as_ref().is_some_and(|c| c.size > 0)) {
+    } else if !chunks.is_empty()
+        && chunks
+            .iter()
+            .all(|c| c.as_ref().is_some_and(|c| c.size > 0))
+    {
         // Every region stored whole: the region objects are the file.
         file.chunks = chunks.into_iter().flatten().collect();
     } else {

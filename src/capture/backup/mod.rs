@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{BackupFile, BackupRecord, FileSource, RepoConfig, StartKind, WalSegmentRecord};
+use crate::catalog::{
+    BackupFile, BackupRecord, FileSource, RepoConfig, StartKind, WalSegmentRecord,
+};
 use crate::pg::control::ControlError;
 use crate::pg::{Lsn, MajorError, PgMajor, SegmentName, TimelineId};
 use crate::repo::store::StoreError;
@@ -333,7 +335,10 @@ async fn backup_as(
                 Some(p) => p.start(manifest::changed_bytes(&files)),
                 None => StartKind::Full,
             };
-            finish(repo, config, &id, &label, files, &stopped, start_time, opts, start).await
+            finish(
+                repo, config, &id, &label, files, &stopped, start_time, opts, start,
+            )
+            .await
         }
     };
     if result.is_err() {
