@@ -275,3 +275,81 @@ fn an_incremental_on_timeline_2_restores_through_a_chain_from_timeline_1() {
         restored.rows()
     );
 }
+
+/// kill -9 of `pitr backup --incremental` at spread-out moments: nothing
+/// killed is listed, the next incremental sweeps what the killed runs
+/// left and takes the last listed backup as its parent, and its chain
+/// restores exactly.
+#[test]
+fn a_killed_incremental_is_never_listed_and_the_next_one_restores() {
+    let c = Cluster::new();
+    c.create_table();
+    c.psql("create table big as select g, repeat(md5(g::text), 20) as pad from generate_series(1, 150000) g");
+    let full = c.backup();
+    let full_id = full["id"].as_str().unwrap().to_string();
+    c.psql("update big set pad = 'x' where g % 1000 = 0");
+    let probe = Instant::now();
+    let first = incremental(&c, c.pgdata_str(), &[]);
+    let took = probe.elapsed();
+    let first_id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["parent"].as_str(), Some(full_id.as_str()));
+    let backups = c.pitr.repo.join("backups");
+    for n in 0..4u32 {
+        c.psql(&format!("update big set pad = 'k{n}' where g % 997 = {n}"));
+        let mut child = c
+            .pitr
+            .cmd(&[
+                "backup",
+                "--incremental",
+                "--pgdata",
+                c.pgdata_str(),
+                "--jobs",
+                "1",
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(took.mul_f64(f64::from(n + 1) / 6.0));
+        let _ = child.kill();
+        let finished = child.wait().unwrap().success();
+        let info = c.pitr.json(&["info"]);
+        let listed = info["backups"].as_array().unwrap().len();
+        assert!(listed >= 2 && listed <= 2 + n as usize + 1, "{info:#}");
+        eprintln!("incremental kill {n}: finished before the kill: {finished}");
+    }
+    // A run in a new second sweeps every killed run's objects.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    c.psql("insert into t(id) values (1), (2)");
+    let last = incremental(&c, c.pgdata_str(), &[]);
+    let info = c.pitr.json(&["info"]);
+    let listed: Vec<(String, Option<String>)> = info["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["id"].as_str().unwrap().to_string(),
+                b["parent"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    // The parent is the newest listed one before it.
+    let before = &listed[listed.len() - 2].0;
+    assert_eq!(last["parent"].as_str(), Some(before.as_str()), "{listed:?}");
+    for d in std::fs::read_dir(&backups).unwrap() {
+        let d = d.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            listed.iter().any(|(id, _)| *id == d),
+            "backup {d} is neither listed nor swept: {listed:?}"
+        );
+    }
+    assert!(listed.iter().any(|(id, _)| *id == first_id));
+    let want = c.psql("select md5(string_agg(g || pad, ',' order by g)) from big");
+    c.switch_and_archive();
+    let r = c.restore_to("restore", "after-kills", &["--latest"]);
+    assert_eq!(r.out["backup_id"], last["id"]);
+    assert_eq!(
+        r.psql("select md5(string_agg(g || pad, ',' order by g)) from big"),
+        want
+    );
+    assert_eq!(r.rows(), "1,2");
+}
