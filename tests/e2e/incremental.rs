@@ -212,6 +212,12 @@ fn incremental_chain_restores_exactly_on_pg17() {
     chain_scenario(Cluster::of_major(17));
 }
 
+/// The oldest major, with the backup functions before 15's renaming.
+#[test]
+fn incremental_chain_restores_exactly_on_pg13() {
+    chain_scenario(Cluster::of_major(13));
+}
+
 /// An incremental taken on timeline 2 (a branch made after its parent
 /// ended) restores through a chain whose full backup and first
 /// incremental are on timeline 1. Without `--parent` it is refused: no

@@ -176,11 +176,11 @@ impl Parent {
                 if e.kind != FileKind::File
                     || p.kind != FileKind::File
                     || e.rel == "global/pg_control"
-                    || e.size == 0
                 {
                     return Basis::Own;
                 }
-                if page::is_main_fork(&e.rel) && block_size > 0 {
+                // An empty relation file (many catalogs) is compared whole.
+                if page::is_main_fork(&e.rel) && block_size > 0 && e.size > 0 {
                     return Basis::Blocks {
                         since: self.record.start_lsn,
                         parent_size: p.size,
