@@ -290,7 +290,9 @@ async fn apply_delta(
         let target = target.to_path_buf();
         let size_limit = file.size;
         tokio::task::spawn_blocking(move || {
-            let mut raw = Vec::with_capacity(size as usize);
+            // Bounded by what decoding checks (exactly `size` bytes), not
+            // preallocated from the manifest's word.
+            let mut raw = Vec::with_capacity(size.min(layout::CHUNK_BYTES) as usize);
             codec::decode_into(&stored, size, &hash, &mut raw).map_err(|source| match source {
                 codec::CodecError::Checksum { expected, actual } => RecoverError::Checksum {
                     path: label.clone(),

@@ -72,11 +72,11 @@ pub(super) async fn server_timeline(client: &Client) -> Result<TimelineId, Backu
         .try_get(0)
         .map_err(sql)?;
     u32::try_from(tli)
-        .ok()
-        .and_then(|t| TimelineId::new(t).ok())
-        .ok_or_else(|| BackupError::BadParent {
-            id: String::new(),
-            reason: format!("the server reports timeline {tli}"),
+        .map_err(|_| crate::pg::PosError::Timeline(tli.to_string()))
+        .and_then(TimelineId::new)
+        .map_err(|e| BackupError::Returned {
+            what: "timeline",
+            source: e.into(),
         })
 }
 
