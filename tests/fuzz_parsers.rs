@@ -1073,6 +1073,7 @@ fn manifest() -> BackupManifest {
                 blake3: String::new(),
                 chunks: vec![],
                 object: Some(0),
+                source: Default::default(),
             },
             BackupFile {
                 path: "global/pg_control".into(),
@@ -1084,6 +1085,7 @@ fn manifest() -> BackupManifest {
                 blake3: b3.clone(),
                 chunks: vec![],
                 object: Some(0),
+                source: Default::default(),
             },
             BackupFile {
                 path: "base/5/16384".into(),
@@ -1102,6 +1104,29 @@ fn manifest() -> BackupManifest {
                     })
                     .collect(),
                 object: Some(7),
+                source: Default::default(),
+            },
+            // An incremental's relation file: changed blocks over the parent's.
+            BackupFile {
+                path: "base/5/16390".into(),
+                kind: FileKind::File,
+                mode: 0o600,
+                size: 5 << 13,
+                stored_bytes: 900,
+                sha256: String::new(),
+                blake3: String::new(),
+                chunks: vec![],
+                object: Some(8),
+                source: pitr::catalog::FileSource::Delta {
+                    block_size: 8192,
+                    blocks: pitr::catalog::BlockRange::compact([0, 1, 4]),
+                    parts: vec![pitr::catalog::DeltaPart {
+                        chunk: 0,
+                        blocks: 3,
+                        stored_bytes: 900,
+                        blake3: b3.clone(),
+                    }],
+                },
             },
         ],
         backup_label: text(&label_fixture()),

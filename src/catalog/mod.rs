@@ -11,8 +11,8 @@ pub mod wal_index;
 pub use envelope::{Envelope, EnvelopeError};
 pub use hash::{ContentHash, HashKind};
 pub use model::{
-    BackupClaim, BackupFile, BackupManifest, BackupRecord, Catalog, ChainError, Consistency,
-    DamagedObject, FileChunk, RepoConfig, RestoreTiming, SnapshotProvider, StartKind, WalHorizon,
-    WalIndexChunk, WalSegmentRecord, WalSummary,
+    BackupClaim, BackupFile, BackupManifest, BackupRecord, BlockRange, Catalog, ChainError,
+    Consistency, DamagedObject, DeltaPart, FileChunk, FileSource, RepoConfig, RestoreTiming,
+    SnapshotProvider, StartKind, WalHorizon, WalIndexChunk, WalSegmentRecord, WalSummary,
 };
 pub use wal_index::{SegRef, TimelineTotals, WalEntry, WalIndex, WalIndexBuilder};

@@ -327,6 +327,89 @@ pub struct BackupFile {
     /// version 2, where the two were always equal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<u64>,
+    /// Where the file's content comes from in an incremental backup: its
+    /// own objects (the default, and the only kind in full backups, so
+    /// manifests written before incrementals read unchanged), the parent
+    /// chain's copy, or the parent chain's copy with some blocks replaced.
+    #[serde(default, skip_serializing_if = "FileSource::is_own")]
+    pub source: FileSource,
+}
+
+/// Where an incremental backup's file comes from (`BackupFile::source`).
+/// Manifests holding anything but `Own` are written at format version 3.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileSource {
+    /// The content is in this backup's objects (`files/<n>.zst` or its
+    /// chunks), checked by `blake3` or the chunks' hashes.
+    #[default]
+    Own,
+    /// The same content as the file of this path in the parent's chain
+    /// (`size` and `blake3` are the parent's): no object.
+    Unchanged,
+    /// The parent chain's file, cut or extended to `size`, with the blocks
+    /// in `blocks` replaced. Their new contents, in the order of `blocks`,
+    /// are this backup's chunk objects `files/<n>.<part.chunk>.zst`, one
+    /// per part, each holding the next `part.blocks` blocks.
+    Delta {
+        block_size: u32,
+        blocks: Vec<BlockRange>,
+        parts: Vec<DeltaPart>,
+    },
+}
+
+impl FileSource {
+    pub fn is_own(&self) -> bool {
+        matches!(self, FileSource::Own)
+    }
+
+    /// `own`, `unchanged` or `delta`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileSource::Own => "own",
+            FileSource::Unchanged => "unchanged",
+            FileSource::Delta { .. } => "delta",
+        }
+    }
+}
+
+/// Consecutive block numbers `start .. start + count`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+impl BlockRange {
+    /// Ranges of the ascending block numbers `blocks`, runs merged.
+    pub fn compact(blocks: impl IntoIterator<Item = u32>) -> Vec<BlockRange> {
+        let mut out: Vec<BlockRange> = Vec::new();
+        for b in blocks {
+            match out.last_mut() {
+                Some(r) if r.start.checked_add(r.count) == Some(b) => r.count += 1,
+                _ => out.push(BlockRange { start: b, count: 1 }),
+            }
+        }
+        out
+    }
+
+    /// Every block number of `ranges`, in order.
+    pub fn expand(ranges: &[BlockRange]) -> impl Iterator<Item = u32> + '_ {
+        ranges
+            .iter()
+            .flat_map(|r| (0..r.count).map(move |i| r.start.saturating_add(i)))
+    }
+}
+
+/// One object of a `Delta` file: the next `blocks` blocks of the delta's
+/// list, concatenated, stored as `files/<n>.<chunk>.zst`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DeltaPart {
+    pub chunk: u32,
+    pub blocks: u32,
+    pub stored_bytes: u64,
+    /// BLAKE3 of the part's raw bytes (its blocks, concatenated).
+    pub blake3: String,
 }
 
 impl BackupFile {
@@ -535,7 +618,10 @@ impl Catalog {
     }
 
     /// The backups whose chains need `id` (its incrementals, and theirs):
-    /// what removing `id` would leave unrestorable.
+    /// what removing `id` would leave unrestorable. Whatever removes a
+    /// listed backup (a future `expire`) must ask this first and keep `id`
+    /// while it is not empty; today nothing removes listed backups (the
+    /// sweep of `capture::backup::claim` removes only unlisted ones).
     pub fn dependents(&self, id: &str) -> Vec<&BackupRecord> {
         self.backups
             .iter()
@@ -558,7 +644,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::testkit::{at, record};
+    use crate::plan::testkit::{at, record, Kit};
 
     #[test]
     fn a_horizon_hides_only_what_was_archived_before_it() {
@@ -575,5 +661,142 @@ mod tests {
         let mut r = record(1, 10, 1000, 100);
         r.pushed_at = at(1);
         assert!(!h.hides(&r), "at the horizon");
+    }
+
+    fn with_start(mut c: Catalog, id: &str, start: StartKind) -> Catalog {
+        for b in c.backups.iter_mut().filter(|b| b.id == id) {
+            b.start = start.clone();
+        }
+        c
+    }
+
+    fn inc(parent: &str) -> StartKind {
+        StartKind::Incremental {
+            parent: parent.into(),
+            changed_bytes: 1,
+        }
+    }
+
+    fn ids(v: Vec<&BackupRecord>) -> Vec<&str> {
+        v.into_iter().map(|b| b.id.as_str()).collect()
+    }
+
+    /// A chain runs from the full backup to the incremental; dependents
+    /// are every backup whose chain holds the one asked about.
+    #[test]
+    fn chain_and_dependents() {
+        let c = Kit::new()
+            .backup("full", 1, 2, 10)
+            .backup("i1", 1, 4, 1)
+            .backup("i2", 1, 6, 1)
+            .backup("other", 1, 8, 10)
+            .backup("i3", 1, 9, 1)
+            .build();
+        let c = with_start(c, "i1", inc("full"));
+        let c = with_start(c, "i2", inc("i1"));
+        let c = with_start(c, "i3", inc("i1"));
+        assert_eq!(ids(c.chain("i2").unwrap()), ["full", "i1", "i2"]);
+        assert_eq!(ids(c.chain("full").unwrap()), ["full"]);
+        assert_eq!(ids(c.dependents("full")), ["i1", "i2", "i3"]);
+        assert_eq!(ids(c.dependents("i1")), ["i2", "i3"]);
+        assert!(c.dependents("i2").is_empty());
+        assert!(c.dependents("other").is_empty());
+    }
+
+    #[test]
+    fn chain_refuses_a_missing_parent_a_loop_and_a_snapshot_parent() {
+        let c = Kit::new()
+            .backup("a", 1, 2, 10)
+            .backup("b", 1, 4, 1)
+            .backup("snap", 1, 6, 1)
+            .backup("c", 1, 8, 1)
+            .build();
+        let missing = with_start(c.clone(), "b", inc("gone"));
+        assert_eq!(
+            missing.chain("b").unwrap_err(),
+            ChainError::Missing {
+                backup: "b".into(),
+                parent: "gone".into()
+            }
+        );
+        // What needs a removed backup is not restorable: nobody depends on
+        // a backup that is not there, and the orphan lists no dependents.
+        assert!(missing.dependents("gone").is_empty());
+
+        let looped = with_start(with_start(c.clone(), "a", inc("b")), "b", inc("a"));
+        assert_eq!(
+            looped.chain("b").unwrap_err(),
+            ChainError::Loop { backup: "b".into() }
+        );
+        assert!(looped.dependents("a").is_empty());
+
+        let snap = with_start(
+            with_start(
+                c,
+                "snap",
+                StartKind::Snapshot {
+                    provider: SnapshotProvider::Copy,
+                    handle: "/snaps/1".into(),
+                    consistency: Consistency::Bracketed,
+                },
+            ),
+            "c",
+            inc("snap"),
+        );
+        assert_eq!(
+            snap.chain("c").unwrap_err(),
+            ChainError::Foreign {
+                backup: "c".into(),
+                parent: "snap".into()
+            }
+        );
+        assert!(snap.dependents("snap").is_empty());
+    }
+
+    /// FileSource: each kind round-trips; a manifest entry written before
+    /// it existed reads as `Own`, and an `Own` entry is written without it.
+    #[test]
+    fn file_source_round_trips_and_old_entries_read_as_own() {
+        let old = r#"{"path":"base/5/16384","kind":"file","mode":384,"size":8192,
+            "stored_bytes":100,"sha256":"","blake3":"ab","object":3}"#;
+        let f: BackupFile = serde_json::from_str(old).unwrap();
+        assert_eq!(f.source, FileSource::Own);
+        let back = serde_json::to_value(&f).unwrap();
+        assert!(back.get("source").is_none(), "{back}");
+
+        for source in [
+            FileSource::Unchanged,
+            FileSource::Delta {
+                block_size: 8192,
+                blocks: BlockRange::compact([0, 1, 2, 7, 9, 10]),
+                parts: vec![DeltaPart {
+                    chunk: 0,
+                    blocks: 6,
+                    stored_bytes: 1234,
+                    blake3: "cd".into(),
+                }],
+            },
+        ] {
+            let g = BackupFile {
+                source: source.clone(),
+                ..f.clone()
+            };
+            let text = serde_json::to_string(&g).unwrap();
+            assert!(text.contains(source.name()), "{text}");
+            assert_eq!(serde_json::from_str::<BackupFile>(&text).unwrap(), g);
+        }
+        let ranges = BlockRange::compact([0, 1, 2, 7, 9, 10]);
+        assert_eq!(
+            ranges,
+            [
+                BlockRange { start: 0, count: 3 },
+                BlockRange { start: 7, count: 1 },
+                BlockRange { start: 9, count: 2 }
+            ]
+        );
+        assert_eq!(
+            BlockRange::expand(&ranges).collect::<Vec<_>>(),
+            [0, 1, 2, 7, 9, 10]
+        );
     }
 }

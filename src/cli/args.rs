@@ -484,7 +484,8 @@ pub enum Command {
         #[arg(long, env = "PITR_JOBS")]
         jobs: Option<usize>,
     },
-    /// Take a full base backup of a running cluster.
+    /// Take a base backup of a running cluster: full, or with --incremental
+    /// only what changed since a parent backup.
     Backup {
         #[command(flatten)]
         repo: RepoArg,
@@ -516,6 +517,13 @@ pub enum Command {
         /// --pgdata the standby's data directory.
         #[arg(long, value_name = "CONNINFO", requires = "conn")]
         from_standby: Option<String>,
+        /// Store only what changed since the parent backup: the newest full
+        /// or incremental backup on the server's timeline, or --parent.
+        #[arg(long)]
+        incremental: bool,
+        /// The backup an incremental is taken on (an id from `pitr info`).
+        #[arg(long, value_name = "ID", requires = "incremental")]
+        parent: Option<String>,
         #[command(flatten)]
         json: JsonArg,
     },

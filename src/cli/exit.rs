@@ -178,10 +178,13 @@ fn backup_code(e: &BackupError) -> Code {
         BackupError::Tablespaces(_)
         | BackupError::StandbyNeedsPrimary
         | BackupError::StandbyIsPrimary { .. }
-        | BackupError::StandbyOtherDirectory { .. } => Code::Usage,
-        BackupError::StandbyBehind { .. } | BackupError::StandbyRestartpoint { .. } => {
-            Code::Postgres
-        }
+        | BackupError::StandbyOtherDirectory { .. }
+        | BackupError::NoParent { .. }
+        | BackupError::UnknownParent(_)
+        | BackupError::BadParent { .. } => Code::Usage,
+        BackupError::StandbyBehind { .. }
+        | BackupError::StandbyRestartpoint { .. }
+        | BackupError::TimelineChanged { .. } => Code::Postgres,
         BackupError::Conn(_) | BackupError::Sql { .. } | BackupError::Returned { .. } => {
             Code::Postgres
         }

@@ -191,6 +191,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             archive_timeout,
             max_rate,
             from_standby,
+            incremental,
+            parent,
             json,
         } => {
             let a = command::backup::Args {
@@ -202,6 +204,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 archive_timeout,
                 max_rate,
                 from_standby,
+                incremental,
+                parent,
                 json: json.json,
             };
             command::backup::run(&repo, a).await

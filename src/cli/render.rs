@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::capture::backup::Backup;
 use crate::capture::wal_push::PushOutcome;
 use crate::catalog::summary::TimelineWal;
-use crate::catalog::{BackupRecord, DamagedObject, RepoConfig};
+use crate::catalog::{BackupRecord, DamagedObject, RepoConfig, StartKind};
 use crate::pg::control::{ControlFile, Fingerprint, PgMajor};
 use crate::pg::Lsn;
 use crate::plan::{explain, Plan};
@@ -56,6 +57,10 @@ pub struct InstallReport {
     pub arch: &'static str,
     pub fingerprint: Option<Fingerprint>,
     pub error: Option<String>,
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<serde_json::Value, Failure> {
+    serde_json::to_value(v).map_err(|e| Failure::new(Code::Internal, e))
 }
 
 pub fn json<T: Serialize>(v: &T) -> Result<(), Failure> {
@@ -130,10 +135,21 @@ pub struct BackupRun {
     pub from_standby: bool,
 }
 
-pub fn backup(rec: &BackupRecord, run: &BackupRun, as_json: bool) -> Result<(), Failure> {
+pub fn backup(b: &Backup, run: &BackupRun, as_json: bool) -> Result<(), Failure> {
+    let rec = &b.record;
+    let changed_bytes = match &rec.start {
+        StartKind::Incremental { changed_bytes, .. } => *changed_bytes,
+        _ => rec.raw_bytes,
+    };
     if as_json {
-        let mut value = serde_json::to_value(rec).map_err(|e| Failure::new(Code::Internal, e))?;
+        // The record, and beside it the kind, the parent, the bytes stored
+        // because they changed, the files by source, and how it ran.
+        let mut value = to_value(rec)?;
         if let serde_json::Value::Object(map) = &mut value {
+            map.insert("kind".into(), rec.start.name().into());
+            map.insert("parent".into(), rec.start.parent().into());
+            map.insert("changed_bytes".into(), changed_bytes.into());
+            map.insert("file_sources".into(), to_value(b.sources)?);
             map.insert(
                 "max_rate_bytes_per_sec".into(),
                 serde_json::Value::from(run.max_rate),
@@ -155,6 +171,15 @@ pub fn backup(rec: &BackupRecord, run: &BackupRun, as_json: bool) -> Result<(), 
         rec.stop_lsn,
         rec.timeline
     );
+    if let Some(parent) = rec.start.parent() {
+        println!(
+            "  incremental on {parent}: {} changed; files: {} stored, {} unchanged, {} as changed blocks",
+            explain::human_bytes(changed_bytes),
+            b.sources.own,
+            b.sources.unchanged,
+            b.sources.delta
+        );
+    }
     if let Some(rate) = run.max_rate {
         println!("read at most {}/s", explain::human_bytes(rate));
     }
@@ -175,7 +200,18 @@ pub fn plan(plan: &Plan, as_json: bool) -> Result<(), Failure> {
 
 pub fn info(info: &Info, as_json: bool) -> Result<(), Failure> {
     if as_json {
-        return json(info);
+        // Each backup with its kind and parent spelled out (the record
+        // leaves `start` out for a full backup).
+        let mut value = to_value(info)?;
+        if let Some(list) = value.get_mut("backups").and_then(|b| b.as_array_mut()) {
+            for (v, b) in list.iter_mut().zip(&info.backups) {
+                if let serde_json::Value::Object(map) = v {
+                    map.insert("kind".into(), b.start.name().into());
+                    map.insert("parent".into(), b.start.parent().into());
+                }
+            }
+        }
+        return json(&value);
     }
     println!("repository  {}", info.repository);
     println!(
@@ -187,8 +223,12 @@ pub fn info(info: &Info, as_json: bool) -> Result<(), Failure> {
     println!();
     println!("backups ({}):", info.backups.len());
     for b in &info.backups {
+        let kind = match b.start.parent() {
+            Some(p) => format!("incremental on {p}"),
+            None => b.start.name().to_string(),
+        };
         println!(
-            "  {}  tl {}  {}..{}  finished {}  {} ({} stored)",
+            "  {}  {kind}  tl {}  {}..{}  finished {}  {} ({} stored)",
             b.id,
             b.timeline,
             b.start_lsn,

@@ -11,6 +11,7 @@ pub mod fingerprint;
 pub mod history;
 pub mod lsn;
 pub mod major;
+pub mod page;
 pub mod system_id;
 pub mod tablespace_map;
 pub mod wal;

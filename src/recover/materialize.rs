@@ -37,7 +37,7 @@ pub async fn load_manifest(repo: &Repo, backup_id: &str) -> Result<BackupManifes
 }
 
 /// Safe relative path inside the data directory.
-fn target_path(pgdata: &Path, rel: &str) -> Result<PathBuf, RecoverError> {
+pub(crate) fn target_path(pgdata: &Path, rel: &str) -> Result<PathBuf, RecoverError> {
     let ok = !rel.is_empty()
         && !rel.starts_with('/')
         && rel
@@ -68,6 +68,20 @@ pub async fn materialize(
     jobs: usize,
     on_bytes: OnBytes,
 ) -> Result<(), RecoverError> {
+    materialize_files(repo, manifest, pgdata, jobs, on_bytes.clone()).await?;
+    finish(repo, manifest, pgdata, on_bytes).await
+}
+
+/// Every directory and file of the manifest but `pg_control`, durable when
+/// it returns (`recover::chain` calls it once per backup of a chain, with
+/// the files each one holds whole).
+pub(crate) async fn materialize_files(
+    repo: &Repo,
+    manifest: &BackupManifest,
+    pgdata: &Path,
+    jobs: usize,
+    on_bytes: OnBytes,
+) -> Result<(), RecoverError> {
     // Directories first, in manifest order (parents before children).
     for f in manifest.files.iter().filter(|f| f.kind == FileKind::Dir) {
         let path = target_path(pgdata, &f.path)?;
@@ -80,14 +94,13 @@ pub async fn materialize(
             .map_err(werr(&path))?;
     }
     let mut units = Vec::new();
-    let mut control = None;
     for (n, f) in manifest.files.iter().enumerate() {
         if f.kind != FileKind::File {
             continue;
         }
         let path = target_path(pgdata, &f.path)?;
         if f.path == "global/pg_control" {
-            control = Some(n);
+            continue;
         } else if !f.chunks.is_empty() {
             let out = create_file(&path)?;
             out.set_len(f.size).map_err(werr(&path))?;
@@ -125,21 +138,32 @@ pub async fn materialize(
     }
     // Everything but the label and pg_control is durable before they are
     // written: a crash leaves a directory that cannot start.
-    sync_fs(pgdata)?;
+    sync_fs(pgdata)
+}
+
+/// The `backup_label` (and `tablespace_map`) of `manifest`, then its
+/// `pg_control`, last, each durable.
+pub(crate) async fn finish(
+    repo: &Repo,
+    manifest: &BackupManifest,
+    pgdata: &Path,
+    on_bytes: OnBytes,
+) -> Result<(), RecoverError> {
     let label = pgdata.join("backup_label");
     write_synced(&label, manifest.backup_label.as_bytes())?;
     if let Some(map) = &manifest.tablespace_map {
         write_synced(&pgdata.join("tablespace_map"), map.as_bytes())?;
     }
-    let Some(n) = control else {
+    let Some(n) = manifest
+        .files
+        .iter()
+        .position(|f| f.kind == FileKind::File && f.path == "global/pg_control")
+    else {
         return Err(RecoverError::BadManifest(
             "the backup has no global/pg_control".into(),
         ));
     };
-    spawn(&mut set, Unit::Whole(n));
-    while let Some(r) = set.join_next().await {
-        joined(r)?;
-    }
+    on_bytes(restore_unit(repo, manifest, pgdata, Unit::Whole(n)).await?);
     sync_fs(pgdata)
 }
 

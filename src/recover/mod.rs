@@ -12,6 +12,7 @@
 //! the repository (`Action::Standby`, `standby`), and what `status` and
 //! `promote` do to a server already running on a data directory (`live`).
 
+pub mod chain;
 pub mod check;
 pub mod fork;
 pub mod install;

@@ -19,7 +19,7 @@ use crate::server::install::BinError;
 
 use super::progress::ReplayRate;
 use super::settings::Action;
-use super::{instance, materialize, settings, verify};
+use super::{chain, instance, settings, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
@@ -224,7 +224,11 @@ pub async fn restore(
     let mut running: Option<instance::Running> = None;
     let mut wrote = false;
     let result = async {
-        let mut manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
+        // An incremental comes back through its chain (plan.backup.chain).
+        let mut manifests = chain::load_chain(repo, &plan.backup).await?;
+        let Some(manifest) = manifests.last_mut() else {
+            return Err(RecoverError::BadManifest("an empty chain".into()));
+        };
         // Before anything is fetched: where each tablespace goes, refused
         // if it is not empty; then its directory and link, and the map
         // recovery reads naming the new places.
@@ -244,9 +248,9 @@ pub async fn restore(
         let ev = on_event.clone();
         let materialize_started = Instant::now();
         wrote = true;
-        materialize::materialize(
+        chain::materialize_any(
             repo,
-            &manifest,
+            &manifests,
             &opts.pgdata,
             opts.jobs,
             Arc::new(move |b| ev(RecoverEvent::Bytes(b))),

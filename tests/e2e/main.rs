@@ -11,6 +11,7 @@ mod faults;
 mod follow;
 mod fork;
 mod harness;
+mod incremental;
 mod progress;
 mod recovery_faults;
 mod runbooks;

@@ -69,6 +69,11 @@ pub(super) async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupEr
 /// listed backup whose process is provably gone (see `owner`), its objects
 /// and then its claim. Claims of listed backups (a run that died between
 /// its record and removing its claim) are simply removed. Best effort.
+///
+/// Only unlisted backups lose objects, and an incremental only ever names
+/// a listed parent, so no listed backup's chain can lose a link here; as a
+/// second guard, objects that any listed record names as a parent are
+/// never removed (`needed`).
 pub(super) async fn sweep_abandoned(repo: &Repo) {
     match repo.store().sweep_abandoned().await {
         Ok(0) => {}
@@ -79,6 +84,21 @@ pub(super) async fn sweep_abandoned(repo: &Repo) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not list backup claims");
+            return;
+        }
+    };
+    if claims.is_empty() {
+        return;
+    }
+    // Every id a listed backup names as its parent (Catalog::dependents
+    // asks the same of a whole catalog).
+    let needed: std::collections::HashSet<String> = match repo.list_backups().await {
+        Ok((listed, _)) => listed
+            .iter()
+            .filter_map(|b| b.start.parent().map(str::to_string))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list backups; nothing swept");
             return;
         }
     };
@@ -103,7 +123,7 @@ pub(super) async fn sweep_abandoned(repo: &Repo) {
                 pid_start: claim.pid_start,
             };
             if !listed {
-                if !owner.provably_gone() {
+                if !owner.provably_gone() || needed.contains(&claim.id) {
                     return Ok::<bool, BackupError>(false);
                 }
                 repo.store()
@@ -121,5 +141,85 @@ pub(super) async fn sweep_abandoned(repo: &Repo) {
                 tracing::warn!(error = %e, id = claim.id, "could not remove an abandoned backup")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::catalog::StartKind;
+    use crate::repo::store::MemoryStore;
+    use crate::repo::{RepoLocation, KIND_BACKUP};
+
+    async fn abandoned(repo: &Repo, id: &str, pid: u32) {
+        let owner = Owner::current().expect("/proc is readable here");
+        let claim = BackupClaim {
+            id: id.into(),
+            started_at: Utc::now(),
+            boot_id: owner.boot_id,
+            hostname: owner.hostname,
+            pid,
+            pid_start: 0,
+        };
+        repo.put_meta(
+            &layout::backup_claim(id).unwrap(),
+            KIND_CLAIM,
+            &claim,
+            PutMode::Create,
+        )
+        .await
+        .unwrap();
+        repo.store()
+            .put(
+                &layout::backup_file(id, 0).unwrap(),
+                b"data",
+                PutMode::Create,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The sweep removes an unlisted backup whose run is provably gone,
+    /// but never the objects a listed backup names as its parent.
+    #[tokio::test]
+    async fn the_sweep_never_removes_what_a_listed_backup_needs() {
+        let repo = Repo::with_store(
+            RepoLocation::Local("/nonexistent".into()),
+            Arc::new(MemoryStore::new()),
+        );
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        abandoned(&repo, "parent", pid).await;
+        abandoned(&repo, "orphan", pid).await;
+        let mut listed = crate::plan::testkit::Kit::new()
+            .backup("child", 1, 4, 1)
+            .build()
+            .backups
+            .remove(0);
+        listed.start = StartKind::Incremental {
+            parent: "parent".into(),
+            changed_bytes: 1,
+        };
+        repo.put_meta_at(
+            &layout::backup_record("child").unwrap(),
+            KIND_BACKUP,
+            &listed,
+            PutMode::Create,
+            3,
+        )
+        .await
+        .unwrap();
+
+        sweep_abandoned(&repo).await;
+        let left = |id: &str| {
+            let repo = repo.clone();
+            let key = layout::backup_file(id, 0).unwrap();
+            async move { repo.store().head(&key).await.unwrap().is_some() }
+        };
+        assert!(left("parent").await, "a listed backup's parent was swept");
+        assert!(!left("orphan").await, "an abandoned backup was left");
     }
 }

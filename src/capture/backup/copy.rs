@@ -1,13 +1,18 @@
 //! The parallel copy: every walked file read, hashed, compressed and
 //! stored, whole or in chunks of `CHUNK_BYTES`, `jobs` pieces in flight;
 //! `global/pg_control` last and alone, then one sync of the store. What each
-//! piece turned into goes to `manifest` for the manifest entries.
+//! piece turned into goes to `manifest` for the manifest entries. In an
+//! incremental (`incremental::Basis`), a file compared whole with its
+//! parent's hash stores nothing when equal, and a relation file is read in
+//! regions of `CHUNK_BYTES` whose changed blocks (`pg::page`) are stored
+//! together as the region's chunk object.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use super::incremental::Basis;
 use super::throttle::{Throttle, SLICE};
 use super::walk::Entry;
 use super::{BackupError, BackupEvent};
@@ -21,12 +26,50 @@ pub use crate::repo::layout::CHUNK_BYTES;
 #[derive(Clone, Copy)]
 pub(super) enum Piece {
     Whole,
-    Chunk { c: usize, offset: u64, len: u64 },
+    Chunk {
+        c: usize,
+        offset: u64,
+        len: u64,
+    },
+    /// Region `c` of a relation file, judged block by block.
+    Blocks {
+        c: usize,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// What a piece turned into (None: the file vanished, a dropped relation
 /// whose truth WAL replay recreates).
-pub(super) type PieceResult = Option<(u64, u64, ContentHash)>;
+pub(super) type PieceResult = Option<Got>;
+
+#[derive(Clone, Debug)]
+pub(super) enum Got {
+    /// Stored: (raw bytes, stored bytes, content hash).
+    Stored(u64, u64, ContentHash),
+    /// Read whole (this many bytes) and equal to the parent's: nothing
+    /// stored.
+    Unchanged(u64),
+    /// A region read (`read` bytes, rounded up to whole blocks) whose
+    /// `blocks` (file block numbers, ascending) are stored, concatenated,
+    /// in its chunk object (`stored` bytes, `hash` of the raw blocks);
+    /// no object when `blocks` is empty.
+    Blocks {
+        read: u64,
+        blocks: Vec<u32>,
+        stored: u64,
+        hash: Option<ContentHash>,
+    },
+}
+
+impl Got {
+    /// Bytes of the file this piece read (progress).
+    fn read(&self) -> u64 {
+        match self {
+            Got::Stored(n, ..) | Got::Unchanged(n) | Got::Blocks { read: n, .. } => *n,
+        }
+    }
+}
 
 /// Every entry's finished pieces, in the walk's order.
 pub(super) type Copied = Vec<Vec<(Piece, PieceResult)>>;
@@ -39,6 +82,7 @@ pub(super) async fn copy_files(
     repo: &Repo,
     id: &str,
     entries: Arc<Vec<Entry>>,
+    basis: Arc<Vec<Basis>>,
     jobs: usize,
     throttle: Option<Arc<Throttle>>,
     on_event: Arc<impl Fn(BackupEvent) + Send + Sync + 'static>,
@@ -51,6 +95,15 @@ pub(super) async fn copy_files(
         }
         if e.rel == "global/pg_control" {
             control = Some(n);
+        } else if matches!(basis.get(n), Some(Basis::Blocks { .. })) {
+            let mut offset = 0;
+            let mut c = 0;
+            while offset < e.size {
+                let len = CHUNK_BYTES.min(e.size - offset);
+                units.push((n, Piece::Blocks { c, offset, len }));
+                offset += len;
+                c += 1;
+            }
         } else if e.size <= CHUNK_BYTES {
             units.push((n, Piece::Whole));
         } else {
@@ -69,13 +122,14 @@ pub(super) async fn copy_files(
     let spawn = |set: &mut JoinSet<_>, n: usize, piece: Piece| {
         let repo = repo.clone();
         let entries = entries.clone();
+        let basis = basis.get(n).cloned().unwrap_or(Basis::Own);
         let id = id.to_string();
         let on_event = on_event.clone();
         let throttle = throttle.clone();
         set.spawn(async move {
-            let r = copy_piece(&repo, &id, n, &entries[n], piece, throttle).await?;
-            if let Some((size, _, _)) = &r {
-                on_event(BackupEvent::FileDone { bytes: *size });
+            let r = copy_piece(&repo, &id, n, &entries[n], piece, basis, throttle).await?;
+            if let Some(got) = &r {
+                on_event(BackupEvent::FileDone { bytes: got.read() });
             }
             Ok((n, piece, r))
         });
@@ -111,19 +165,20 @@ fn joined<T>(r: Result<Result<T, BackupError>, tokio::task::JoinError>) -> Resul
     })?
 }
 
-/// Reads, hashes, compresses and stores one piece; returns (raw bytes,
-/// stored bytes, content hash), or None if the file is gone.
+/// Reads, hashes, compresses and stores one piece as `basis` says; None
+/// if the file is gone.
 async fn copy_piece(
     repo: &Repo,
     id: &str,
     n: usize,
     entry: &Entry,
     piece: Piece,
+    basis: Basis,
     throttle: Option<Arc<Throttle>>,
 ) -> Result<PieceResult, BackupError> {
     let key = match piece {
         Piece::Whole => layout::backup_file(id, n)?,
-        Piece::Chunk { c, .. } => layout::backup_chunk(id, n, c)?,
+        Piece::Chunk { c, .. } | Piece::Blocks { c, .. } => layout::backup_chunk(id, n, c)?,
     };
     let abs = entry.abs.clone();
     let rel = entry.rel.clone();
@@ -136,15 +191,48 @@ async fn copy_piece(
         // per chunk costs 2048 page faults, as much CPU as hashing it.
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            static DELTA: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         BUF.with_borrow_mut(|buf| {
             let Some(got) = read_piece(&abs, piece, buf, throttle.as_deref()).map_err(copy_err)?
             else {
                 return Ok(None);
             };
+            if let (Piece::Blocks { offset, .. }, Basis::Blocks { .. }) = (piece, &basis) {
+                return DELTA.with_borrow_mut(|delta| {
+                    let (read, blocks) = changed_blocks(buf, got, offset, &basis, delta)
+                        .map_err(copy_err)?;
+                    if blocks.is_empty() {
+                        return Ok(Some((
+                            Got::Blocks {
+                                read,
+                                blocks,
+                                stored: 0,
+                                hash: None,
+                            },
+                            None,
+                        )));
+                    }
+                    let (stored, hash) = codec::encode_chunk(delta).map_err(copy_err)?;
+                    let got = Got::Blocks {
+                        read,
+                        blocks,
+                        stored: stored.len() as u64,
+                        hash: Some(hash),
+                    };
+                    Ok::<_, BackupError>(Some((got, Some(stored))))
+                });
+            }
             let raw = &buf[..got];
+            if let Basis::Compare { blake3, size } = &basis {
+                let hash = ContentHash::of(raw);
+                if *size == got as u64 && hash == ContentHash::Blake3(blake3.clone()) {
+                    return Ok(Some((Got::Unchanged(got as u64), None)));
+                }
+            }
             let (stored, hash) = codec::encode_chunk(raw).map_err(copy_err)?;
-            Ok::<_, BackupError>(Some((got as u64, stored, hash)))
+            let got = Got::Stored(got as u64, stored.len() as u64, hash);
+            Ok::<_, BackupError>(Some((got, Some(stored))))
         })
     })
     .await
@@ -152,12 +240,66 @@ async fn copy_piece(
         path: entry.rel.clone(),
         source: std::io::Error::other(e.to_string()),
     })??;
-    let Some((size, stored, sha)) = encoded else {
+    let Some((got, stored)) = encoded else {
         return Ok(None);
     };
-    let stored_len = stored.len() as u64;
-    repo.store().put_deferred(&key, stored).await?;
-    Ok(Some((size, stored_len, sha)))
+    if let Some(stored) = stored {
+        repo.store().put_deferred(&key, stored).await?;
+    }
+    Ok(Some(got))
+}
+
+/// The blocks of a region read into `buf[..got]` (at file `offset`) that
+/// a `Basis::Blocks` file must store, and the bytes read rounded up to
+/// whole blocks (a block cut by a concurrent extension reads as zeros
+/// after the cut: a new page, which replay rewrites). Their contents go to
+/// `delta`, concatenated. When more than half of the region's blocks
+/// changed, all of them are stored: the object is then the region as read.
+fn changed_blocks(
+    buf: &mut Vec<u8>,
+    got: usize,
+    offset: u64,
+    basis: &Basis,
+    delta: &mut Vec<u8>,
+) -> std::io::Result<(u64, Vec<u32>)> {
+    let Basis::Blocks {
+        since,
+        parent_size,
+        block_size,
+        ..
+    } = basis
+    else {
+        return Err(std::io::Error::other("not a block-wise file"));
+    };
+    let bs = *block_size as usize;
+    let padded = got.div_ceil(bs) * bs;
+    if buf.len() < padded {
+        buf.resize(padded, 0);
+    }
+    buf[got..padded].fill(0);
+    let first = offset / *block_size as u64;
+    let in_parent = parent_size / *block_size as u64;
+    let count = padded / bs;
+    let mut changed = Vec::new();
+    for i in 0..count {
+        let no = first + i as u64;
+        let page = &buf[i * bs..(i + 1) * bs];
+        if no >= in_parent || crate::pg::page::block_changed(page, *since) {
+            changed.push(i);
+        }
+    }
+    if changed.len() * 2 > count {
+        changed = (0..count).collect();
+    }
+    delta.clear();
+    let mut blocks = Vec::with_capacity(changed.len());
+    for i in changed {
+        delta.extend_from_slice(&buf[i * bs..(i + 1) * bs]);
+        let no = u32::try_from(first + i as u64)
+            .map_err(|_| std::io::Error::other("block number out of range"))?;
+        blocks.push(no);
+    }
+    Ok((padded as u64, blocks))
 }
 
 /// Reads one piece as it is now into `buf`, returning how many bytes it
@@ -179,7 +321,7 @@ fn read_piece(
     };
     let (offset, want) = match piece {
         Piece::Whole => (0, CHUNK_BYTES),
-        Piece::Chunk { offset, len, .. } => (offset, len),
+        Piece::Chunk { offset, len, .. } | Piece::Blocks { offset, len, .. } => (offset, len),
     };
     let want = usize::try_from(want).map_err(std::io::Error::other)?;
     if buf.len() < want {
@@ -238,10 +380,19 @@ mod tests {
             crate::repo::RepoLocation::Local(store_dir.path().to_path_buf()),
             Arc::new(crate::repo::store::FsStore::new(store_dir.path())),
         );
-        let copied = copy_files(&repo, "b1", entries.clone(), 2, None, Arc::new(|_| {}))
-            .await
-            .unwrap();
-        let files = manifest::files(&entries, copied);
+        let basis = Arc::new(vec![Basis::Own; entries.len()]);
+        let copied = copy_files(
+            &repo,
+            "b1",
+            entries.clone(),
+            basis.clone(),
+            2,
+            None,
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+        let files = manifest::files(&entries, &basis, copied);
         assert!(files.iter().all(|f| f.path != "base/1/200"));
         let manifest = BackupManifest {
             id: "b1".into(),

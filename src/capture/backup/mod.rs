@@ -19,6 +19,11 @@
 //! standby has replayed to the start): a relation file created before the
 //! start checkpoint but after the walk would otherwise be missing, and
 //! replay from the start checkpoint would never create it.
+//!
+//! An incremental (`BackupKind::Incremental`, `incremental`) runs the same
+//! way on a parent backup: files equal to the parent's are recorded as
+//! unchanged and relation files store only their changed blocks; its
+//! manifest and record are written at format version 3.
 
 use std::num::NonZeroU64;
 use std::path::PathBuf;
@@ -27,9 +32,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{BackupRecord, RepoConfig, WalSegmentRecord};
+use crate::catalog::{
+    BackupFile, BackupRecord, FileSource, RepoConfig, StartKind, WalSegmentRecord,
+};
 use crate::pg::control::ControlError;
-use crate::pg::{Lsn, MajorError, PgMajor, SegmentName};
+use crate::pg::{Lsn, MajorError, PgMajor, SegmentName, TimelineId};
 use crate::repo::store::StoreError;
 use crate::repo::{layout, Repo, RepoError, KIND_WAL};
 use crate::server::conn::{self, ConnError};
@@ -37,6 +44,7 @@ use crate::server::conn::{self, ConnError};
 mod claim;
 mod cluster;
 mod copy;
+mod incremental;
 mod manifest;
 mod session;
 mod standby;
@@ -45,7 +53,10 @@ mod walk;
 
 pub use cluster::{check_cluster, read_control, read_major};
 pub use copy::CHUNK_BYTES;
+pub use incremental::BackupKind;
 pub use throttle::{parse_rate, parse_size, RateError, Throttle};
+
+use incremental::{Basis, Parent};
 
 use session::{Session, Stopped};
 use walk::{walk, Entry};
@@ -149,6 +160,17 @@ pub enum BackupError {
         start: Lsn,
         waited_secs: u64,
     },
+    #[error("no full or incremental backup of this cluster on timeline {timeline} to take an incremental on: take a full backup first (pitr backup without --incremental), or name a parent with --parent")]
+    NoParent { timeline: TimelineId },
+    #[error("no backup {0} in this repository (pitr info lists them)")]
+    UnknownParent(String),
+    #[error("backup {id} cannot be the parent of an incremental: {reason}")]
+    BadParent { id: String, reason: String },
+    #[error("the server switched from timeline {expected} to {found} while the incremental started; take it again")]
+    TimelineChanged {
+        expected: TimelineId,
+        found: TimelineId,
+    },
 }
 
 /// Why a value the server returned for a backup is unusable.
@@ -204,12 +226,57 @@ pub enum BackupEvent {
     },
 }
 
+/// A finished backup: its record, and how many of its files it stored
+/// itself, left unchanged or stored as changed blocks.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub record: BackupRecord,
+    pub sources: SourceCounts,
+}
+
+/// Files of a backup by where their content comes from (`FileSource`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCounts {
+    pub own: u64,
+    pub unchanged: u64,
+    pub delta: u64,
+}
+
+impl SourceCounts {
+    fn of(files: &[BackupFile]) -> SourceCounts {
+        let mut c = SourceCounts::default();
+        for f in files
+            .iter()
+            .filter(|f| f.kind == crate::catalog::model::FileKind::File)
+        {
+            match f.source {
+                FileSource::Own => c.own += 1,
+                FileSource::Unchanged => c.unchanged += 1,
+                FileSource::Delta { .. } => c.delta += 1,
+            }
+        }
+        c
+    }
+}
+
 /// Takes a full backup. `on_event` feeds the progress reporter.
 pub async fn backup(
     repo: &Repo,
     opts: &BackupOptions,
     on_event: impl Fn(BackupEvent) + Send + Sync + 'static,
 ) -> Result<BackupRecord, BackupError> {
+    take(repo, opts, &BackupKind::Full, on_event)
+        .await
+        .map(|b| b.record)
+}
+
+/// Takes a backup of `kind`: full, or incremental on a parent.
+pub async fn take(
+    repo: &Repo,
+    opts: &BackupOptions,
+    kind: &BackupKind,
+    on_event: impl Fn(BackupEvent) + Send + Sync + 'static,
+) -> Result<Backup, BackupError> {
     let config = repo.config().await?;
     check_cluster(&opts.pgdata, &config)?;
     if opts.from_standby.is_some() && opts.conninfo.is_none() {
@@ -227,6 +294,13 @@ pub async fn backup(
     };
 
     let (session, start_time) = Session::open(&client).await?;
+    let parent = match kind {
+        BackupKind::Full => None,
+        BackupKind::Incremental { parent } => {
+            let tli = incremental::server_timeline(&client).await?;
+            Some(incremental::choose_parent(repo, &config, tli, parent.as_deref()).await?)
+        }
+    };
     claim::sweep_abandoned(repo).await;
     let id = claim::claim_id(repo, &start_time.format("%Y%m%dT%H%M%SZ").to_string()).await?;
     let result = backup_as(
@@ -235,6 +309,7 @@ pub async fn backup(
         &config,
         &id,
         standby.as_ref(),
+        parent.as_ref(),
         &session,
         start_time,
         on_event,
@@ -256,10 +331,11 @@ async fn backup_as(
     config: &RepoConfig,
     id: &str,
     standby: Option<&standby::Standby>,
+    parent: Option<&Parent>,
     session: &Session<'_>,
     start_time: DateTime<Utc>,
     on_event: impl Fn(BackupEvent) + Send + Sync + 'static,
-) -> Result<BackupRecord, BackupError> {
+) -> Result<Backup, BackupError> {
     let id = id.to_string();
     let label = opts.label.clone().unwrap_or_else(|| format!("pitr {id}"));
     let start_lsn = session.start(&label, opts.fast).await?;
@@ -286,18 +362,23 @@ async fn backup_as(
 
     let on_event = Arc::new(on_event);
     let entries = Arc::new(entries);
+    let basis = Arc::new(match parent {
+        Some(p) => p.basis(&entries, config.fingerprint.blcksz),
+        None => vec![Basis::Own; entries.len()],
+    });
     let throttle = opts.max_rate.map(|r| Arc::new(Throttle::new(r)));
     let copied = copy::copy_files(
         repo,
         &id,
         entries.clone(),
+        basis.clone(),
         opts.jobs.max(1),
         throttle,
         on_event.clone(),
     )
     .await;
     let files = match copied {
-        Ok(c) => manifest::files(&entries, c),
+        Ok(c) => manifest::files(&entries, &basis, c),
         Err(e) => {
             let _ = session.abort().await;
             let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
@@ -324,7 +405,25 @@ async fn backup_as(
             return Err(e);
         }
     };
-    let result = finish(repo, config, &id, &label, files, &stopped, start_time, opts).await;
+    let sources = SourceCounts::of(&files);
+    let result = match parent {
+        Some(p) if stopped.label.start_timeline != p.timeline => {
+            Err(BackupError::TimelineChanged {
+                expected: p.timeline,
+                found: stopped.label.start_timeline,
+            })
+        }
+        _ => {
+            let start = match parent {
+                Some(p) => p.start(manifest::changed_bytes(&files)),
+                None => StartKind::Full,
+            };
+            finish(
+                repo, config, &id, &label, files, &stopped, start_time, opts, start,
+            )
+            .await
+        }
+    };
     if result.is_err() {
         let _ = repo.store().delete_prefix(&layout::backup_dir(&id)?).await;
     }
@@ -333,7 +432,7 @@ async fn backup_as(
             stop_lsn: rec.stop_lsn,
         });
     }
-    result
+    result.map(|record| Backup { record, sources })
 }
 
 /// Once the stop segment is archived here, the manifest and the record.
@@ -347,10 +446,14 @@ async fn finish(
     stopped: &Stopped,
     start_time: DateTime<Utc>,
     opts: &BackupOptions,
+    start: StartKind,
 ) -> Result<BackupRecord, BackupError> {
     wait_archived(repo, &stopped.stop_seg, opts.archive_timeout).await?;
     let control = read_control(&opts.pgdata)?;
-    manifest::commit(repo, config, id, label, files, stopped, start_time, control).await
+    manifest::commit(
+        repo, config, id, label, files, stopped, start_time, control, start,
+    )
+    .await
 }
 
 /// Waits until the segment's record (its commit marker) is in the repo.

@@ -1,10 +1,11 @@
-//! `pitr backup`: `capture::backup::backup`, progress through the reporter.
+//! `pitr backup [--incremental [--parent ID]]`: `capture::backup::take`,
+//! progress through the reporter.
 
 use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::capture::backup::{self, BackupEvent, BackupOptions};
+use crate::capture::backup::{self, BackupEvent, BackupKind, BackupOptions};
 use crate::cli::args::{self, RepoArg};
 use crate::cli::exit::Failure;
 use crate::cli::render;
@@ -19,6 +20,8 @@ pub struct Args {
     pub archive_timeout: u64,
     pub max_rate: Option<NonZeroU64>,
     pub from_standby: Option<String>,
+    pub incremental: bool,
+    pub parent: Option<String>,
     pub json: bool,
 }
 
@@ -46,7 +49,12 @@ pub async fn run(arg: &RepoArg, a: Args) -> Result<(), Failure> {
     };
     let reporter = Reporter::new(a.json);
     let r2 = reporter.clone();
-    let rec = backup::backup(&repo, &opts, move |ev| match ev {
+    let kind = if a.incremental {
+        BackupKind::Incremental { parent: a.parent }
+    } else {
+        BackupKind::Full
+    };
+    let rec = backup::take(&repo, &opts, &kind, move |ev| match ev {
         BackupEvent::Started { total_bytes, .. } => r2.bytes(total_bytes, &msg),
         BackupEvent::FileDone { bytes } => r2.inc(bytes),
         BackupEvent::Stopped { .. } => r2.finish(),
