@@ -224,7 +224,25 @@ pub enum StartKind {
         provider: SnapshotProvider,
         handle: String,
         consistency: Consistency,
+        /// The `command` provider's commands, kept so that a restore on
+        /// another day needs no flags; absent for the other providers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commands: Option<SnapshotCommands>,
     },
+}
+
+/// The operator's commands of the `command` provider (`sh -c`, with
+/// `PITR_SNAPSHOT_ID`, `PITR_PGDATA`, `PITR_SNAPSHOT_HANDLE` and
+/// `PITR_TARGET_PGDATA` in their environment; see
+/// `capture::snapshot::command`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotCommands {
+    /// Takes the snapshot; the last line it prints is the handle.
+    pub create: String,
+    /// Clones the snapshot into `PITR_TARGET_PGDATA` (an empty directory).
+    pub restore: String,
+    /// Removes the snapshot.
+    pub delete: String,
 }
 
 impl StartKind {

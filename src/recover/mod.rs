@@ -13,6 +13,7 @@
 //! `promote` do to a server already running on a data directory (`live`).
 
 pub mod fork;
+pub mod from_snapshot;
 pub mod install;
 pub mod instance;
 pub mod live;

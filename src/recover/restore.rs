@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::catalog::RestoreTiming;
+use crate::catalog::{RestoreTiming, StartKind};
 use crate::pg::{Lsn, TimelineId};
 use crate::plan::{Plan, RecoveryTarget, ReplaySpan};
 use crate::repo::codec::CodecError;
@@ -19,7 +19,7 @@ use crate::server::install::BinError;
 
 use super::progress::ReplayRate;
 use super::settings::Action;
-use super::{instance, materialize, settings, verify};
+use super::{from_snapshot, instance, materialize, settings, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
@@ -93,6 +93,13 @@ pub enum RecoverError {
     PortInUse { port: u16, by: String },
     #[error("tablespaces are not supported by restore yet")]
     Tablespaces,
+    /// The snapshot provider could not clone a snapshot start point back.
+    #[error("snapshot {id}")]
+    Snapshot {
+        id: String,
+        #[source]
+        source: crate::capture::snapshot::ProviderError,
+    },
     /// A fork's own repository could not be made ready before the server
     /// started (`fork::init_new_repo`).
     #[error("the fork's repository {repo}")]
@@ -222,23 +229,30 @@ pub async fn restore(
     let mut running: Option<instance::Running> = None;
     let mut wrote = false;
     let result = async {
-        let manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
-        if manifest.tablespace_map.is_some() {
-            return Err(RecoverError::Tablespaces);
-        }
-        let total: u64 = manifest.files.iter().map(|f| f.size).sum();
-        on_event(RecoverEvent::Materializing { total_bytes: total });
-        let ev = on_event.clone();
-        let materialize_started = Instant::now();
-        wrote = true;
-        materialize::materialize(
-            repo,
-            &manifest,
-            &opts.pgdata,
-            opts.jobs,
-            Arc::new(move |b| ev(RecoverEvent::Bytes(b))),
-        )
-        .await?;
+        let mut materialize_started = Instant::now();
+        let total = if let StartKind::Snapshot { .. } = plan.backup.start {
+            wrote = true;
+            from_snapshot::materialize(repo, &plan.backup.id, &opts.pgdata, &on_event).await?
+        } else {
+            let manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
+            if manifest.tablespace_map.is_some() {
+                return Err(RecoverError::Tablespaces);
+            }
+            let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+            on_event(RecoverEvent::Materializing { total_bytes: total });
+            let ev = on_event.clone();
+            materialize_started = Instant::now();
+            wrote = true;
+            materialize::materialize(
+                repo,
+                &manifest,
+                &opts.pgdata,
+                opts.jobs,
+                Arc::new(move |b| ev(RecoverEvent::Bytes(b))),
+            )
+            .await?;
+            total
+        };
         let materialize_seconds = materialize_started.elapsed().as_secs_f64();
         let spool = spool_dir(&opts.pgdata);
         // A standby fetches without the prefetch spool: it runs for as long

@@ -26,12 +26,12 @@ use crate::repo::store::StoreError;
 use crate::repo::{layout, Repo, RepoError, KIND_WAL};
 use crate::server::conn::{self, ConnError};
 
-mod claim;
+pub(crate) mod claim;
 mod cluster;
 mod copy;
 mod manifest;
-mod session;
-mod walk;
+pub(crate) mod session;
+pub(crate) mod walk;
 
 pub use cluster::{check_cluster, read_control, read_major};
 pub use copy::CHUNK_BYTES;
@@ -261,7 +261,7 @@ async fn finish(
 }
 
 /// Waits until the segment's record (its commit marker) is in the repo.
-async fn wait_archived(
+pub(crate) async fn wait_archived(
     repo: &Repo,
     seg: &SegmentName,
     timeout: Duration,

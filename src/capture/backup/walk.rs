@@ -12,7 +12,7 @@ use crate::catalog::model::FileKind;
 
 /// Files and directories whose contents are never copied: mirrors
 /// basebackup.c (excludeDirContents, excludeFiles).
-const EXCLUDE_DIR_CONTENTS: &[&str] = &[
+pub(crate) const EXCLUDE_DIR_CONTENTS: &[&str] = &[
     "pg_wal",
     "pg_dynshmem",
     "pg_notify",
@@ -22,7 +22,7 @@ const EXCLUDE_DIR_CONTENTS: &[&str] = &[
     "pg_stat_tmp",
     "pg_subtrans",
 ];
-const EXCLUDE_FILES: &[&str] = &[
+pub(crate) const EXCLUDE_FILES: &[&str] = &[
     "postmaster.pid",
     "postmaster.opts",
     "backup_label",
@@ -36,16 +36,16 @@ const EXCLUDE_FILES: &[&str] = &[
 ];
 
 /// One directory or file of the walk, as it was when walked.
-pub(super) struct Entry {
+pub(crate) struct Entry {
     /// Path relative to the data directory, `/`-separated.
-    pub(super) rel: String,
-    pub(super) abs: PathBuf,
-    pub(super) kind: FileKind,
-    pub(super) mode: u32,
-    pub(super) size: u64,
+    pub(crate) rel: String,
+    pub(crate) abs: PathBuf,
+    pub(crate) kind: FileKind,
+    pub(crate) mode: u32,
+    pub(crate) size: u64,
 }
 
-pub(super) fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
+pub(crate) fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
     let mut out = Vec::new();
     let mut stack = vec![(pgdata.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
