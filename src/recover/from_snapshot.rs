@@ -16,7 +16,7 @@
 //! removed, never followed: it would point at the source's own files.
 //! The recovery settings are written by `restore` as for any backup.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use crate::capture::backup::walk::{EXCLUDE_DIR_CONTENTS, EXCLUDE_FILES};
@@ -75,6 +75,10 @@ pub async fn materialize(
             id: id.to_string(),
             source,
         })?;
+    // As for every restore (`restore::prepare_dir`): the server refuses a
+    // data directory others can read, whatever mode the clone came with.
+    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700))
+        .map_err(werr(pgdata))?;
     let dir = pgdata.to_path_buf();
     let c = *consistency;
     tokio::task::spawn_blocking(move || prune(&dir, c))
