@@ -73,7 +73,7 @@ pub async fn materialize(
         .await
         .map_err(|source| RecoverError::Snapshot {
             id: id.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     // As for every restore (`restore::prepare_dir`): the server refuses a
     // data directory others can read, whatever mode the clone came with.

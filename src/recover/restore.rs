@@ -98,7 +98,7 @@ pub enum RecoverError {
     Snapshot {
         id: String,
         #[source]
-        source: crate::capture::snapshot::ProviderError,
+        source: Box<crate::capture::snapshot::ProviderError>,
     },
     /// A fork's own repository could not be made ready before the server
     /// started (`fork::init_new_repo`).

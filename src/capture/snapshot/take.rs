@@ -338,7 +338,7 @@ impl Run<'_> {
             start_segment: s.label.start_segment.to_string(),
             stop_lsn: s.stop_lsn,
             stop_segment: s.stop_segment.clone(),
-            stop_seg: s.stop_seg.clone(),
+            stop_seg: s.stop_seg,
             stop_time: s.stop_time,
             backup_label: Some((s.labelfile.clone(), s.spcmap.clone())),
         })
