@@ -536,3 +536,42 @@ impl Catalog {
         wal.max(hist).unwrap_or(TimelineId::FIRST)
     }
 }
+
+#[cfg(test)]
+mod snapshot_kind_tests {
+    use super::*;
+
+    /// The JSON a snapshot record's `start` is written as (and read back
+    /// from): the command provider's commands only where it has them.
+    #[test]
+    fn snapshot_start_points_round_trip_with_and_without_commands() {
+        let btrfs = StartKind::Snapshot {
+            provider: SnapshotProvider::Btrfs,
+            handle: "/srv/.pitr-snapshots/20261128T000000Z".into(),
+            consistency: Consistency::Atomic,
+            commands: None,
+        };
+        let json = serde_json::to_value(&btrfs).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "snapshot", "provider": "btrfs",
+                "handle": "/srv/.pitr-snapshots/20261128T000000Z", "consistency": "atomic"})
+        );
+        assert_eq!(serde_json::from_value::<StartKind>(json).unwrap(), btrfs);
+        let command = StartKind::Snapshot {
+            provider: SnapshotProvider::Command,
+            handle: "snap-0abc".into(),
+            consistency: Consistency::Bracketed,
+            commands: Some(SnapshotCommands {
+                create: "c".into(),
+                restore: "r".into(),
+                delete: "d".into(),
+            }),
+        };
+        let json = serde_json::to_value(&command).unwrap();
+        assert_eq!(json["commands"]["restore"], "r");
+        assert_eq!(serde_json::from_value::<StartKind>(json).unwrap(), command);
+        assert_eq!(command.format_version(), 3);
+        assert_eq!(command.name(), "snapshot");
+    }
+}

@@ -250,3 +250,82 @@ pub(super) fn ensure_dir(dir: &Path) -> Result<(), ProviderError> {
         .create(dir)
         .map_err(io(dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_provider_needs_all_three_commands() {
+        let pgdata = Path::new("/srv/pg/data");
+        let mut args = ProviderArgs {
+            create_command: Some("echo h".into()),
+            restore_command: Some("true".into()),
+            delete_command: Some("  ".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Provider::new(SnapshotProvider::Command, pgdata, &args),
+            Err(ProviderError::MissingCommand("delete-command"))
+        ));
+        args.delete_command = Some("true".into());
+        let p = Provider::new(SnapshotProvider::Command, pgdata, &args).unwrap();
+        assert_eq!(p.kind(), SnapshotProvider::Command);
+        assert_eq!(p.commands().unwrap().delete, "true");
+        assert!(p.readable_dir("vol-1").is_none());
+    }
+
+    #[test]
+    fn snapshots_default_to_a_directory_beside_the_data_directory() {
+        let pgdata = Path::new("/srv/pg/data");
+        assert_eq!(
+            snapshot_dir(pgdata, None),
+            PathBuf::from("/srv/pg/.pitr-snapshots")
+        );
+        let p = Provider::new(SnapshotProvider::Copy, pgdata, &ProviderArgs::default()).unwrap();
+        assert!(p.commands().is_none());
+        assert_eq!(
+            p.readable_dir("/srv/pg/.pitr-snapshots/x"),
+            Some(PathBuf::from("/srv/pg/.pitr-snapshots/x"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_handle_is_the_create_commands_last_line_and_the_commands_see_their_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let seen = d.path().join("seen");
+        let c = SnapshotCommands {
+            create: "echo progress >&2; echo \"$PITR_SNAPSHOT_ID\"; echo \"h-$PITR_SNAPSHOT_ID $PITR_PGDATA\"; echo"
+                .to_string(),
+            restore: format!(
+                "echo \"$PITR_SNAPSHOT_ID $PITR_SNAPSHOT_HANDLE $PITR_TARGET_PGDATA\" > {}",
+                seen.display()
+            ),
+            delete: "echo \"$PITR_SNAPSHOT_HANDLE\" >&2; exit 4".into(),
+        };
+        let handle = command::create(&c, Path::new("/data"), "S1").await.unwrap();
+        assert_eq!(handle, "h-S1 /data");
+        command::restore(&c, "S1", &handle, Path::new("/new"))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            "S1 h-S1 /data /new\n"
+        );
+        let e = delete(SnapshotProvider::Command, Some(&c), "S1", "h-S1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Failed { stderr, .. } if stderr == "h-S1"),
+            "{e:?}"
+        );
+        let silent = SnapshotCommands {
+            create: "true".into(),
+            ..c
+        };
+        assert!(matches!(
+            command::create(&silent, Path::new("/data"), "S2").await,
+            Err(ProviderError::NoHandle)
+        ));
+    }
+}
