@@ -309,6 +309,36 @@ fn btrfs_scenario(bin: &str, with_backup: bool) {
     assert_ne!(code, 0, "{err}");
     let after = c.pitr.json(&["plan", "--to", &t]);
     assert_eq!(after["backup"]["id"].as_str(), Some(ids[1].as_str()));
+
+    // A run that fails after its subvolume snapshot was made (archiving
+    // broken: the stop segment never arrives) deletes it, as the postgres
+    // user pitr became, and lists nothing.
+    if with_backup {
+        c.psql("alter system set archive_command = 'false'");
+        c.psql("select pg_reload_conf()");
+        let (code, err) = c.pitr.fails(&[
+            "snapshot",
+            "--pgdata",
+            c.pgdata_str(),
+            "--provider",
+            "btrfs",
+            "--archive-timeout",
+            "2",
+        ]);
+        assert_eq!(code, 8, "{err}");
+        let mut kept: Vec<String> = std::fs::read_dir(fs.mnt.join(".pitr-snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            ids.to_vec(),
+            "the failed run's subvolume is still there"
+        );
+        c.psql("alter system reset archive_command");
+        c.psql("select pg_reload_conf()");
+    }
 }
 
 #[test]
