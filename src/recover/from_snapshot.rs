@@ -35,12 +35,14 @@ fn werr(path: &Path) -> impl FnOnce(std::io::Error) -> RecoverError + '_ {
 
 /// Clones snapshot `id` into `pgdata` and prepares it for recovery;
 /// returns the bytes it counts as materialized (the snapshot's data
-/// directory size).
+/// directory size). `wrote` turns true once the provider is about to
+/// write into `pgdata`: a refusal before leaves it as it was.
 pub async fn materialize(
     repo: &Repo,
     id: &str,
     pgdata: &Path,
     on_event: &OnEvent,
+    wrote: &mut bool,
 ) -> Result<u64, RecoverError> {
     let key = layout::backup_record(id).map_err(|e| RecoverError::Repo(e.into()))?;
     let record: BackupRecord = repo.get_meta(&key, KIND_BACKUP).await?;
@@ -66,15 +68,18 @@ pub async fn materialize(
         }
         Consistency::Atomic => None,
     };
+    let provider_err = |source| RecoverError::Snapshot {
+        id: id.to_string(),
+        source: Box::new(source),
+    };
+    crate::capture::snapshot::check_restore(*provider, handle, pgdata).map_err(provider_err)?;
     on_event(RecoverEvent::Materializing {
         total_bytes: record.raw_bytes,
     });
+    *wrote = true;
     crate::capture::snapshot::restore(*provider, commands.as_ref(), id, handle, pgdata)
         .await
-        .map_err(|source| RecoverError::Snapshot {
-            id: id.to_string(),
-            source: Box::new(source),
-        })?;
+        .map_err(provider_err)?;
     // As for every restore (`restore::prepare_dir`): the server refuses a
     // data directory others can read, whatever mode the clone came with.
     std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700))

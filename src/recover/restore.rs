@@ -231,8 +231,8 @@ pub async fn restore(
     let result = async {
         let mut materialize_started = Instant::now();
         let total = if let StartKind::Snapshot { .. } = plan.backup.start {
-            wrote = true;
-            from_snapshot::materialize(repo, &plan.backup.id, &opts.pgdata, &on_event).await?
+            let id = &plan.backup.id;
+            from_snapshot::materialize(repo, id, &opts.pgdata, &on_event, &mut wrote).await?
         } else {
             let manifest = materialize::load_manifest(repo, &plan.backup.id).await?;
             if manifest.tablespace_map.is_some() {

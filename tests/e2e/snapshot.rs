@@ -225,6 +225,23 @@ fn btrfs_scenario(bin: &str, with_backup: bool) {
         "PG {bin}: btrfs snapshot seconds: bracketed {} (snapshot itself {}), atomic {} (snapshot itself {})",
         bracketed["seconds"], bracketed["snapshot_seconds"], atomic["seconds"], atomic["snapshot_seconds"]
     );
+    // A btrfs snapshot is cloned back only onto btrfs: refused before
+    // anything is written, and the directory restore made for it goes.
+    let elsewhere = c.path_of("not-on-btrfs");
+    let (code, err) = c.pitr.fails(&[
+        "restore",
+        "--latest",
+        "--pgdata",
+        elsewhere.to_str().unwrap(),
+        "--socket-dir",
+        c.socket_dir().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not on a btrfs filesystem"), "{err}");
+    assert!(
+        !elsewhere.exists(),
+        "the refused restore left {elsewhere:?}"
+    );
     let full = with_backup.then(|| c.backup());
     assert!(load.wait_with_output().unwrap().status.success());
     insert_rows(&c, 3, 6);

@@ -61,7 +61,9 @@ pub(super) async fn create(pgdata: &Path, dir: &Path, id: &str) -> Result<String
     Ok(handle.display().to_string())
 }
 
-pub(super) async fn restore(handle: &str, target: &Path) -> Result<(), ProviderError> {
+/// The snapshot exists and `target` is on btrfs (whether it is the same
+/// filesystem only the clone can tell).
+pub(super) fn check_restore(handle: &str, target: &Path) -> Result<(), ProviderError> {
     if !Path::new(handle).is_dir() {
         return Err(ProviderError::Gone {
             handle: handle.to_string(),
@@ -76,6 +78,11 @@ pub(super) async fn restore(handle: &str, target: &Path) -> Result<(), ProviderE
             path: target.display().to_string(),
         });
     }
+    Ok(())
+}
+
+pub(super) async fn restore(handle: &str, target: &Path) -> Result<(), ProviderError> {
+    check_restore(handle, target)?;
     // `btrfs subvolume snapshot SRC DEST` makes DEST itself only when it
     // does not exist: the empty directory restore prepared goes first,
     // and comes back if the snapshot fails.

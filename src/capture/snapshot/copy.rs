@@ -68,12 +68,18 @@ fn copy_tree(pgdata: &Path, to: &Path) -> Result<(), ProviderError> {
     crate::repo::durable::sync_filesystem(to).map_err(io(to))
 }
 
-pub(super) async fn restore(handle: &str, target: &Path) -> Result<(), ProviderError> {
+/// The copy is still there.
+pub(super) fn check_restore(handle: &str) -> Result<(), ProviderError> {
     if !Path::new(handle).join("global/pg_control").is_file() {
         return Err(ProviderError::Gone {
             handle: handle.to_string(),
         });
     }
+    Ok(())
+}
+
+pub(super) async fn restore(handle: &str, target: &Path) -> Result<(), ProviderError> {
+    check_restore(handle)?;
     ensure_dir(target)?;
     let mut c = tokio::process::Command::new("cp");
     c.args(["-a", "--reflink=auto"])

@@ -26,6 +26,7 @@ mod provider;
 mod take;
 
 pub use provider::{
-    delete, restore, snapshot_dir, Provider, ProviderArgs, ProviderError, PROVIDER_TIMEOUT,
+    check_restore, delete, restore, snapshot_dir, Provider, ProviderArgs, ProviderError,
+    PROVIDER_TIMEOUT,
 };
 pub use take::{snapshot, SnapshotError, SnapshotOptions, SnapshotReport};

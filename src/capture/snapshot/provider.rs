@@ -162,6 +162,21 @@ impl Provider {
     }
 }
 
+/// What a restore can check before it writes anything: the snapshot is
+/// still there (btrfs, copy) and a btrfs clone's target is on btrfs. A
+/// refusal here leaves the new data directory untouched.
+pub fn check_restore(
+    kind: SnapshotProvider,
+    handle: &str,
+    target: &Path,
+) -> Result<(), ProviderError> {
+    match kind {
+        SnapshotProvider::Btrfs => btrfs::check_restore(handle, target),
+        SnapshotProvider::Copy => copy::check_restore(handle),
+        SnapshotProvider::Command => Ok(()),
+    }
+}
+
 /// Clones snapshot `handle` of `kind` into `target`, an empty directory
 /// (the btrfs provider replaces it with a subvolume of the same name).
 pub async fn restore(
