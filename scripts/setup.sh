@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pitr's demo and tests need on a fresh Debian machine, as
-# root: PostgreSQL 15 (server and tools), zstd (fixture scripts), a C
+# root: PostgreSQL 15 (server and tools), zstd (fixture scripts), btrfs-progs
+# (snapshot tests), a C
 # compiler for zstd-sys, python3 (the demo), CA certificates; for the
 # tests also npm, a German locale and the S3 servers. Idempotent: installs
 # only what is missing.
@@ -27,6 +28,8 @@ need=()
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+# The snapshot tests make a btrfs filesystem on a loop-mounted image.
+command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 # The demo asks Python for a free port and reads JSON with it.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # cargo, npm and pip fetch over TLS.

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod expire;
 pub mod mapped;
 pub mod owner;
+pub mod snapshot;
 pub mod wal_fetch;
 pub mod wal_push;
 pub mod wal_spool;

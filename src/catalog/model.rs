@@ -224,7 +224,25 @@ pub enum StartKind {
         provider: SnapshotProvider,
         handle: String,
         consistency: Consistency,
+        /// The `command` provider's commands, kept so that a restore on
+        /// another day needs no flags; absent for the other providers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commands: Option<SnapshotCommands>,
     },
+}
+
+/// The operator's commands of the `command` provider (`sh -c`, with
+/// `PITR_SNAPSHOT_ID`, `PITR_PGDATA`, `PITR_SNAPSHOT_HANDLE` and
+/// `PITR_TARGET_PGDATA` in their environment; see
+/// `capture::snapshot::command`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotCommands {
+    /// Takes the snapshot; the last line it prints is the handle.
+    pub create: String,
+    /// Clones the snapshot into `PITR_TARGET_PGDATA` (an empty directory).
+    pub restore: String,
+    /// Removes the snapshot.
+    pub delete: String,
 }
 
 impl StartKind {
@@ -738,6 +756,7 @@ mod tests {
                     provider: SnapshotProvider::Copy,
                     handle: "/snaps/1".into(),
                     consistency: Consistency::Bracketed,
+                    commands: None,
                 },
             ),
             "c",
@@ -798,5 +817,44 @@ mod tests {
             BlockRange::expand(&ranges).collect::<Vec<_>>(),
             [0, 1, 2, 7, 9, 10]
         );
+    }
+}
+
+#[cfg(test)]
+mod snapshot_kind_tests {
+    use super::*;
+
+    /// The JSON a snapshot record's `start` is written as (and read back
+    /// from): the command provider's commands only where it has them.
+    #[test]
+    fn snapshot_start_points_round_trip_with_and_without_commands() {
+        let btrfs = StartKind::Snapshot {
+            provider: SnapshotProvider::Btrfs,
+            handle: "/srv/.pitr-snapshots/20261128T000000Z".into(),
+            consistency: Consistency::Atomic,
+            commands: None,
+        };
+        let json = serde_json::to_value(&btrfs).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "snapshot", "provider": "btrfs",
+                "handle": "/srv/.pitr-snapshots/20261128T000000Z", "consistency": "atomic"})
+        );
+        assert_eq!(serde_json::from_value::<StartKind>(json).unwrap(), btrfs);
+        let command = StartKind::Snapshot {
+            provider: SnapshotProvider::Command,
+            handle: "snap-0abc".into(),
+            consistency: Consistency::Bracketed,
+            commands: Some(SnapshotCommands {
+                create: "c".into(),
+                restore: "r".into(),
+                delete: "d".into(),
+            }),
+        };
+        let json = serde_json::to_value(&command).unwrap();
+        assert_eq!(json["commands"]["restore"], "r");
+        assert_eq!(serde_json::from_value::<StartKind>(json).unwrap(), command);
+        assert_eq!(command.format_version(), 3);
+        assert_eq!(command.name(), "snapshot");
     }
 }

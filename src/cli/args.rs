@@ -100,6 +100,24 @@ pub struct JsonArg {
     pub json: bool,
 }
 
+/// `pitr snapshot --provider`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderArg {
+    Btrfs,
+    Copy,
+    Command,
+}
+
+impl From<ProviderArg> for crate::catalog::SnapshotProvider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Btrfs => crate::catalog::SnapshotProvider::Btrfs,
+            ProviderArg::Copy => crate::catalog::SnapshotProvider::Copy,
+            ProviderArg::Command => crate::catalog::SnapshotProvider::Command,
+        }
+    }
+}
+
 /// `--progress`: what a long command shows on stderr while it runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -524,6 +542,44 @@ pub enum Command {
         /// The backup an incremental is taken on (an id from `pitr info`).
         #[arg(long, value_name = "ID", requires = "incremental")]
         parent: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Record a snapshot of the data directory as a start point.
+    Snapshot {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The cluster's data directory.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// Who keeps the snapshot.
+        #[arg(long, value_enum)]
+        provider: ProviderArg,
+        /// libpq-style connection string (default: from postmaster.pid).
+        #[arg(long, value_name = "CONNINFO")]
+        conn: Option<String>,
+        /// No backup API: the snapshot is one instant image of the running
+        /// server (btrfs, or an atomic volume snapshot); only targets after
+        /// the end of WAL read right after it are reachable. Needs --conn.
+        #[arg(long)]
+        atomic: bool,
+        /// btrfs, copy: where snapshots are kept (default: .pitr-snapshots
+        /// beside the data directory).
+        #[arg(long, value_name = "DIR")]
+        snapshot_dir: Option<PathBuf>,
+        /// command: takes the snapshot (sh -c, with PITR_SNAPSHOT_ID and
+        /// PITR_PGDATA); its last line of output is the snapshot's handle.
+        #[arg(long, value_name = "SHELL")]
+        create_command: Option<String>,
+        /// command: clones PITR_SNAPSHOT_HANDLE into PITR_TARGET_PGDATA.
+        #[arg(long, value_name = "SHELL")]
+        restore_command: Option<String>,
+        /// command: removes PITR_SNAPSHOT_HANDLE.
+        #[arg(long, value_name = "SHELL")]
+        delete_command: Option<String>,
+        /// Seconds to wait for the snapshot's last WAL segment to be archived.
+        #[arg(long, default_value_t = 120)]
+        archive_timeout: u64,
         #[command(flatten)]
         json: JsonArg,
     },

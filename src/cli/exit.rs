@@ -10,6 +10,7 @@
 
 use crate::capture::backup::BackupError;
 use crate::capture::expire::ExpireRunError;
+use crate::capture::snapshot::{ProviderError, SnapshotError};
 use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
 use crate::plan::expire::ExpireError;
@@ -198,6 +199,42 @@ fn backup_code(e: &BackupError) -> Code {
     }
 }
 
+impl From<SnapshotError> for Failure {
+    fn from(e: SnapshotError) -> Self {
+        Failure::new(snapshot_code(&e), e)
+    }
+}
+
+fn snapshot_code(e: &SnapshotError) -> Code {
+    match e {
+        SnapshotError::CopyCannotBeAtomic
+        | SnapshotError::AtomicNeedsConn
+        | SnapshotError::AtomicWalElsewhere { .. }
+        | SnapshotError::Tablespaces => Code::Usage,
+        SnapshotError::Returned { .. } => Code::Postgres,
+        SnapshotError::Backup(b) => backup_code(b),
+        SnapshotError::Provider { source, .. } => provider_code(source),
+    }
+}
+
+/// A provider that cannot be used as told is the operator's to fix; one
+/// whose program failed or hung, or whose snapshot is gone, is the
+/// snapshot store failing.
+fn provider_code(e: &ProviderError) -> Code {
+    match e {
+        ProviderError::Spawn { .. }
+        | ProviderError::NotSubvolume { .. }
+        | ProviderError::NotBtrfs { .. }
+        | ProviderError::OtherFilesystem { .. }
+        | ProviderError::MissingCommand(_)
+        | ProviderError::NoHandle
+        | ProviderError::Io { .. } => Code::Usage,
+        ProviderError::Failed { .. }
+        | ProviderError::TimedOut { .. }
+        | ProviderError::Gone { .. } => Code::Storage,
+    }
+}
+
 impl From<PlanError> for Failure {
     fn from(e: PlanError) -> Self {
         Failure::new(plan_code(&e), e)
@@ -233,8 +270,10 @@ fn recover_code(e: &RecoverError) -> Code {
         | RecoverError::PortInUse { .. }
         | RecoverError::NoPort
         | RecoverError::Write { .. }
-        | RecoverError::Spawn { .. } => Code::Usage,
+        | RecoverError::Spawn { .. }
+        | RecoverError::Tablespaces(_) => Code::Usage,
         RecoverError::Tablespace(t) => tablespace_code(t),
+        RecoverError::Snapshot { source, .. } => provider_code(source),
         RecoverError::Bin(b) => bin_code(b),
         RecoverError::Corrupt { .. }
         | RecoverError::Checksum { .. }

@@ -43,6 +43,18 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             user::become_user(&owner)?;
         }
         Command::Backup { pgdata, .. } => user::become_user(&user::owner_of(pgdata)?)?,
+        Command::Snapshot {
+            pgdata,
+            snapshot_dir,
+            provider,
+            ..
+        } => {
+            let owner = user::owner_of(pgdata)?;
+            if *provider != args::ProviderArg::Command {
+                command::snapshot::prepare_dir(pgdata, snapshot_dir.as_deref(), &owner)?;
+            }
+            user::become_user(&owner)?
+        }
         Command::WalPush { repo, .. } => {
             let location = RepoLocation::parse(&repo.repo)?;
             if let Some(root) = location.local_path() {
@@ -209,6 +221,33 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 json: json.json,
             };
             command::backup::run(&repo, a).await
+        }
+        Command::Snapshot {
+            repo,
+            pgdata,
+            provider,
+            conn,
+            atomic,
+            snapshot_dir,
+            create_command,
+            restore_command,
+            delete_command,
+            archive_timeout,
+            json,
+        } => {
+            let a = command::snapshot::Args {
+                pgdata,
+                provider,
+                conn,
+                atomic,
+                snapshot_dir,
+                create_command,
+                restore_command,
+                delete_command,
+                archive_timeout,
+                json: json.json,
+            };
+            command::snapshot::run(&repo, a).await
         }
         Command::Info { repo, json } => command::info::run(&repo, json.json).await,
         Command::Plan { repo, target, json } => command::plan::run(&repo, &target, json.json).await,

@@ -189,6 +189,51 @@ pub fn backup(b: &Backup, run: &BackupRun, as_json: bool) -> Result<(), Failure>
     Ok(())
 }
 
+pub fn snapshot(
+    r: &crate::capture::snapshot::SnapshotReport,
+    as_json: bool,
+) -> Result<(), Failure> {
+    if as_json {
+        return json(r);
+    }
+    println!(
+        "snapshot {} done ({} {}, {:?}): {} in {} files, WAL {}..{} on timeline {}, {:.1} s ({:.1} s the snapshot itself)",
+        r.id,
+        r.provider.name(),
+        r.handle,
+        r.consistency,
+        explain::human_bytes(r.raw_bytes),
+        r.files,
+        r.start_lsn,
+        r.stop_lsn,
+        r.timeline,
+        r.seconds,
+        r.snapshot_seconds
+    );
+    Ok(())
+}
+
+/// A start point's kind as `info` lists it: `full`, `incremental`, or
+/// `snapshot (provider, consistency)`.
+fn start_kind(k: &crate::catalog::StartKind) -> String {
+    match k {
+        crate::catalog::StartKind::Snapshot {
+            provider,
+            consistency,
+            ..
+        } => format!(
+            "snapshot ({}, {})",
+            provider.name(),
+            match consistency {
+                crate::catalog::Consistency::Bracketed => "bracketed",
+                crate::catalog::Consistency::Atomic => "atomic",
+            }
+        ),
+        crate::catalog::StartKind::Incremental { parent, .. } => format!("incremental on {parent}"),
+        other => other.name().to_string(),
+    }
+}
+
 pub fn plan(plan: &Plan, as_json: bool) -> Result<(), Failure> {
     if as_json {
         return json(plan);
@@ -223,13 +268,10 @@ pub fn info(info: &Info, as_json: bool) -> Result<(), Failure> {
     println!();
     println!("backups ({}):", info.backups.len());
     for b in &info.backups {
-        let kind = match b.start.parent() {
-            Some(p) => format!("incremental on {p}"),
-            None => b.start.name().to_string(),
-        };
         println!(
-            "  {}  {kind}  tl {}  {}..{}  finished {}  {} ({} stored)",
+            "  {}  {}  tl {}  {}..{}  finished {}  {} ({} stored)",
             b.id,
+            start_kind(&b.start),
             b.timeline,
             b.start_lsn,
             b.stop_lsn,

@@ -359,6 +359,7 @@ mod tests {
                     provider,
                     handle: "h".into(),
                     consistency: crate::catalog::Consistency::Bracketed,
+                    commands: None,
                 },
                 2_000_000_000,
             )

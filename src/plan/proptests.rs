@@ -175,6 +175,7 @@ fn build_keeping(w: &World, keep: impl Fn(SegNo) -> bool) -> Catalog {
                     ][usize::from(k - 2)],
                     handle: String::new(),
                     consistency: Consistency::Bracketed,
+                    commands: None,
                 },
                 _ => StartKind::Full,
             },

@@ -154,6 +154,7 @@ mod tests {
                 provider: SnapshotProvider::Btrfs,
                 handle: "/x".into(),
                 consistency: Consistency::Atomic,
+                commands: None,
             },
             ..full.clone()
         };

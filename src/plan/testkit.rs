@@ -307,6 +307,7 @@ impl Kit {
             provider,
             handle: format!("/snapshots/{id}"),
             consistency,
+            commands: None,
         };
         self.start_point(id, start, t, s, raw_mb, 0)
     }

@@ -15,6 +15,7 @@
 pub mod chain;
 pub mod check;
 pub mod fork;
+pub mod from_snapshot;
 pub mod install;
 pub mod instance;
 pub mod live;

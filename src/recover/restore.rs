@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::catalog::RestoreTiming;
+use crate::catalog::{RestoreTiming, StartKind};
 use crate::pg::{Lsn, TimelineId};
 use crate::plan::{Plan, RecoveryTarget, ReplaySpan};
 use crate::repo::codec::CodecError;
@@ -19,7 +19,7 @@ use crate::server::install::BinError;
 
 use super::progress::ReplayRate;
 use super::settings::Action;
-use super::{chain, instance, settings, verify};
+use super::{chain, from_snapshot, instance, settings, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
@@ -93,6 +93,17 @@ pub enum RecoverError {
     PortInUse { port: u16, by: String },
     #[error(transparent)]
     Tablespace(#[from] super::tablespaces::TablespaceError),
+    /// A snapshot start point of a cluster with tablespaces: its provider
+    /// copied the data directory only.
+    #[error("snapshot {0} was taken of a cluster with tablespaces, whose directories no snapshot holds: restore from a backup instead (--from full or --from incremental)")]
+    Tablespaces(String),
+    /// The snapshot provider could not clone a snapshot start point back.
+    #[error("snapshot {id}")]
+    Snapshot {
+        id: String,
+        #[source]
+        source: Box<crate::capture::snapshot::ProviderError>,
+    },
     /// A fork's own repository could not be made ready before the server
     /// started (`fork::init_new_repo`).
     #[error("the fork's repository {repo}")]
@@ -224,38 +235,46 @@ pub async fn restore(
     let mut running: Option<instance::Running> = None;
     let mut wrote = false;
     let result = async {
-        // An incremental comes back through its chain (plan.backup.chain).
-        let mut manifests = chain::load_chain(repo, &plan.backup).await?;
-        let Some(manifest) = manifests.last_mut() else {
-            return Err(RecoverError::BadManifest("an empty chain".into()));
-        };
-        // Before anything is fetched: where each tablespace goes, refused
-        // if it is not empty; then its directory and link, and the map
-        // recovery reads naming the new places.
-        let spaces = super::tablespaces::plan(
-            manifest.tablespace_map.as_deref(),
-            config.pg_major,
-            &opts.tablespace_map,
-        )?;
-        if !spaces.is_empty() {
-            // From here a failure leaves the directory marked failed.
+        let mut materialize_started = Instant::now();
+        let total = if let StartKind::Snapshot { .. } = plan.backup.start {
+            let id = &plan.backup.id;
+            from_snapshot::materialize(repo, id, &opts.pgdata, &on_event, &mut wrote).await?
+        } else {
+            // An incremental comes back through its chain (plan.backup.chain).
+            let mut manifests = chain::load_chain(repo, &plan.backup).await?;
+            let Some(manifest) = manifests.last_mut() else {
+                return Err(RecoverError::BadManifest("an empty chain".into()));
+            };
+            // Before anything is fetched: where each tablespace goes,
+            // refused if it is not empty; then its directory and link, and
+            // the map recovery reads naming the new places.
+            let spaces = super::tablespaces::plan(
+                manifest.tablespace_map.as_deref(),
+                config.pg_major,
+                &opts.tablespace_map,
+            )?;
+            if !spaces.is_empty() {
+                // From here a failure leaves the directory marked failed.
+                wrote = true;
+                super::tablespaces::create(&opts.pgdata, &spaces)?;
+                manifest.tablespace_map =
+                    Some(super::tablespaces::render(&spaces, config.pg_major)?);
+            }
+            let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+            on_event(RecoverEvent::Materializing { total_bytes: total });
+            let ev = on_event.clone();
+            materialize_started = Instant::now();
             wrote = true;
-            super::tablespaces::create(&opts.pgdata, &spaces)?;
-            manifest.tablespace_map = Some(super::tablespaces::render(&spaces, config.pg_major)?);
-        }
-        let total: u64 = manifest.files.iter().map(|f| f.size).sum();
-        on_event(RecoverEvent::Materializing { total_bytes: total });
-        let ev = on_event.clone();
-        let materialize_started = Instant::now();
-        wrote = true;
-        chain::materialize_any(
-            repo,
-            &manifests,
-            &opts.pgdata,
-            opts.jobs,
-            Arc::new(move |b| ev(RecoverEvent::Bytes(b))),
-        )
-        .await?;
+            chain::materialize_any(
+                repo,
+                &manifests,
+                &opts.pgdata,
+                opts.jobs,
+                Arc::new(move |b| ev(RecoverEvent::Bytes(b))),
+            )
+            .await?;
+            total
+        };
         let materialize_seconds = materialize_started.elapsed().as_secs_f64();
         let spool = spool_dir(&opts.pgdata);
         // A standby fetches without the prefetch spool: it runs for as long

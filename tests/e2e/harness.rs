@@ -354,9 +354,28 @@ impl Cluster {
         Self::build_with(dir, pitr, bin, "")
     }
 
+    /// A cluster of the install in `bin` whose data directory is
+    /// `pgdata` (an empty directory the postgres user owns, e.g. a btrfs
+    /// subvolume), archiving into a fresh repository in its temp dir.
+    pub fn in_pgdata(bin: &str, pgdata: PathBuf) -> Cluster {
+        let dir = shared_tempdir();
+        let repo = Pitr::local(dir.path().join("repo"));
+        Self::build_in(dir, repo, bin, "", pgdata)
+    }
+
     fn build_with(dir: tempfile::TempDir, pitr: Pitr, bin: &str, extra: &str) -> Cluster {
-        let mb = 1;
         let pgdata = dir.path().join("data");
+        Self::build_in(dir, pitr, bin, extra, pgdata)
+    }
+
+    fn build_in(
+        dir: tempfile::TempDir,
+        pitr: Pitr,
+        bin: &str,
+        extra: &str,
+        pgdata: PathBuf,
+    ) -> Cluster {
+        let mb = 1;
         let mut c = as_postgres(format!("{bin}/initdb"));
         c.arg("-D")
             .arg(&pgdata)

@@ -16,6 +16,7 @@ mod progress;
 mod recovery_faults;
 mod runbooks;
 mod s3;
+mod snapshot;
 mod store_conformance;
 mod tablespaces;
 mod trust;

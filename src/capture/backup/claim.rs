@@ -13,7 +13,7 @@ use crate::repo::{layout, Repo, RepoError, KIND_CLAIM};
 /// Takes an id no other run can take (`claims/<id>.json`, created once):
 /// `base`, else `base-<pid>`, else `base-<pid>-<k>`. An id whose record or
 /// objects already exist (a backup from before claims) is skipped too.
-pub(super) async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupError> {
+pub(crate) async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupError> {
     let pid = std::process::id();
     let owner = Owner::current();
     let candidates = std::iter::once(base.to_string())
@@ -74,7 +74,7 @@ pub(super) async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupEr
 /// a listed parent, so no listed backup's chain can lose a link here; as a
 /// second guard, objects that any listed record names as a parent are
 /// never removed (`needed`).
-pub(super) async fn sweep_abandoned(repo: &Repo) {
+pub(crate) async fn sweep_abandoned(repo: &Repo) {
     match repo.store().sweep_abandoned().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(files = n, "removed abandoned temporary files"),

@@ -309,6 +309,7 @@ mod tests {
                         provider: crate::catalog::SnapshotProvider::Copy,
                         handle: "/s".into(),
                         consistency: crate::catalog::Consistency::Bracketed,
+                        commands: None,
                     }
                 }
                 "broken" => {

@@ -41,15 +41,15 @@ use crate::repo::store::StoreError;
 use crate::repo::{layout, Repo, RepoError, KIND_WAL};
 use crate::server::conn::{self, ConnError};
 
-mod claim;
+pub(crate) mod claim;
 mod cluster;
 mod copy;
 mod incremental;
 mod manifest;
-mod session;
+pub(crate) mod session;
 mod standby;
 mod throttle;
-mod walk;
+pub(crate) mod walk;
 
 pub use cluster::{check_cluster, read_control, read_major};
 pub use copy::CHUNK_BYTES;
@@ -457,7 +457,7 @@ async fn finish(
 }
 
 /// Waits until the segment's record (its commit marker) is in the repo.
-async fn wait_archived(
+pub(crate) async fn wait_archived(
     repo: &Repo,
     seg: &SegmentName,
     timeout: Duration,

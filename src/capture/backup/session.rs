@@ -22,28 +22,28 @@ fn sql(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> BackupError 
 }
 
 /// A connected server, and which backup functions it has.
-pub(super) struct Session<'a> {
+pub(crate) struct Session<'a> {
     client: &'a Client,
     version_num: i32,
 }
 
 /// What `pg_backup_stop` returned, checked.
-pub(super) struct Stopped {
-    pub(super) stop_lsn: Lsn,
+pub(crate) struct Stopped {
+    pub(crate) stop_lsn: Lsn,
     /// The `backup_label` contents, as returned.
-    pub(super) labelfile: String,
-    pub(super) label: BackupLabel,
-    pub(super) spcmap: Option<String>,
+    pub(crate) labelfile: String,
+    pub(crate) label: BackupLabel,
+    pub(crate) spcmap: Option<String>,
     /// `pg_walfile_name(stop lsn)`, as returned.
-    pub(super) stop_segment: String,
-    pub(super) stop_seg: SegmentName,
-    pub(super) stop_time: DateTime<Utc>,
+    pub(crate) stop_segment: String,
+    pub(crate) stop_seg: SegmentName,
+    pub(crate) stop_time: DateTime<Utc>,
 }
 
 impl<'a> Session<'a> {
     /// Asks the server its version (which functions to call) and its clock
     /// (the backup's start time, which names it).
-    pub(super) async fn open(
+    pub(crate) async fn open(
         client: &'a Client,
     ) -> Result<(Session<'a>, DateTime<Utc>), BackupError> {
         let version_num: i32 = client
@@ -68,7 +68,7 @@ impl<'a> Session<'a> {
     }
 
     /// Starts the backup; returns its start LSN.
-    pub(super) async fn start(&self, label: &str, fast: bool) -> Result<Lsn, BackupError> {
+    pub(crate) async fn start(&self, label: &str, fast: bool) -> Result<Lsn, BackupError> {
         let start_sql = if self.version_num >= 150000 {
             "select pg_backup_start($1, $2)::text"
         } else {
@@ -85,7 +85,7 @@ impl<'a> Session<'a> {
     }
 
     /// Ends a backup that failed, ignoring what it returns.
-    pub(super) async fn abort(&self) -> Result<(), tokio_postgres::Error> {
+    pub(crate) async fn abort(&self) -> Result<(), tokio_postgres::Error> {
         let q = if self.version_num >= 150000 {
             "select pg_backup_stop(false)"
         } else {
@@ -96,7 +96,7 @@ impl<'a> Session<'a> {
 
     /// Stops the backup and checks what the server returned: the stop LSN,
     /// a `backup_label` that parses and a stop file that is a segment.
-    pub(super) async fn stop(&self) -> Result<Stopped, BackupError> {
+    pub(crate) async fn stop(&self) -> Result<Stopped, BackupError> {
         // wait_for_archive => false: the server still switches to a new
         // segment, but its own wait polls once a second; pitr watches its own
         // repository for the stop segment instead (wait_archived), which is

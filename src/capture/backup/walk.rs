@@ -18,7 +18,7 @@ use crate::pg::tablespace_map::TablespaceLink;
 
 /// Files and directories whose contents are never copied: mirrors
 /// basebackup.c (excludeDirContents, excludeFiles).
-const EXCLUDE_DIR_CONTENTS: &[&str] = &[
+pub(crate) const EXCLUDE_DIR_CONTENTS: &[&str] = &[
     "pg_wal",
     "pg_dynshmem",
     "pg_notify",
@@ -28,7 +28,7 @@ const EXCLUDE_DIR_CONTENTS: &[&str] = &[
     "pg_stat_tmp",
     "pg_subtrans",
 ];
-const EXCLUDE_FILES: &[&str] = &[
+pub(crate) const EXCLUDE_FILES: &[&str] = &[
     "postmaster.pid",
     "postmaster.opts",
     "backup_label",
@@ -42,16 +42,16 @@ const EXCLUDE_FILES: &[&str] = &[
 ];
 
 /// One directory or file of the walk, as it was when walked.
-pub(super) struct Entry {
+pub(crate) struct Entry {
     /// Path relative to the data directory, `/`-separated.
-    pub(super) rel: String,
-    pub(super) abs: PathBuf,
-    pub(super) kind: FileKind,
-    pub(super) mode: u32,
-    pub(super) size: u64,
+    pub(crate) rel: String,
+    pub(crate) abs: PathBuf,
+    pub(crate) kind: FileKind,
+    pub(crate) mode: u32,
+    pub(crate) size: u64,
 }
 
-pub(super) fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
+pub(crate) fn walk(pgdata: &Path) -> Result<Vec<Entry>, BackupError> {
     let mut out = Vec::new();
     // `PG_<major>_<catversion>`, read once the first link is found.
     let mut version_dir: Option<Result<String, (String, String)>> = None;
@@ -206,7 +206,7 @@ fn tablespace_version_dir(pgdata: &Path) -> Result<String, (String, String)> {
 /// Every `pg_tblspc/<oid>` link and where it points, by OID. A directory
 /// there (an in-place tablespace) is part of the data directory and is
 /// not listed; a name that is not an OID is refused.
-pub(super) fn tablespace_links(pgdata: &Path) -> Result<Vec<TablespaceLink>, BackupError> {
+pub(crate) fn tablespace_links(pgdata: &Path) -> Result<Vec<TablespaceLink>, BackupError> {
     let dir = pgdata.join("pg_tblspc");
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,

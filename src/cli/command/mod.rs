@@ -15,6 +15,7 @@ pub mod plan;
 pub mod promote;
 pub mod restore;
 pub mod rollback;
+pub mod snapshot;
 pub mod status;
 pub mod wal_fetch;
 pub mod wal_prefetch;
