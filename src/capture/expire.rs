@@ -16,9 +16,10 @@
 //!    its index entry. Index chunks wholly below the horizon go last.
 //!
 //! History files are kept (a few bytes each, and what any later timeline's
-//! history is read from). Snapshots are removed from the catalog; their
-//! provider's copy is removed by `capture::snapshot` when that provider
-//! can (see `remove_snapshot`).
+//! history is read from). A snapshot's provider copy is deleted by its
+//! provider after its record (`capture::snapshot::delete`); one the
+//! provider cannot delete is named in the report (`snapshots_left`), for
+//! the operator.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -80,6 +81,9 @@ pub struct ExpireReport {
     pub kept_recent: Vec<String>,
     /// Stored bytes freed (or that would be): backups' objects and WAL.
     pub bytes_freed: u64,
+    /// Snapshots whose record is removed but whose provider could not
+    /// delete its copy, and why: delete them by hand.
+    pub snapshots_left: Vec<String>,
 }
 
 /// Plans and (unless `dry_run`) carries out an expire of `repo`.
@@ -113,6 +117,7 @@ fn report_only(
         wal_segments: n,
         wal_stored_bytes: bytes,
         kept_recent: Vec::new(),
+        snapshots_left: Vec::new(),
     })
 }
 
@@ -216,14 +221,25 @@ async fn run(repo: &Repo, policy: &ExpirePolicy) -> Result<ExpireReport, ExpireR
     // leaves a listed incremental without its parent.
     let mut order: Vec<&str> = plan.remove.iter().map(String::as_str).collect();
     order.sort_by_key(|id| std::cmp::Reverse(catalog.chain(id).map(|c| c.len()).unwrap_or(0)));
+    let mut snapshots_left = Vec::new();
     for id in order {
         let Some(b) = catalog.backup(id) else {
             continue;
         };
         repo.store().delete(&layout::backup_record(id)?).await?;
         repo.store().delete_prefix(&layout::backup_dir(id)?).await?;
-        if let StartKind::Snapshot { .. } = &b.start {
-            remove_snapshot(b).await;
+        if let StartKind::Snapshot {
+            provider,
+            handle,
+            commands,
+            ..
+        } = &b.start
+        {
+            if let Err(e) =
+                crate::capture::snapshot::delete(*provider, commands.as_ref(), id, handle).await
+            {
+                snapshots_left.push(format!("{id} ({} {handle}): {e}", provider.name()));
+            }
         }
     }
     Ok(ExpireReport {
@@ -234,15 +250,8 @@ async fn run(repo: &Repo, policy: &ExpirePolicy) -> Result<ExpireReport, ExpireR
         wal_segments,
         wal_stored_bytes,
         kept_recent,
+        snapshots_left,
     })
-}
-
-/// The provider's copy of a removed snapshot.
-async fn remove_snapshot(b: &crate::catalog::BackupRecord) {
-    tracing::warn!(
-        id = b.id,
-        "the snapshot's record is removed; its provider's copy is left in place"
-    );
 }
 
 /// Writes the horizon, then removes every segment below it that was

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod expire;
+pub mod maintain;
 pub mod mapped;
 pub mod owner;
 pub mod snapshot;

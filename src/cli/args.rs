@@ -118,6 +118,37 @@ impl From<ProviderArg> for crate::catalog::SnapshotProvider {
     }
 }
 
+/// Where a snapshot provider keeps snapshots, or the operator's commands
+/// (`snapshot`, and `maintain` when it may take snapshots).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProviderFlags {
+    /// btrfs, copy: where snapshots are kept (default: .pitr-snapshots
+    /// beside the data directory).
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// command: takes the snapshot (sh -c, with PITR_SNAPSHOT_ID and
+    /// PITR_PGDATA); its last line of output is the snapshot's handle.
+    #[arg(long, value_name = "SHELL")]
+    pub create_command: Option<String>,
+    /// command: clones PITR_SNAPSHOT_HANDLE into PITR_TARGET_PGDATA.
+    #[arg(long, value_name = "SHELL")]
+    pub restore_command: Option<String>,
+    /// command: removes PITR_SNAPSHOT_HANDLE.
+    #[arg(long, value_name = "SHELL")]
+    pub delete_command: Option<String>,
+}
+
+impl ProviderFlags {
+    pub fn args(&self) -> crate::capture::snapshot::ProviderArgs {
+        crate::capture::snapshot::ProviderArgs {
+            snapshot_dir: self.snapshot_dir.clone(),
+            create_command: self.create_command.clone(),
+            restore_command: self.restore_command.clone(),
+            delete_command: self.delete_command.clone(),
+        }
+    }
+}
+
 /// `--progress`: what a long command shows on stderr while it runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -563,20 +594,8 @@ pub enum Command {
         /// the end of WAL read right after it are reachable. Needs --conn.
         #[arg(long)]
         atomic: bool,
-        /// btrfs, copy: where snapshots are kept (default: .pitr-snapshots
-        /// beside the data directory).
-        #[arg(long, value_name = "DIR")]
-        snapshot_dir: Option<PathBuf>,
-        /// command: takes the snapshot (sh -c, with PITR_SNAPSHOT_ID and
-        /// PITR_PGDATA); its last line of output is the snapshot's handle.
-        #[arg(long, value_name = "SHELL")]
-        create_command: Option<String>,
-        /// command: clones PITR_SNAPSHOT_HANDLE into PITR_TARGET_PGDATA.
-        #[arg(long, value_name = "SHELL")]
-        restore_command: Option<String>,
-        /// command: removes PITR_SNAPSHOT_HANDLE.
-        #[arg(long, value_name = "SHELL")]
-        delete_command: Option<String>,
+        #[command(flatten)]
+        where_: ProviderFlags,
         /// Seconds to wait for the snapshot's last WAL segment to be archived.
         #[arg(long, default_value_t = 120)]
         archive_timeout: u64,
@@ -648,6 +667,52 @@ pub enum Command {
         /// Database role pitr connects as.
         #[arg(long, default_value = "postgres")]
         db_user: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Capture what keeps the estimated replay from the newest start point
+    /// under a bound (nothing, an incremental, a snapshot or a full
+    /// backup), with a backup in the repository at least daily: run it
+    /// from cron or a timer.
+    Maintain {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The cluster's data directory.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// libpq-style connection string (default: from postmaster.pid).
+        #[arg(long, value_name = "CONNINFO")]
+        conn: Option<String>,
+        /// The longest estimated WAL replay from the newest start point to
+        /// any moment (e.g. 5m).
+        #[arg(long, value_name = "DURATION")]
+        max_replay: String,
+        /// How often maintain runs: the bound must hold until the next run.
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        interval: String,
+        /// A backup in the repository at least this often.
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        max_age: String,
+        /// Incrementals on one full backup, at most.
+        #[arg(long, value_name = "N", default_value_t = 6)]
+        max_chain: usize,
+        /// Take snapshots with this provider when replay is the reason.
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+        #[command(flatten)]
+        where_: ProviderFlags,
+        /// Parallel file uploads of a backup.
+        #[arg(long, env = "PITR_JOBS")]
+        jobs: Option<usize>,
+        /// Read the data directory at most this fast (a backup's --max-rate).
+        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = max_rate)]
+        max_rate: Option<std::num::NonZeroU64>,
+        /// Seconds to wait for a capture's last WAL segment to be archived.
+        #[arg(long, default_value_t = 120)]
+        archive_timeout: u64,
+        /// Say what would be captured and why; capture nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         json: JsonArg,
     },

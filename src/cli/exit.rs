@@ -10,6 +10,7 @@
 
 use crate::capture::backup::BackupError;
 use crate::capture::expire::ExpireRunError;
+use crate::capture::maintain::MaintainError;
 use crate::capture::snapshot::{ProviderError, SnapshotError};
 use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
@@ -443,6 +444,19 @@ impl From<StatusError> for Failure {
         let code = match &e {
             StatusError::Server(s) => server_code(s),
             StatusError::Repo(r) => repo_code(r),
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<MaintainError> for Failure {
+    fn from(e: MaintainError) -> Self {
+        let code = match &e {
+            MaintainError::Repo(r) => repo_code(r),
+            MaintainError::Plan(p) => plan_code(p),
+            MaintainError::Backup(b) => backup_code(b),
+            MaintainError::Snapshot(s) => snapshot_code(s),
+            MaintainError::NoProvider => Code::Internal,
         };
         Failure::new(code, e)
     }

@@ -45,13 +45,26 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
         Command::Backup { pgdata, .. } => user::become_user(&user::owner_of(pgdata)?)?,
         Command::Snapshot {
             pgdata,
-            snapshot_dir,
+            where_,
             provider,
             ..
         } => {
             let owner = user::owner_of(pgdata)?;
             if *provider != args::ProviderArg::Command {
-                command::snapshot::prepare_dir(pgdata, snapshot_dir.as_deref(), &owner)?;
+                command::snapshot::prepare_dir(pgdata, where_.snapshot_dir.as_deref(), &owner)?;
+            }
+            user::become_user(&owner)?
+        }
+        // As backup and snapshot: the data directory's owner.
+        Command::Maintain {
+            pgdata,
+            where_,
+            provider,
+            ..
+        } => {
+            let owner = user::owner_of(pgdata)?;
+            if provider.is_some_and(|p| p != args::ProviderArg::Command) {
+                command::snapshot::prepare_dir(pgdata, where_.snapshot_dir.as_deref(), &owner)?;
             }
             user::become_user(&owner)?
         }
@@ -228,10 +241,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             provider,
             conn,
             atomic,
-            snapshot_dir,
-            create_command,
-            restore_command,
-            delete_command,
+            where_,
             archive_timeout,
             json,
         } => {
@@ -240,14 +250,53 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 provider,
                 conn,
                 atomic,
-                snapshot_dir,
-                create_command,
-                restore_command,
-                delete_command,
+                where_,
                 archive_timeout,
                 json: json.json,
             };
             command::snapshot::run(&repo, a).await
+        }
+        Command::Maintain {
+            repo,
+            pgdata,
+            conn,
+            max_replay,
+            interval,
+            max_age,
+            max_chain,
+            provider,
+            where_,
+            jobs,
+            max_rate,
+            archive_timeout,
+            dry_run,
+            json,
+        } => {
+            let secs = |flag: &str, v: &str| args::parse_duration(flag, v).map(|d| d.as_secs_f64());
+            let opts = crate::capture::maintain::MaintainOptions {
+                backup: crate::capture::backup::BackupOptions {
+                    pgdata,
+                    conninfo: conn,
+                    label: None,
+                    fast: true,
+                    jobs: jobs.unwrap_or_else(|| args::default_jobs(&repo.repo)),
+                    archive_timeout: std::time::Duration::from_secs(archive_timeout),
+                    max_rate,
+                    from_standby: None,
+                },
+                policy: crate::plan::maintain::MaintainPolicy {
+                    max_replay_secs: secs("--max-replay", &max_replay)?,
+                    interval_secs: secs("--interval", &interval)?,
+                    max_age_secs: secs("--max-age", &max_age)?,
+                    max_chain,
+                    snapshots: provider.is_some(),
+                },
+                snapshot: provider.map(|p| (p.into(), where_.args())),
+                dry_run,
+            };
+            let repo = command::open_repo(&repo).await?;
+            let r = crate::capture::maintain::maintain(&repo, &opts, |_| {}).await?;
+            render::maintain(&r, json.json)
         }
         Command::Info { repo, json } => command::info::run(&repo, json.json).await,
         Command::Plan { repo, target, json } => command::plan::run(&repo, &target, json.json).await,

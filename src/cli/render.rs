@@ -747,6 +747,9 @@ pub fn expire(r: &crate::capture::expire::ExpireReport, as_json: bool) -> Result
             r.kept_recent.join(", ")
         );
     }
+    for s in &r.snapshots_left {
+        println!("left      snapshot {s}: delete it by hand");
+    }
     println!(
         "freed     {}{}",
         crate::plan::explain::human_bytes(r.bytes_freed),
@@ -756,5 +759,50 @@ pub fn expire(r: &crate::capture::expire::ExpireReport, as_json: bool) -> Result
             ""
         }
     );
+    Ok(())
+}
+
+/// `pitr maintain`: what it decided, why, and what it captured.
+pub fn maintain(
+    r: &crate::capture::maintain::MaintainReport,
+    as_json: bool,
+) -> Result<(), Failure> {
+    use crate::plan::maintain::Capture;
+    if as_json {
+        return json(r);
+    }
+    let d = &r.decision;
+    let what = match &d.capture {
+        Capture::Nothing => "nothing".to_string(),
+        Capture::Full => "a full backup".to_string(),
+        Capture::Incremental { parent } => format!("an incremental on {parent}"),
+        Capture::Snapshot => "a snapshot".to_string(),
+    };
+    println!(
+        "decided   {what}{}",
+        if r.dry_run {
+            " (dry run: nothing captured)"
+        } else {
+            ""
+        }
+    );
+    println!("because   {}", d.reason);
+    println!(
+        "replay    {:.1} s now, {:.1} s by the next run (bound {:.1} s); WAL {} since {}",
+        d.replay_secs_now,
+        d.replay_secs_next_run,
+        d.policy.max_replay_secs,
+        explain::human_bytes(d.wal_bytes_since),
+        d.newest_start.as_deref().unwrap_or("(no start point)")
+    );
+    if let Some(c) = &r.captured {
+        println!(
+            "captured  {} {} in {:.1} s ({} stored)",
+            c.kind,
+            c.id,
+            c.seconds,
+            explain::human_bytes(c.stored_bytes)
+        );
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod follow;
 mod fork;
 mod harness;
 mod incremental;
+mod maintain;
 mod progress;
 mod recovery_faults;
 mod runbooks;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::capture::snapshot::{self, ProviderArgs, SnapshotOptions};
+use crate::capture::snapshot::{self, SnapshotOptions};
 use crate::cli::args::{ProviderArg, RepoArg};
 use crate::cli::exit::Failure;
 use crate::cli::render;
@@ -15,10 +15,7 @@ pub struct Args {
     pub provider: ProviderArg,
     pub conn: Option<String>,
     pub atomic: bool,
-    pub snapshot_dir: Option<PathBuf>,
-    pub create_command: Option<String>,
-    pub restore_command: Option<String>,
-    pub delete_command: Option<String>,
+    pub where_: crate::cli::args::ProviderFlags,
     pub archive_timeout: u64,
     pub json: bool,
 }
@@ -29,12 +26,7 @@ pub async fn run(arg: &RepoArg, a: Args) -> Result<(), Failure> {
         pgdata: a.pgdata,
         conninfo: a.conn,
         provider: a.provider.into(),
-        provider_args: ProviderArgs {
-            snapshot_dir: a.snapshot_dir,
-            create_command: a.create_command,
-            restore_command: a.restore_command,
-            delete_command: a.delete_command,
-        },
+        provider_args: a.where_.args(),
         atomic: a.atomic,
         archive_timeout: Duration::from_secs(a.archive_timeout),
     };
