@@ -40,13 +40,14 @@ while read -r module forbidden; do
         fi
     done < <(find "src/$module" -name '*.rs' ! -name '*tests.rs' -print0)
 done <<'EOF_LAYERS'
-pg      catalog|repo|plan|server|capture|recover|cli
-catalog repo|plan|server|capture|recover|cli
-plan    repo|server|capture|recover|cli
-repo    plan|server|capture|recover|cli
-server  catalog|repo|plan|capture|recover|cli
-capture plan|recover|cli
-recover cli
+pg      catalog|repo|plan|server|capture|recover|ops|cli
+catalog repo|plan|server|capture|recover|ops|cli
+plan    repo|server|capture|recover|ops|cli
+repo    plan|server|capture|recover|ops|cli
+server  catalog|repo|plan|capture|recover|ops|cli
+capture plan|recover|ops|cli
+recover ops|cli
+ops     cli
 EOF_LAYERS
 if [ "$layer_breaks" != 0 ]; then
     echo "layout: an import against the direction in docs/architecture.md (above)" >&2

@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod catalog;
 pub mod cli;
+pub mod ops;
 pub mod pg;
 pub mod plan;
 pub mod recover;

@@ -3,8 +3,6 @@
 //! `restore_command` (`wal_fetch`), and base backups (`backup`).
 
 pub mod backup;
-pub mod expire;
-pub mod maintain;
 pub mod mapped;
 pub mod owner;
 pub mod snapshot;

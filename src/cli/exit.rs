@@ -9,14 +9,14 @@
 //! repository" and `StopRecovery` for every other failure.
 
 use crate::capture::backup::BackupError;
-use crate::capture::expire::ExpireRunError;
-use crate::capture::maintain::MaintainError;
 use crate::capture::snapshot::{ProviderError, SnapshotError};
 use crate::capture::wal_fetch::FetchError;
 use crate::capture::wal_push::PushError;
+use crate::ops::check::CheckError;
+use crate::ops::expire::ExpireRunError;
+use crate::ops::maintain::MaintainError;
 use crate::plan::expire::ExpireError;
 use crate::plan::{PlanError, TimeError};
-use crate::recover::check::CheckError;
 use crate::recover::fork::{ForkError, NewRepoError};
 use crate::recover::install::SelectError;
 use crate::recover::live::ServerError;

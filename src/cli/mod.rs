@@ -273,7 +273,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => {
             let secs = |flag: &str, v: &str| args::parse_duration(flag, v).map(|d| d.as_secs_f64());
-            let opts = crate::capture::maintain::MaintainOptions {
+            let opts = crate::ops::maintain::MaintainOptions {
                 backup: crate::capture::backup::BackupOptions {
                     pgdata,
                     conninfo: conn,
@@ -295,7 +295,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 dry_run,
             };
             let repo = command::open_repo(&repo).await?;
-            let r = crate::capture::maintain::maintain(&repo, &opts, |_| {}).await?;
+            let r = crate::ops::maintain::maintain(&repo, &opts, |_| {}).await?;
             render::maintain(&r, json.json)
         }
         Command::Info { repo, json } => command::info::run(&repo, json.json).await,
@@ -329,7 +329,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => {
             let window = args::parse_duration("--keep-window", &keep_window)?;
-            let opts = crate::capture::expire::ExpireOptions {
+            let opts = crate::ops::expire::ExpireOptions {
                 policy: crate::plan::expire::ExpirePolicy {
                     keep_window_secs: window.as_secs_f64(),
                     keep_full,
@@ -337,7 +337,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 dry_run,
             };
             let repo = command::open_repo(&repo).await?;
-            let r = crate::capture::expire::expire(&repo, &opts).await?;
+            let r = crate::ops::expire::expire(&repo, &opts).await?;
             render::expire(&r, json.json)
         }
         Command::Check {
@@ -354,7 +354,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let a = command::check::Args {
                 pgdata,
                 db_user,
-                thresholds: crate::recover::check::Thresholds {
+                thresholds: crate::ops::check::Thresholds {
                     warn_backup_age_secs: args::parse_duration(
                         "--warn-backup-age",
                         &warn_backup_age,

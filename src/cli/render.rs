@@ -676,12 +676,8 @@ pub fn inspect_backup(rec: &BackupRecord, as_json: bool) -> Result<(), Failure> 
 
 /// `pitr check`: one line per check, worst first; `--nagios`: the
 /// plugin's one line (status and the findings that are not ok).
-pub fn check(
-    r: &crate::recover::check::Report,
-    as_json: bool,
-    nagios: bool,
-) -> Result<(), Failure> {
-    use crate::recover::check::Health;
+pub fn check(r: &crate::ops::check::Report, as_json: bool, nagios: bool) -> Result<(), Failure> {
+    use crate::ops::check::Health;
     let word = |h: Health| match h {
         Health::Ok => "OK",
         Health::Warning => "WARNING",
@@ -713,7 +709,7 @@ pub fn check(
 }
 
 /// `pitr expire`: the window, what is kept and why, what goes (or would).
-pub fn expire(r: &crate::capture::expire::ExpireReport, as_json: bool) -> Result<(), Failure> {
+pub fn expire(r: &crate::ops::expire::ExpireReport, as_json: bool) -> Result<(), Failure> {
     if as_json {
         return json(r);
     }
@@ -763,10 +759,7 @@ pub fn expire(r: &crate::capture::expire::ExpireReport, as_json: bool) -> Result
 }
 
 /// `pitr maintain`: what it decided, why, and what it captured.
-pub fn maintain(
-    r: &crate::capture::maintain::MaintainReport,
-    as_json: bool,
-) -> Result<(), Failure> {
+pub fn maintain(r: &crate::ops::maintain::MaintainReport, as_json: bool) -> Result<(), Failure> {
     use crate::plan::maintain::Capture;
     if as_json {
         return json(r);

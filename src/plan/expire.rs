@@ -1,6 +1,6 @@
 //! What `pitr expire` may remove: the start points and WAL that no
 //! restorable moment inside the retention window needs. Pure: the
-//! catalog, the clock and the policy in, a plan out; `capture::expire`
+//! catalog, the clock and the policy in, a plan out; `ops::expire`
 //! carries it out.
 //!
 //! The window is `[now - keep_window, now]`. A moment `t` in it is

@@ -2,7 +2,7 @@
 //! newest start point to any moment stays under a bound and a start point
 //! in the repository is never more than a day old. Pure: the catalog, the
 //! cost model and the clock in, a decision and its reasons out;
-//! `capture::maintain` carries it out.
+//! `ops::maintain` carries it out.
 //!
 //! The rule, run every `interval` (by cron or a timer):
 //! - the replay a restore to now would need is the WAL archived along the

@@ -13,7 +13,6 @@
 //! `promote` do to a server already running on a data directory (`live`).
 
 pub mod chain;
-pub mod check;
 pub mod fork;
 pub mod from_snapshot;
 pub mod install;

@@ -1,4 +1,4 @@
-//! `pitr check`: `recover::check::check`, rendered, with the report's
+//! `pitr check`: `ops::check::check`, rendered, with the report's
 //! status as the exit code: 0 ok, 11 warning, 12 critical (errors keep
 //! their codes); with `--nagios`, a plugin's 0, 1, 2 and 3 (the check
 //! could not run).
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::cli::args::RepoArg;
 use crate::cli::exit::{Code, Failure};
 use crate::cli::render;
-use crate::recover::check::{self, CheckOptions, Health, Report, Thresholds};
+use crate::ops::check::{self, CheckOptions, Health, Report, Thresholds};
 
 pub struct Args {
     pub pgdata: Option<PathBuf>,

@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::live::{self, LiveServer, ServerError};
-use super::status::{self, StatusError};
 use crate::catalog::{BackupRecord, Catalog};
 use crate::pg::{Lsn, TimelineId};
 use crate::plan::restorable_windows;
+use crate::recover::live::{self, LiveServer, ServerError};
+use crate::recover::status::{self, StatusError};
 use crate::repo::{Repo, RepoError};
 
 /// How bad one finding is. Ordered: the worst wins.

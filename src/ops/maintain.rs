@@ -9,8 +9,8 @@ use std::time::Instant;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::backup::{self, BackupError, BackupEvent, BackupKind, BackupOptions};
-use super::snapshot::{self, ProviderArgs, SnapshotError, SnapshotOptions};
+use crate::capture::backup::{self, BackupError, BackupEvent, BackupKind, BackupOptions};
+use crate::capture::snapshot::{self, ProviderArgs, SnapshotError, SnapshotOptions};
 use crate::catalog::SnapshotProvider;
 use crate::plan::cost::CostModel;
 use crate::plan::maintain::{decide, Capture, Decision, MaintainPolicy};
