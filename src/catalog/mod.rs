@@ -12,7 +12,7 @@ pub use envelope::{Envelope, EnvelopeError};
 pub use hash::{ContentHash, HashKind};
 pub use model::{
     BackupClaim, BackupFile, BackupManifest, BackupRecord, Catalog, ChainError, Consistency,
-    DamagedObject, FileChunk, RepoConfig, RestoreTiming, SnapshotProvider, StartKind,
-    WalIndexChunk, WalSegmentRecord, WalSummary,
+    DamagedObject, FileChunk, RepoConfig, RestoreTiming, SnapshotProvider, StartKind, VerifyKind,
+    VerifyResult, WalIndexChunk, WalSegmentRecord, WalSummary,
 };
 pub use wal_index::{SegRef, TimelineTotals, WalEntry, WalIndex, WalIndexBuilder};

@@ -396,6 +396,42 @@ impl FollowArgs {
     }
 }
 
+/// `pitr verify`: check every object of a repository, or (`--restore`)
+/// restore it to a scratch directory and check the running copy.
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Restore the newest backup (or the plan for --to) into a scratch
+    /// directory, start it, check it (pg_amcheck, data checksums), report
+    /// the time to usable, and remove it.
+    #[arg(long)]
+    pub restore: bool,
+    /// With --restore: restore to this time instead of the latest
+    /// (RFC 3339, or "YYYY-MM-DD HH:MM:SS[.ffffff]+TZ"; a zone is required).
+    #[arg(long, value_name = "TIME", requires = "restore")]
+    pub to: Option<String>,
+    /// With --restore: the bin directory of the install to run (default:
+    /// the one `pitr restore` would choose).
+    #[arg(long, value_name = "DIR", requires = "restore")]
+    pub pg_bin: Option<PathBuf>,
+    /// Objects read at once (default: the cores; 4x that on S3); with
+    /// --restore, parallel file downloads.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// With --restore: database role pitr connects to the scratch server as.
+    #[arg(long, default_value = "postgres")]
+    pub db_user: String,
+    /// With --restore: OS user that runs the scratch server when pitr runs as root.
+    #[arg(long, default_value = "postgres")]
+    pub os_user: String,
+    /// With --restore: fail when recovery shows no progress for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub stall_timeout: u64,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
 /// Parallel transfers when `--jobs` is not given.
 pub fn default_jobs(repo: &str) -> usize {
     let cores = std::thread::available_parallelism()
@@ -586,6 +622,13 @@ pub enum Command {
         /// fork for its timeline's history file) to reach --new-repo.
         #[arg(long, value_name = "SECS", default_value_t = 120)]
         archive_timeout: u64,
+    },
+    /// Check every object of the repository against its checksum, WAL
+    /// continuity, manifests and the catalog; or, with --restore, restore
+    /// to a scratch directory and check the running copy.
+    Verify {
+        #[command(flatten)]
+        args: VerifyArgs,
     },
     /// A new database as it was at --to TIME (or --by DURATION ago), promoted.
     Rollback {

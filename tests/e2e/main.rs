@@ -13,6 +13,7 @@ mod runbooks;
 mod s3;
 mod store_conformance;
 mod trust;
+mod verify;
 mod xids;
 
 use harness::*;

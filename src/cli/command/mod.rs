@@ -15,6 +15,7 @@ pub mod promote;
 pub mod restore;
 pub mod rollback;
 pub mod status;
+pub mod verify;
 pub mod wal_fetch;
 pub mod wal_prefetch;
 pub mod wal_push;
