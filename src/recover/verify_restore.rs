@@ -30,7 +30,7 @@ use super::{Action, OnEvent};
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreCheckError {
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(Box<RunError>),
     #[error("cannot prepare the scratch directory {path}")]
     Scratch {
         path: String,
@@ -47,6 +47,12 @@ pub enum RestoreCheckError {
     },
     #[error("interrupted: the scratch server was stopped and its directory removed")]
     Interrupted,
+}
+
+impl From<RunError> for RestoreCheckError {
+    fn from(e: RunError) -> Self {
+        RestoreCheckError::Run(Box::new(e))
+    }
 }
 
 /// What `verify --restore` restores and where.

@@ -174,10 +174,7 @@ fn verify_names_each_kind_of_damage_and_a_clean_repository_is_clean() {
         .find(|f| f["kind"] == "wal-gap")
         .unwrap();
     assert!(
-        gap["message"]
-            .as_str()
-            .unwrap()
-            .contains("be restored"),
+        gap["message"].as_str().unwrap().contains("be restored"),
         "{gap:#}"
     );
 
