@@ -310,6 +310,14 @@ fn verify_on_s3_is_clean_then_names_a_corrupt_segment() {
     assert_eq!(code, 0, "{err}\n{v:#}");
     assert_eq!(v["verify"]["ok"], true, "{v:#}");
     assert!(v["verify"]["checked"]["backup_objects"].as_u64().unwrap() > 100);
+    // A restore from S3 to a scratch directory, checked and removed.
+    let tmp = c.dir.path().join("scratch");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let (code, v, err) = verify(&c.pitr, &["--restore"], &[("TMPDIR", tmp.as_path())]);
+    assert_eq!(code, 0, "{err}\n{v:#}");
+    assert_eq!(v["verify"]["amcheck"]["ok"], true, "{v:#}");
+    assert!(entries(&tmp).is_empty());
     let root = server.object_path("verify", "cluster1");
     let obj = segment_data_object(&root, &inner);
     flip_byte(&obj);
