@@ -590,18 +590,23 @@ pub fn verify_integrity(
     let c = &r.checked;
     println!("repository  {}", r.repository);
     println!(
-        "checked     {} objects, {} read ({} decoded) in {:.1} s ({:.0} MB/s)",
+        "checked     {} objects, {} read ({} decoded) in {:.1} s ({:.0} MB/s read, {:.0} MB/s decoded)",
         c.objects,
         explain::human_bytes(c.bytes),
         explain::human_bytes(c.raw_bytes),
         r.seconds,
-        r.mb_per_second
+        r.mb_per_second,
+        r.decoded_mb_per_second
     );
     println!(
         "            {}, {}, {}, {} of {}, {}, {}",
         explain::count(c.wal_segments, "WAL segment"),
         explain::count(c.xacts_lists, "transaction list"),
-        explain::count(c.index_entries, "WAL index entry"),
+        if c.index_entries == 1 {
+            "1 WAL index entry".to_string()
+        } else {
+            format!("{} WAL index entries", c.index_entries)
+        },
         explain::count(c.backup_objects, "file object"),
         explain::count(c.backups, "backup"),
         explain::count(c.history_files, "history file"),
@@ -618,9 +623,11 @@ pub fn verify_integrity(
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "-".into()),
             w.earliest_backup.as_deref().unwrap_or("-"),
-            w.latest
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "-".into())
+            match (w.latest, w.latest_lsn) {
+                (Some(t), _) => format!("before {t}"),
+                (None, Some(l)) => format!("LSN {l}"),
+                (None, None) => "-".into(),
+            }
         );
     }
     findings(&r.problems);

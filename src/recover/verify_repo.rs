@@ -181,8 +181,10 @@ pub struct IntegrityReport {
     pub problems: Vec<Finding>,
     pub checked: Checked,
     pub seconds: f64,
-    /// Stored bytes read a second.
+    /// Stored bytes read a second (MB: 10^6 bytes), and raw bytes
+    /// decoded and hashed a second.
     pub mb_per_second: f64,
+    pub decoded_mb_per_second: f64,
     /// Backups whose run still holds its claim (not problems).
     pub backups_in_progress: Vec<String>,
     /// What can be restored from the objects that verified, per
@@ -519,15 +521,21 @@ pub async fn verify_integrity(
         ok: problems.is_empty(),
         checked: checked.clone(),
         seconds,
-        mb_per_second: if seconds > 0.0 {
-            checked.bytes as f64 / 1e6 / seconds
-        } else {
-            0.0
-        },
+        mb_per_second: rate(checked.bytes, seconds),
+        decoded_mb_per_second: rate(checked.raw_bytes, seconds),
         problems,
         backups_in_progress: in_progress,
         restorable,
     })
+}
+
+/// MB (10^6 bytes) a second.
+fn rate(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / 1e6 / seconds
+    } else {
+        0.0
+    }
 }
 
 /// What a key of `Catalog::damaged` is, as a finding.

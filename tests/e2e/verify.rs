@@ -144,6 +144,12 @@ fn verify_names_each_kind_of_damage_and_a_clean_repository_is_clean() {
     assert_eq!(body["body"]["kind"], "integrity");
     assert_eq!(body["body"]["ok"], true);
     assert_eq!(body["body"]["problems"], 0);
+    // No repository there: refused as a usage error, nothing created.
+    let nowhere = c.dir.path().join("no-repo");
+    let (code, _, err) = verify(&Pitr::local(nowhere.clone()), &[], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no pitr repository"), "{err}");
+    assert!(!nowhere.exists());
     // Text form: says it is clean.
     let text = c.pitr.ok(&["verify"]);
     assert!(text.contains("no problems found"), "{text}");
