@@ -303,7 +303,9 @@ pub async fn verify_integrity(
                 expect: Some((rec.raw_bytes, rec.content_hash())),
                 what: What::Wal,
             });
-        } else {
+        } else if store.head(&data).await?.is_none() {
+            // (Looked for again: a listing is not a snapshot, and a push
+            // writes the data before the record.)
             problems.push(Finding::new(
                 FindingKind::WalDataMissing,
                 data.as_str(),
@@ -342,6 +344,11 @@ pub async fn verify_integrity(
                 expect: None,
                 what: What::Aux,
             });
+            continue;
+        }
+        // A push in progress writes its data before its record: an object
+        // whose record now names it is no orphan.
+        if named_now(repo, key).await? {
             continue;
         }
         problems.push(Finding::new(
@@ -395,21 +402,23 @@ pub async fn verify_integrity(
     for (key, entry) in entries {
         checked.index_entries += 1;
         indexed.insert((entry.timeline, entry.segno));
-        problems.extend(index_finding(
-            &key,
-            &entry,
-            by_segment.get(&(entry.timeline, entry.segno)),
-        ));
+        let record = by_segment.get(&(entry.timeline, entry.segno));
+        if record.is_none() && record_exists_now(repo, &entry.name).await? {
+            // Archived after `wal/` was listed (the entry follows it).
+            continue;
+        }
+        problems.extend(index_finding(&key, &entry, record));
     }
     for ((tli, segno), rec) in &by_segment {
         if !indexed.contains(&(*tli, *segno)) {
-            let key = WalFileName::parse(&rec.name)
-                .ok()
-                .and_then(|n| match n {
-                    WalFileName::Segment(s) => Some(layout::segment_record(&s).to_string()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| rec.name.clone());
+            let Ok(WalFileName::Segment(seg)) = WalFileName::parse(&rec.name) else {
+                continue;
+            };
+            // A push in progress writes its entry after its record.
+            if repo.wal_index_lists(&seg, *segno).await? {
+                continue;
+            }
+            let key = layout::segment_record(&seg).to_string();
             problems.push(Finding::new(
                 FindingKind::IndexMissing,
                 key,
@@ -527,6 +536,43 @@ pub async fn verify_integrity(
         backups_in_progress: in_progress,
         restorable,
     })
+}
+
+/// Whether a record now names `key` (an object under `wal/`): looked up
+/// again before calling it an orphan.
+async fn named_now(repo: &Repo, key: &ObjectKey) -> Result<bool, VerifyError> {
+    let name = key.file_name();
+    let Some(Ok(WalFileName::Segment(seg))) = name.get(..24).map(WalFileName::parse) else {
+        return Ok(false);
+    };
+    let rec = match repo
+        .get_meta::<WalSegmentRecord>(&layout::segment_record(&seg), KIND_WAL)
+        .await
+    {
+        Ok(r) => r,
+        Err(RepoError::Store(StoreError::NotFound(_))) | Err(RepoError::Meta { .. }) => {
+            return Ok(false)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Ok(tag) = layout::record_tag(&rec) else {
+        return Ok(false);
+    };
+    let head = rec.summary.as_ref().is_some_and(|s| s.head_read);
+    Ok(layout::segment_data(&seg, tag.as_ref()) == *key
+        || layout::segment_xacts(&seg, tag.as_ref(), head) == *key)
+}
+
+/// Whether the record of segment `name` exists now.
+async fn record_exists_now(repo: &Repo, name: &str) -> Result<bool, VerifyError> {
+    let Ok(WalFileName::Segment(seg)) = WalFileName::parse(name) else {
+        return Ok(false);
+    };
+    Ok(repo
+        .store()
+        .head(&layout::segment_record(&seg))
+        .await?
+        .is_some())
 }
 
 /// MB (10^6 bytes) a second.
