@@ -722,6 +722,42 @@ mod tests {
     }
 
     #[test]
+    fn verify_takes_restore_flags_only_with_restore() {
+        use clap::error::ErrorKind;
+        let verify = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["pitr", "verify", "--repo", "/r"]
+                    .iter()
+                    .chain(args)
+                    .copied(),
+            )
+        };
+        let Command::Verify { args } = verify(&["--json", "--jobs", "3"]).unwrap().command else {
+            panic!("not verify");
+        };
+        assert!(!args.restore && args.json.json);
+        assert_eq!(args.jobs, Some(3));
+        let Command::Verify { args } = verify(&[
+            "--restore",
+            "--to",
+            "2026-11-25 14:02:17+00",
+            "--pg-bin",
+            "/usr/lib/postgresql/15/bin",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not verify");
+        };
+        assert!(args.restore && args.to.is_some() && args.pg_bin.is_some());
+        for alone in [&["--to", "2026-11-25 14:02:17+00"][..], &["--pg-bin", "/x"]] {
+            let e = verify(alone).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument, "{alone:?}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
     fn target_spec_checks_what_clap_cannot() {
         let spec = |args: &[&str]| match parse(args).unwrap().command {
             Command::Plan { target, .. } => target.spec(),
