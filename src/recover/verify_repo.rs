@@ -309,7 +309,7 @@ pub async fn verify_integrity(
             problems.push(Finding::new(
                 FindingKind::WalDataMissing,
                 data.as_str(),
-                format!("segment {} has a record but its data object is missing: recovery stops at this segment; restores past it need a backup taken after it", rec.name),
+                format!("segment {} has a record but its data object is missing: a restore that needs this segment stops there (a wal-gap finding names the targets that cuts off, if any); restores past it need a backup taken after it", rec.name),
             ));
         }
         let head = rec.summary.as_ref().is_some_and(|s| s.head_read);
@@ -1027,7 +1027,7 @@ impl Unit {
             Unit::Object { key, what: What::Wal, .. } => Finding::new(
                 FindingKind::WalCorrupt,
                 key.as_str(),
-                format!("the segment's data object is damaged ({problem}): recovery stops at this segment; push it again from the cluster's pg_wal if it is still there, else take a new backup (restores past it need one taken after it)"),
+                format!("the segment's data object is damaged ({problem}): a restore that needs this segment stops there (a wal-gap finding names the targets that cuts off, if any); push it again from the cluster's pg_wal if it is still there, else take a new backup"),
             ),
             Unit::Object { key, what: What::Aux, .. } => Finding::new(
                 FindingKind::AuxCorrupt,
