@@ -534,6 +534,42 @@ pub struct RestoreTiming {
     pub start: Option<String>,
 }
 
+/// What one `pitr verify` run found (`catalog/verify/<stamp>.json`): the
+/// last of these is what "last verify result" means to `pitr check`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VerifyResult {
+    pub at: DateTime<Utc>,
+    pub kind: VerifyKind,
+    /// No problem found (and, for a restore, the scratch server started
+    /// and its checks passed).
+    pub ok: bool,
+    pub problems: u64,
+    /// Objects read and checked, and their stored bytes.
+    pub objects_checked: u64,
+    pub bytes_checked: u64,
+    /// `restore`: the backup restored, and from the start of the restore
+    /// to the first accepted connection and to the end of the checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_usable_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_checked_seconds: Option<f64>,
+    /// The pitr that ran it.
+    pub pitr_version: String,
+}
+
+/// Which `pitr verify` ran.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyKind {
+    /// `pitr verify`: every object against its record, continuity, the
+    /// catalog against the store.
+    Integrity,
+    /// `pitr verify --restore`: a scratch restore, started and checked.
+    Restore,
+}
+
 impl StartKind {
     /// What a `RestoreTiming` of this kind records in `start`.
     pub fn timing_name(&self) -> String {

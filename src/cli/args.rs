@@ -471,6 +471,42 @@ fn max_rate(text: &str) -> Result<std::num::NonZeroU64, crate::capture::backup::
     crate::capture::backup::parse_rate(text)
 }
 
+/// `pitr verify`: check every object of a repository, or (`--restore`)
+/// restore it to a scratch directory and check the running copy.
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Restore the newest backup (or the plan for --to) into a scratch
+    /// directory, start it, check it (pg_amcheck, data checksums), report
+    /// the time to usable, and remove it.
+    #[arg(long)]
+    pub restore: bool,
+    /// With --restore: restore to this time instead of the latest
+    /// (RFC 3339, or "YYYY-MM-DD HH:MM:SS[.ffffff]+TZ"; a zone is required).
+    #[arg(long, value_name = "TIME", requires = "restore")]
+    pub to: Option<String>,
+    /// With --restore: the bin directory of the install to run (default:
+    /// the one `pitr restore` would choose).
+    #[arg(long, value_name = "DIR", requires = "restore")]
+    pub pg_bin: Option<PathBuf>,
+    /// Objects read at once (default: the cores; 4x that on S3); with
+    /// --restore, parallel file downloads.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// With --restore: database role pitr connects to the scratch server as.
+    #[arg(long, default_value = "postgres")]
+    pub db_user: String,
+    /// With --restore: OS user that runs the scratch server when pitr runs as root.
+    #[arg(long, default_value = "postgres")]
+    pub os_user: String,
+    /// With --restore: fail when recovery shows no progress for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub stall_timeout: u64,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
 /// Parallel transfers when `--jobs` is not given.
 pub fn default_jobs(repo: &str) -> usize {
     let cores = std::thread::available_parallelism()
@@ -758,6 +794,9 @@ pub enum Command {
         /// ... and that is critical.
         #[arg(long, value_name = "BYTES", default_value = "1G")]
         crit_archive_lag: String,
+        /// No passing `pitr verify` for this long warns (so does none).
+        #[arg(long, value_name = "DURATION", default_value = "8d")]
+        warn_verify_age: String,
         /// Nagios plugin exit codes: 0 ok, 1 warning, 2 critical, 3 unknown
         /// (the check could not run).
         #[arg(long)]
@@ -800,6 +839,13 @@ pub enum Command {
         /// fork for its timeline's history file) to reach --new-repo.
         #[arg(long, value_name = "SECS", default_value_t = 120)]
         archive_timeout: u64,
+    },
+    /// Check every object of the repository against its checksum, WAL
+    /// continuity, manifests and the catalog; or, with --restore, restore
+    /// to a scratch directory and check the running copy.
+    Verify {
+        #[command(flatten)]
+        args: VerifyArgs,
     },
     /// A new database as it was at --to TIME (or --by DURATION ago), promoted.
     Rollback {
@@ -908,6 +954,42 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
         let e = fork(&["--latest", "--new-repo", "/r2", "--action", "pause"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn verify_takes_restore_flags_only_with_restore() {
+        use clap::error::ErrorKind;
+        let verify = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["pitr", "verify", "--repo", "/r"]
+                    .iter()
+                    .chain(args)
+                    .copied(),
+            )
+        };
+        let Command::Verify { args } = verify(&["--json", "--jobs", "3"]).unwrap().command else {
+            panic!("not verify");
+        };
+        assert!(!args.restore && args.json.json);
+        assert_eq!(args.jobs, Some(3));
+        let Command::Verify { args } = verify(&[
+            "--restore",
+            "--to",
+            "2026-11-25 14:02:17+00",
+            "--pg-bin",
+            "/usr/lib/postgresql/15/bin",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not verify");
+        };
+        assert!(args.restore && args.to.is_some() && args.pg_bin.is_some());
+        for alone in [&["--to", "2026-11-25 14:02:17+00"][..], &["--pg-bin", "/x"]] {
+            let e = verify(alone).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument, "{alone:?}");
+            assert_eq!(e.exit_code(), 2);
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ use crate::recover::pgdata::PgdataError;
 use crate::recover::promote::PromoteError;
 use crate::recover::run::RunError;
 use crate::recover::status::StatusError;
+use crate::recover::verify_repo::VerifyError;
+use crate::recover::verify_restore::RestoreCheckError;
 use crate::recover::RecoverError;
 use crate::repo::init::InitError;
 use crate::repo::store::StoreError;
@@ -44,6 +46,9 @@ pub enum Code {
     Recovery = 7,
     Postgres = 8,
     Conflict = 9,
+    /// `verify`: the repository (or its scratch restore) has problems;
+    /// each is named.
+    Problems = 10,
     /// `check`: a check warns (the report names it).
     CheckWarning = 11,
     /// `check`: a check is critical.
@@ -85,6 +90,7 @@ impl Failure {
             | Code::Recovery
             | Code::Postgres
             | Code::Conflict
+            | Code::Problems
             | Code::CheckWarning
             | Code::CheckCritical
             | Code::StopRecovery => Failure {
@@ -503,6 +509,30 @@ impl From<PromoteError> for Failure {
                 push_code(source)
             }
             PromoteError::Exe(_) => Code::Internal,
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<VerifyError> for Failure {
+    fn from(e: VerifyError) -> Self {
+        let code = match &e {
+            VerifyError::Repo(r) => repo_code(r),
+            // The store failed mid-object: nothing was found wrong with it.
+            VerifyError::Read { .. } => Code::Storage,
+            VerifyError::Task(_) => Code::Internal,
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<RestoreCheckError> for Failure {
+    fn from(e: RestoreCheckError) -> Self {
+        let code = match &e {
+            RestoreCheckError::Run(r) => run_code(r),
+            RestoreCheckError::Scratch { .. } | RestoreCheckError::Spawn { .. } => Code::Usage,
+            RestoreCheckError::Connect { .. } => Code::Postgres,
+            RestoreCheckError::Interrupted => Code::Internal,
         };
         Failure::new(code, e)
     }

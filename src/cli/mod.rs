@@ -90,6 +90,7 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             hand_over(args, Action::Promote, None, new.local_path())?
         }
         Command::Follow { args } => hand_over_standby(args)?,
+        Command::Verify { args } => hand_over_verify(args)?,
         // The server's files and its peer-authenticated role are its
         // owner's.
         Command::Status { pgdata, .. } | Command::Promote { pgdata, .. } => {
@@ -134,6 +135,34 @@ fn hand_over(
         args.socket_dir.as_deref(),
         &args.os_user,
     )
+}
+
+/// The scratch directory `verify --restore` created as root for
+/// `--os-user` (removed by the run).
+static VERIFY_SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// verify as root: with --restore, create the scratch directory for
+/// `--os-user` and become that user (the restore and the scratch server
+/// run as it, as `pitr restore`'s do); else, for a local repository, its
+/// owner (whose the result record is).
+fn hand_over_verify(args: &args::VerifyArgs) -> Result<(), Failure> {
+    if args.restore {
+        if let Some(to) = &args.to {
+            crate::plan::parse_time(to)?;
+        }
+        let os_user = user::lookup(&args.os_user)?;
+        let dir = recover::verify_restore::create_scratch(Some((os_user.uid, os_user.gid)))?;
+        let _ = VERIFY_SCRATCH.set(dir);
+        user::become_user(&os_user)?;
+        return Ok(());
+    }
+    let location = RepoLocation::parse(&args.repo.repo)?;
+    if let Some(root) = location.local_path() {
+        if let Ok(owner) = user::owner_of(root) {
+            user::become_user(&owner)?;
+        }
+    }
+    Ok(())
 }
 
 /// follow as root: the same for the standby's data directory.
@@ -314,6 +343,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             command::rollback::run(&args, upgrade_to.as_deref(), created()).await
         }
         Command::Follow { args } => command::follow::run(&args, created()).await,
+        Command::Verify { args } => {
+            command::verify::run(&args, VERIFY_SCRATCH.get().cloned()).await
+        }
         Command::Status {
             pgdata,
             repo,
@@ -348,6 +380,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             crit_backup_age,
             warn_archive_lag,
             crit_archive_lag,
+            warn_verify_age,
             nagios,
             json,
         } => {
@@ -373,6 +406,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         "--crit-archive-lag",
                         &crit_archive_lag,
                     )?,
+                    warn_verify_age_secs: args::parse_duration(
+                        "--warn-verify-age",
+                        &warn_verify_age,
+                    )?
+                    .as_secs_f64(),
                 },
                 nagios,
                 json: json.json,

@@ -799,3 +799,157 @@ pub fn maintain(r: &crate::ops::maintain::MaintainReport, as_json: bool) -> Resu
     }
     Ok(())
 }
+
+/// `verify --json`: the report, with the key of the result record.
+#[derive(Serialize)]
+struct Recorded<'a, T: Serialize> {
+    #[serde(rename = "verify")]
+    report: &'a T,
+    recorded: Option<&'a str>,
+}
+
+pub fn verify_integrity(
+    r: &crate::recover::verify_repo::IntegrityReport,
+    recorded: Option<&str>,
+    as_json: bool,
+) -> Result<(), Failure> {
+    if as_json {
+        return json(&Recorded {
+            report: r,
+            recorded,
+        });
+    }
+    let c = &r.checked;
+    println!("repository  {}", r.repository);
+    println!(
+        "checked     {} objects, {} read ({} decoded) in {:.1} s ({:.0} MB/s read, {:.0} MB/s decoded)",
+        c.objects,
+        explain::human_bytes(c.bytes),
+        explain::human_bytes(c.raw_bytes),
+        r.seconds,
+        r.mb_per_second,
+        r.decoded_mb_per_second
+    );
+    println!(
+        "            {}, {}, {}, {} of {}, {}, {}",
+        explain::count(c.wal_segments, "WAL segment"),
+        explain::count(c.xacts_lists, "transaction list"),
+        if c.index_entries == 1 {
+            "1 WAL index entry".to_string()
+        } else {
+            format!("{} WAL index entries", c.index_entries)
+        },
+        explain::count(c.backup_objects, "file object"),
+        explain::count(c.backups, "backup"),
+        explain::count(c.history_files, "history file"),
+        explain::count(c.aux_files, "other archived file")
+    );
+    for id in &r.backups_in_progress {
+        println!("in progress backup {id} (its run still holds its claim; not checked)");
+    }
+    for w in &r.restorable {
+        println!(
+            "restorable  timeline {}: from {} (backup {}) to {} (verified WAL)",
+            w.timeline,
+            w.earliest
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+            w.earliest_backup.as_deref().unwrap_or("-"),
+            match (w.latest, w.latest_lsn) {
+                (Some(t), _) => format!("before {t}"),
+                (None, Some(l)) => format!("LSN {l}"),
+                (None, None) => "-".into(),
+            }
+        );
+    }
+    findings(&r.problems);
+    if let Some(k) = recorded {
+        println!("recorded    {k}");
+    }
+    Ok(())
+}
+
+pub fn verify_restore(
+    r: &crate::recover::verify_restore::RestoreCheckReport,
+    recorded: Option<&str>,
+    as_json: bool,
+) -> Result<(), Failure> {
+    if as_json {
+        return json(&Recorded {
+            report: r,
+            recorded,
+        });
+    }
+    println!("repository  {}", r.repository);
+    println!(
+        "restored    backup {} to {} with {} in {:.1} s (estimated {:.1} s)",
+        r.backup_id, r.target, r.pg_bin, r.restore_seconds, r.estimated_seconds
+    );
+    println!(
+        "usable      {:.1} s after the restore began (first accepted connection); checked at {:.1} s",
+        r.time_to_usable_seconds, r.time_to_checked_seconds
+    );
+    println!(
+        "checksums   {}",
+        match r.data_checksums {
+            Some(true) => "data checksums on",
+            Some(false) => "data checksums off (pages carry none to verify)",
+            None => "unknown (SHOW data_checksums failed)",
+        }
+    );
+    println!(
+        "amcheck     {}{}",
+        if r.amcheck.ran {
+            if r.amcheck.ok {
+                "OK: "
+            } else {
+                "FAILED: "
+            }
+        } else {
+            ""
+        },
+        r.amcheck.checked
+    );
+    if let Some(c) = &r.checksums {
+        println!(
+            "pages       {}{}",
+            if c.ok { "OK: " } else { "FAILED: " },
+            c.checked
+        );
+    }
+    println!(
+        "scratch     {} {}",
+        r.scratch,
+        if r.scratch_removed {
+            "removed"
+        } else {
+            "NOT removed"
+        }
+    );
+    findings(&r.problems);
+    if let Some(k) = recorded {
+        println!("recorded    {k}");
+    }
+    Ok(())
+}
+
+fn findings(problems: &[crate::recover::verify_repo::Finding]) {
+    if problems.is_empty() {
+        println!("OK          no problems found");
+        return;
+    }
+    let harmless = problems.iter().filter(|p| p.harmless).count();
+    println!();
+    println!(
+        "PROBLEMS ({}, {harmless} of them harmless leftovers):",
+        problems.len()
+    );
+    for p in problems {
+        let kind = serde_json::to_value(p.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!("  {kind}  {}", p.key);
+        println!("      {}", p.message);
+    }
+}

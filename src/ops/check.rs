@@ -3,7 +3,8 @@
 //! sentence; the report's status is the worst. From the repository: the
 //! age of the newest start point that can be restored, whether WAL is
 //! continuous from it to the end of the archive, catalog objects that
-//! could not be read. From the server, when `--pgdata` names a running
+//! could not be read, and the last `pitr verify` (`catalog/verify/`): its
+//! result, and its age. From the server, when `--pgdata` names a running
 //! one: WAL written and not archived yet, and whether its archiver is
 //! failing now (`pg_stat_archiver`).
 //!
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::catalog::{BackupRecord, Catalog};
+use crate::catalog::{BackupRecord, Catalog, VerifyKind, VerifyResult};
 use crate::pg::{Lsn, TimelineId};
 use crate::plan::restorable_windows;
 use crate::recover::live::{self, LiveServer, ServerError};
@@ -60,16 +61,20 @@ pub struct Thresholds {
     pub crit_backup_age_secs: f64,
     pub warn_archive_lag_bytes: u64,
     pub crit_archive_lag_bytes: u64,
+    /// No `pitr verify` for this long warns (also none at all).
+    pub warn_verify_age_secs: f64,
 }
 
 impl Default for Thresholds {
-    /// A day's backup plus slack, and two; 128 MiB and 1 GiB of WAL.
+    /// A day's backup plus slack, and two; 128 MiB and 1 GiB of WAL; a
+    /// weekly verify plus a day.
     fn default() -> Self {
         Thresholds {
             warn_backup_age_secs: 26.0 * 3600.0,
             crit_backup_age_secs: 50.0 * 3600.0,
             warn_archive_lag_bytes: 128 << 20,
             crit_archive_lag_bytes: 1 << 30,
+            warn_verify_age_secs: 8.0 * 86400.0,
         }
     }
 }
@@ -114,14 +119,45 @@ pub struct CheckOptions {
 /// Gathers the facts and evaluates them.
 pub async fn check(repo: &Repo, opts: &CheckOptions) -> Result<Report, CheckError> {
     let catalog = repo.load_catalog().await?;
+    let verified = last_verify(repo).await?;
     let server = match &opts.pgdata {
         None => None,
         Some(d) => Some(server_facts(repo, d, &opts.db_user).await?),
     };
     let now = Utc::now();
-    let mut report = evaluate(&catalog, server.as_ref(), now, &opts.thresholds);
+    let mut report = evaluate(
+        &catalog,
+        verified.as_ref(),
+        server.as_ref(),
+        now,
+        &opts.thresholds,
+    );
     report.repository = repo.location().to_arg();
     Ok(report)
+}
+
+/// The newest `pitr verify` result (`catalog/verify/<stamp>-<pid>.json`,
+/// whose names sort by time); one that does not read counts as none.
+async fn last_verify(repo: &Repo) -> Result<Option<VerifyResult>, CheckError> {
+    let mut keys: Vec<_> = repo
+        .store()
+        .list(crate::repo::layout::CATALOG_VERIFY_DIR)
+        .await
+        .map_err(RepoError::from)?
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let Some(key) = keys.last() else {
+        return Ok(None);
+    };
+    match repo.get_meta(key, crate::repo::KIND_VERIFY).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            tracing::warn!(error = %e, key = %key, "unreadable verify result");
+            Ok(None)
+        }
+    }
 }
 
 async fn server_facts(
@@ -177,6 +213,7 @@ fn level(value: f64, warn: f64, crit: f64) -> Health {
 /// The report for `catalog` (and `server`) at `now`.
 pub fn evaluate(
     catalog: &Catalog,
+    verified: Option<&VerifyResult>,
     server: Option<&ServerFacts>,
     now: DateTime<Utc>,
     t: &Thresholds,
@@ -268,6 +305,7 @@ pub fn evaluate(
         },
         value: Some(catalog.damaged.len() as f64),
     });
+    checks.push(verify_check(verified, now, t));
     if let Some(s) = server {
         server_checks(s, t, &mut checks);
     }
@@ -277,6 +315,54 @@ pub fn evaluate(
         checks,
         repository: String::new(),
         at: now,
+    }
+}
+
+/// The last `pitr verify`: critical when it found problems, a warning
+/// when there is none or it is older than the bound.
+fn verify_check(v: Option<&VerifyResult>, now: DateTime<Utc>, t: &Thresholds) -> Finding {
+    let Some(v) = v else {
+        return Finding {
+            check: "verify",
+            status: Health::Warning,
+            message: "the repository was never verified: run `pitr verify` (and `pitr verify --restore`) from cron".into(),
+            value: None,
+        };
+    };
+    let age = (now - v.at).num_milliseconds() as f64 / 1000.0;
+    let kind = match v.kind {
+        VerifyKind::Integrity => "pitr verify",
+        VerifyKind::Restore => "pitr verify --restore",
+    };
+    let (status, message) = if !v.ok {
+        (
+            Health::Critical,
+            format!(
+                "the last {kind}, {} ago, found {} problem(s): run it again to see them",
+                secs(age),
+                v.problems
+            ),
+        )
+    } else if age >= t.warn_verify_age_secs {
+        (
+            Health::Warning,
+            format!(
+                "the last {kind} passed {} ago, longer than {}: run it again",
+                secs(age),
+                secs(t.warn_verify_age_secs)
+            ),
+        )
+    } else {
+        (
+            Health::Ok,
+            format!("the last {kind} passed {} ago", secs(age)),
+        )
+    };
+    Finding {
+        check: "verify",
+        status,
+        message,
+        value: Some(age),
     }
 }
 
@@ -360,6 +446,53 @@ mod tests {
     use crate::catalog::StartKind;
     use crate::plan::testkit::{at, seg_secs, Kit};
 
+    /// A passing verify far in the future of every test's clock: fresh.
+    fn ok_verify() -> Option<&'static VerifyResult> {
+        static V: std::sync::OnceLock<VerifyResult> = std::sync::OnceLock::new();
+        Some(V.get_or_init(|| verify_at(at(10_000_000), true)))
+    }
+
+    fn verify_at(when: DateTime<Utc>, ok: bool) -> VerifyResult {
+        VerifyResult {
+            at: when,
+            kind: VerifyKind::Integrity,
+            ok,
+            problems: u64::from(!ok),
+            objects_checked: 10,
+            bytes_checked: 100,
+            backup_id: None,
+            time_to_usable_seconds: None,
+            time_to_checked_seconds: None,
+            pitr_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_last_verify_passed_recently_or_the_check_says_why_not() {
+        let c = Kit::new().segments(1, 1..=6).backup("b", 1, 2, 10).build();
+        let now = c.backups[0].stop_time;
+        let t = Thresholds::default();
+        let r = evaluate(&c, None, None, now, &t);
+        assert_eq!(finding(&r, "verify").status, Health::Warning);
+        assert!(finding(&r, "verify").message.contains("never verified"));
+        let fresh = verify_at(now - chrono::Duration::hours(2), true);
+        assert_eq!(
+            finding(&evaluate(&c, Some(&fresh), None, now, &t), "verify").status,
+            Health::Ok
+        );
+        let old = verify_at(now - chrono::Duration::days(9), true);
+        assert_eq!(
+            finding(&evaluate(&c, Some(&old), None, now, &t), "verify").status,
+            Health::Warning
+        );
+        let failed = verify_at(now - chrono::Duration::hours(2), false);
+        let r = evaluate(&c, Some(&failed), None, now, &t);
+        assert_eq!(
+            (r.status, finding(&r, "verify").status),
+            (Health::Critical, Health::Critical)
+        );
+    }
+
     fn finding<'a>(r: &'a Report, name: &str) -> &'a Finding {
         r.checks.iter().find(|c| c.check == name).unwrap()
     }
@@ -370,13 +503,13 @@ mod tests {
         let b = &c.backups[0];
         let t = Thresholds::default();
         let after = |h: i64| b.stop_time + chrono::Duration::hours(h);
-        let r = evaluate(&c, None, after(1), &t);
+        let r = evaluate(&c, ok_verify(), None, after(1), &t);
         assert_eq!(
             (r.status, finding(&r, "backup_age").status),
             (Health::Ok, Health::Ok)
         );
         assert_eq!(finding(&r, "wal_continuity").status, Health::Ok);
-        let r = evaluate(&c, None, after(27), &t);
+        let r = evaluate(&c, ok_verify(), None, after(27), &t);
         assert_eq!(r.status, Health::Warning);
         assert!(
             finding(&r, "backup_age")
@@ -385,21 +518,27 @@ mod tests {
             "{:?}",
             r.checks
         );
-        let r = evaluate(&c, None, after(51), &t);
+        let r = evaluate(&c, ok_verify(), None, after(51), &t);
         assert_eq!(r.status, Health::Critical);
     }
 
     #[test]
     fn no_restorable_backup_and_gaps_are_critical() {
         let empty = Kit::new().segments(1, 1..=3).build();
-        let r = evaluate(&empty, None, at(100), &Thresholds::default());
+        let r = evaluate(&empty, ok_verify(), None, at(100), &Thresholds::default());
         assert_eq!(finding(&r, "backup_age").status, Health::Critical);
         // An incremental whose full backup is gone restores nothing.
         let orphan = Kit::new()
             .segments(1, 1..=6)
             .incremental("i", "gone", 1, 3, 400, 10)
             .build();
-        let r = evaluate(&orphan, None, at(seg_secs(1, 6)), &Thresholds::default());
+        let r = evaluate(
+            &orphan,
+            ok_verify(),
+            None,
+            at(seg_secs(1, 6)),
+            &Thresholds::default(),
+        );
         assert_eq!(finding(&r, "backup_age").status, Health::Critical);
         // A gap after the backup.
         let gap = Kit::new()
@@ -407,7 +546,13 @@ mod tests {
             .segments(1, 5..=6)
             .start_point("b", StartKind::Full, 1, 2, 40, 10)
             .build();
-        let r = evaluate(&gap, None, at(seg_secs(1, 6)), &Thresholds::default());
+        let r = evaluate(
+            &gap,
+            ok_verify(),
+            None,
+            at(seg_secs(1, 6)),
+            &Thresholds::default(),
+        );
         let f = finding(&r, "wal_continuity");
         assert_eq!(f.status, Health::Critical);
         assert!(
@@ -428,19 +573,25 @@ mod tests {
             unarchived_bytes: Some(16 << 20),
             ..ServerFacts::default()
         };
-        let r = evaluate(&c, Some(&s), now, &t);
+        let r = evaluate(&c, ok_verify(), Some(&s), now, &t);
         assert_eq!(r.status, Health::Ok, "{:?}", r.checks);
         s.unarchived_bytes = Some(200 << 20);
-        assert_eq!(evaluate(&c, Some(&s), now, &t).status, Health::Warning);
+        assert_eq!(
+            evaluate(&c, ok_verify(), Some(&s), now, &t).status,
+            Health::Warning
+        );
         s.unarchived_bytes = Some(2 << 30);
-        assert_eq!(evaluate(&c, Some(&s), now, &t).status, Health::Critical);
+        assert_eq!(
+            evaluate(&c, ok_verify(), Some(&s), now, &t).status,
+            Health::Critical
+        );
         // Failing now: the last failure is after the last success.
         s.unarchived_bytes = Some(0);
         s.failed_count = 3;
         s.last_archived_time = Some(now);
         s.last_failed_time = Some(now + chrono::Duration::seconds(5));
         s.last_failed_wal = Some("000000010000000000000007".into());
-        let r = evaluate(&c, Some(&s), now, &t);
+        let r = evaluate(&c, ok_verify(), Some(&s), now, &t);
         let f = finding(&r, "archiver");
         assert_eq!(f.status, Health::Critical);
         assert!(
@@ -450,6 +601,9 @@ mod tests {
         );
         // Failed once, succeeded since: fine.
         s.last_archived_time = Some(now + chrono::Duration::seconds(9));
-        assert_eq!(evaluate(&c, Some(&s), now, &t).status, Health::Ok);
+        assert_eq!(
+            evaluate(&c, ok_verify(), Some(&s), now, &t).status,
+            Health::Ok
+        );
     }
 }

@@ -49,7 +49,9 @@ pub use start::StartFilter;
 pub use target::{
     parse_time, pg_time, RecoveryTarget, TargetSpec, TimeError, TimelineChoice, Xid, XidError,
 };
-pub use window::{archive_end, restorable_window, restorable_windows, ArchiveEnd, Window};
+pub use window::{
+    archive_end, backups_on, restorable_window, restorable_windows, ArchiveEnd, Window,
+};
 
 /// A route to a target, proven from the catalog before anything is fetched.
 #[derive(Clone, Debug, Serialize)]

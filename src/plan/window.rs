@@ -46,6 +46,19 @@ pub fn restorable_windows(catalog: &Catalog) -> Vec<Window> {
         .collect()
 }
 
+/// The backups on `tli`'s history (those its window counts from); empty
+/// when the timeline's ancestry is unknown.
+pub fn backups_on(catalog: &Catalog, tli: TimelineId) -> Vec<&BackupRecord> {
+    let Ok(line) = Timeline::new(catalog, tli) else {
+        return Vec::new();
+    };
+    catalog
+        .backups
+        .iter()
+        .filter(|b| line.holds_backup(b))
+        .collect()
+}
+
 fn window_of(catalog: &Catalog, tli: TimelineId) -> Result<Window, PlanError> {
     let line = Timeline::new(catalog, tli)?;
     // Start points that can be brought back (an incremental whose chain

@@ -30,6 +30,8 @@ pub mod status;
 pub mod tablespaces;
 pub mod upgrade;
 pub mod verify;
+pub mod verify_repo;
+pub mod verify_restore;
 
 pub use restore::{
     create_pgdata, remove_created, restore, spool_dir, OnEvent, RecoverError, RecoverEvent,

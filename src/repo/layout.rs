@@ -20,6 +20,7 @@
 //! catalog/wal/<TLI>/pending/<segment>.json   WAL index entry (a WalSegmentRecord)
 //! catalog/wal/<TLI>/chunk-<N>.json           WAL index chunk N: segments
 //!                                            N*CHUNK .. (N+1)*CHUNK-1, immutable
+//! catalog/verify/<stamp>.json                VerifyResult: what `pitr verify` found
 //! ```
 //!
 //! `info` and `plan` list only `catalog/`: a few objects per backup, one
@@ -46,6 +47,7 @@ pub const CLAIMS_DIR: &str = "claims";
 pub const CATALOG_BACKUPS_DIR: &str = "catalog/backups";
 pub const CATALOG_WAL_DIR: &str = "catalog/wal";
 pub const CATALOG_TIMINGS_DIR: &str = "catalog/timings";
+pub const CATALOG_VERIFY_DIR: &str = "catalog/verify";
 /// Segments per WAL index chunk.
 pub const CHUNK_SEGMENTS: u64 = 1024;
 
@@ -198,6 +200,11 @@ pub fn expire_claim() -> ObjectKey {
 /// A restore's timing record; `stamp` sorts by time.
 pub fn restore_timing(stamp: &str) -> Result<ObjectKey, StoreError> {
     ObjectKey::new(format!("{CATALOG_TIMINGS_DIR}/{stamp}.json"))
+}
+
+/// A `pitr verify` result; `stamp` sorts by time.
+pub fn verify_result(stamp: &str) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("{CATALOG_VERIFY_DIR}/{stamp}.json"))
 }
 
 pub fn wal_index_pending(seg: &SegmentName) -> ObjectKey {

@@ -25,4 +25,5 @@ pub const KIND_WAL_CHUNK: &str = "pitr.wal-index-chunk";
 pub const KIND_WAL_XACTS: &str = "pitr.wal-xacts";
 pub const KIND_TIMING: &str = "pitr.restore-timing";
 pub const KIND_CLAIM: &str = "pitr.backup-claim";
+pub const KIND_VERIFY: &str = "pitr.verify-result";
 pub const KIND_WAL_HORIZON: &str = "pitr.wal-horizon";

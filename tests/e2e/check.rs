@@ -42,12 +42,17 @@ fn check_reports_what_monitoring_alerts_on() {
     assert_eq!(status_of(&r, "backup_age"), "critical");
 
     c.backup();
+    // Never verified: a warning, until `pitr verify` passes.
+    let (code, r) = check(&c, &["--pgdata", &pgdata]);
+    assert_eq!((code, status_of(&r, "verify")), (11, "warning"), "{r:#}");
+    c.pitr.ok(&["verify"]);
     let (code, r) = check(&c, &["--pgdata", &pgdata]);
     assert_eq!(code, 0, "{r:#}");
     for name in [
         "backup_age",
         "wal_continuity",
         "catalog",
+        "verify",
         "archive_lag",
         "archiver",
     ] {

@@ -329,6 +329,14 @@ impl Cluster {
         Self::build_with(dir, repo, PG_BIN, extra)
     }
 
+    /// A PostgreSQL 15 cluster initialized with `initdb_args` besides the
+    /// usual ones (e.g. `--data-checksums`).
+    pub fn with_initdb_args(initdb_args: &[&str]) -> Cluster {
+        let dir = shared_tempdir();
+        let repo = Pitr::local(dir.path().join("repo"));
+        Self::build_full(dir, repo, PG_BIN, "", initdb_args)
+    }
+
     /// A cluster of another major, from the npm binaries that
     /// scripts/pg-majors.sh installs (the README's test command runs it).
     pub fn of_major(major: u32) -> Cluster {
@@ -360,12 +368,22 @@ impl Cluster {
     pub fn in_pgdata(bin: &str, pgdata: PathBuf) -> Cluster {
         let dir = shared_tempdir();
         let repo = Pitr::local(dir.path().join("repo"));
-        Self::build_in(dir, repo, bin, "", pgdata)
+        Self::build_in(dir, repo, bin, "", pgdata, &[])
     }
 
     fn build_with(dir: tempfile::TempDir, pitr: Pitr, bin: &str, extra: &str) -> Cluster {
+        Self::build_full(dir, pitr, bin, extra, &[])
+    }
+
+    fn build_full(
+        dir: tempfile::TempDir,
+        pitr: Pitr,
+        bin: &str,
+        extra: &str,
+        initdb_args: &[&str],
+    ) -> Cluster {
         let pgdata = dir.path().join("data");
-        Self::build_in(dir, pitr, bin, extra, pgdata)
+        Self::build_in(dir, pitr, bin, extra, pgdata, initdb_args)
     }
 
     fn build_in(
@@ -374,6 +392,7 @@ impl Cluster {
         bin: &str,
         extra: &str,
         pgdata: PathBuf,
+        initdb_args: &[&str],
     ) -> Cluster {
         let mb = 1;
         let mut c = as_postgres(format!("{bin}/initdb"));
@@ -381,6 +400,7 @@ impl Cluster {
             .arg(&pgdata)
             .args(["-A", "trust", "-U", "postgres", "--no-sync"])
             .arg(format!("--wal-segsize={mb}"))
+            .args(initdb_args)
             .env("TZ", "UTC");
         run_ok(c);
         let port = free_port();

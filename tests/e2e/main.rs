@@ -21,6 +21,7 @@ mod snapshot;
 mod store_conformance;
 mod tablespaces;
 mod trust;
+mod verify;
 mod xids;
 
 use harness::*;

@@ -17,6 +17,7 @@ pub mod restore;
 pub mod rollback;
 pub mod snapshot;
 pub mod status;
+pub mod verify;
 pub mod wal_fetch;
 pub mod wal_prefetch;
 pub mod wal_push;
