@@ -101,8 +101,17 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             pgdata: Some(pgdata),
             ..
         } => user::become_user(&user::owner_of(pgdata)?)?,
+        // A local repository's owner removes what expire removes (and its
+        // snapshots' provider copies: never as root, see ops::expire).
+        Command::Expire { repo, .. } => {
+            let location = RepoLocation::parse(&repo.repo)?;
+            if let Some(root) = location.local_path() {
+                if let Ok(owner) = user::owner_of(root) {
+                    user::become_user(&owner)?;
+                }
+            }
+        }
         Command::Check { pgdata: None, .. }
-        | Command::Expire { .. }
         | Command::WalFetch { .. }
         | Command::WalPrefetch { .. }
         | Command::Info { .. }

@@ -219,18 +219,22 @@ pub fn evaluate(
     t: &Thresholds,
 ) -> Report {
     let mut checks = Vec::new();
-    // The newest start point that can be brought back, on any timeline.
+    // The newest backup in the repository that can be brought back, on
+    // any timeline (snapshots stay on the machine's volumes: they do not
+    // make a lost machine restorable).
     let windows = restorable_windows(catalog);
     let restorable: Vec<&BackupRecord> = catalog
         .backups
         .iter()
+        .filter(|b| !matches!(b.start, crate::catalog::StartKind::Snapshot { .. }))
         .filter(|b| catalog.chain(&b.id).is_ok())
         .collect();
     match restorable.iter().max_by_key(|b| b.stop_time) {
         None => checks.push(Finding {
             check: "backup_age",
             status: Health::Critical,
-            message: "no backup can be restored: take one with `pitr backup`".into(),
+            message: "no backup in the repository can be restored: take one with `pitr backup`"
+                .into(),
             value: None,
         }),
         Some(b) => {
@@ -240,7 +244,7 @@ pub fn evaluate(
                 check: "backup_age",
                 status,
                 message: format!(
-                    "the newest start point, {} {}, finished {} ago{}",
+                    "the newest backup in the repository, {} {}, finished {} ago{}",
                     b.start.name(),
                     b.id,
                     secs(age),

@@ -9,11 +9,12 @@
 //!    archived before `t0`) is written before any segment goes, so a
 //!    catalog read from then on no longer lists them, and a dead run
 //!    leaves nothing listed that is gone. It only ever grows.
-//! 4. Start points: the record first (unlisted at once), then its objects
-//!    (`backups/<id>/`). Never one another kept start point's chain needs.
-//! 5. Segments below the horizon: only those whose record says they were
+//! 4. Segments below the horizon: only those whose record says they were
 //!    archived before `t0`; data, transaction lists, then the record and
 //!    its index entry. Index chunks wholly below the horizon go last.
+//! 5. Start points: the record first (unlisted at once), then its objects
+//!    (`backups/<id>/`); incrementals before their parents. Never one
+//!    another kept start point's chain needs.
 //!
 //! History files are kept (a few bytes each, and what any later timeline's
 //! history is read from). A snapshot's provider copy is deleted by its
@@ -235,7 +236,14 @@ async fn run(repo: &Repo, policy: &ExpirePolicy) -> Result<ExpireReport, ExpireR
             ..
         } = &b.start
         {
-            if let Err(e) =
+            // A handle and commands come from the repository: whoever can
+            // write it must not get a path removed or a command run as root.
+            if nix::unistd::geteuid().is_root() {
+                snapshots_left.push(format!(
+                    "{id} ({} {handle}): not deleted, pitr ran as root (run expire as the data directory's owner)",
+                    provider.name()
+                ));
+            } else if let Err(e) =
                 crate::capture::snapshot::delete(*provider, commands.as_ref(), id, handle).await
             {
                 snapshots_left.push(format!("{id} ({} {handle}): {e}", provider.name()));

@@ -11,7 +11,9 @@
 //! suffix of theirs), so along every timeline whose archived WAL reaches
 //! into the window, pitr keeps:
 //! - every start point that finished inside the window,
-//! - the anchor,
+//! - the anchor, and the newest backup in the repository before the
+//!   window (snapshots stay on the machine's volumes: the repository alone
+//!   must restore the window),
 //! - the newest `keep_full` full backups,
 //! - every backup a kept incremental's chain needs (`Catalog::chain`),
 //!
@@ -26,7 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::timeline::{known_timelines, Timeline};
-use crate::catalog::{BackupRecord, Catalog};
+use crate::catalog::{BackupRecord, Catalog, StartKind};
 use crate::pg::SegNo;
 
 /// What to keep.
@@ -140,6 +142,16 @@ pub fn plan_expire(
                 format!("the newest start point before the window on timeline {tli}: every moment of the window on it is restored from here or later"),
             );
         }
+        // Snapshots stay on the machine's volumes: the repository alone
+        // must restore the window too, from its own newest backup.
+        let in_repo = |b: &BackupRecord| !matches!(b.start, StartKind::Snapshot { .. });
+        if let Some(anchor) = on.newest_where(|b| b.stop_time < start && in_repo(b)) {
+            add(
+                &mut keep,
+                anchor,
+                format!("the newest backup in the repository before the window on timeline {tli}: the window restores from the repository alone, without the machine's snapshots"),
+            );
+        }
     }
     let mut fulls: Vec<&BackupRecord> = catalog
         .backups
@@ -229,6 +241,37 @@ mod tests {
         let p = plan_expire(&c, now, &policy(hours, 3)).unwrap();
         assert!(p.remove.is_empty());
         assert_eq!(p.wal_below, Some(SegNo::new(2)));
+    }
+
+    #[test]
+    fn a_snapshot_anchor_keeps_the_repository_backup_before_it() {
+        use crate::catalog::{Consistency, SnapshotProvider};
+        let c = Kit::new()
+            .segments(1, 1..=40)
+            .start_point("f2", StartKind::Full, 1, 2, 40, 10)
+            .start_point("f10", StartKind::Full, 1, 10, 40, 10)
+            .snapshot(
+                "s20",
+                SnapshotProvider::Btrfs,
+                Consistency::Bracketed,
+                1,
+                20,
+                40,
+            )
+            .start_point("f30", StartKind::Full, 1, 30, 40, 10)
+            .build();
+        let now = at(seg_secs(1, 40));
+        let hours = (seg_secs(1, 40) - seg_secs(1, 25)) as f64 / 3600.0;
+        let p = plan_expire(&c, now, &policy(hours, 0)).unwrap();
+        let ids: Vec<&str> = p.keep.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["f30", "s20", "f10"]);
+        assert!(
+            p.keep[2].reason.contains("repository alone"),
+            "{}",
+            p.keep[2].reason
+        );
+        assert_eq!(p.remove, ["f2"]);
+        assert_eq!(p.wal_below, Some(SegNo::new(10)));
     }
 
     #[test]

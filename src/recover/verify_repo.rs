@@ -31,7 +31,7 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::model::FileKind;
 use crate::catalog::{
-    BackupClaim, BackupManifest, Catalog, ContentHash, Envelope, StartKind, VerifyKind,
+    BackupClaim, BackupManifest, Catalog, ContentHash, Envelope, FileSource, StartKind, VerifyKind,
     VerifyResult, WalIndex, WalIndexChunk, WalSegmentRecord,
 };
 use crate::pg::{SegNo, TimelineId, WalFileName};
@@ -391,18 +391,30 @@ pub async fn verify_integrity(
         repo.get_meta::<WalSegmentRecord>(&key, KIND_WAL).await
     })
     .await?;
+    // Entries `pitr expire` removed the segments of (below its horizon,
+    // archived before it ran) are no longer listed: the catalog leaves
+    // them out as it loads, and a chunk straddling the horizon keeps them.
+    let horizon = repo.wal_horizon().await?;
+    let gone = |r: &WalSegmentRecord| horizon.as_ref().is_some_and(|h| h.hides(r));
     let mut entries: Vec<(ObjectKey, WalSegmentRecord)> = Vec::new();
     for (key, chunk) in chunk_bodies {
         checked.objects += 1;
         // Damaged chunks are in `catalog.damaged` already.
         if let Ok(chunk) = chunk {
-            entries.extend(chunk.segments.into_iter().map(|r| (key.clone(), r)));
+            entries.extend(
+                chunk
+                    .segments
+                    .into_iter()
+                    .filter(|r| !gone(r))
+                    .map(|r| (key.clone(), r)),
+            );
         }
     }
     for (key, rec) in pending_bodies {
         checked.objects += 1;
-        if let Ok(rec) = rec {
-            entries.push((key, rec));
+        match rec {
+            Ok(rec) if !gone(&rec) => entries.push((key, rec)),
+            _ => {}
         }
     }
     for (key, entry) in entries {
@@ -797,8 +809,8 @@ async fn check_backup(
         }
         Err(e) => return Err(e.into()),
     };
-    // Which objects each kind of start point keeps in the repository: a
-    // new kind (or an incremental's per-file sources) is one arm here.
+    // Which objects each kind of start point keeps in the repository (an
+    // incremental's files by their source, below).
     let needs_objects = match &b.start {
         StartKind::Full | StartKind::Incremental { .. } => true,
         // Kept by its provider, not in the repository's objects.
@@ -840,24 +852,44 @@ async fn check_backup(
                     continue;
                 }
             };
-            let parts: Vec<(ObjectKey, u64, ContentHash, String)> = if f.chunks.is_empty() {
-                vec![(
+            let parts: Vec<(ObjectKey, u64, ContentHash, String)> = match &f.source {
+                // An incremental's unchanged file: no object of its own
+                // (the chain holds it; `Catalog::chain` is checked apart).
+                FileSource::Unchanged => Vec::new(),
+                // Its changed blocks: one chunk object per part.
+                FileSource::Delta {
+                    block_size, parts, ..
+                } => {
+                    let mut v = Vec::new();
+                    for part in parts {
+                        let c = usize::try_from(part.chunk).unwrap_or(usize::MAX);
+                        v.push((
+                            layout::backup_chunk(&b.id, obj, c).map_err(RepoError::from)?,
+                            u64::from(part.blocks) * u64::from(*block_size),
+                            ContentHash::Blake3(part.blake3.clone()),
+                            format!("{} (changed blocks, part {})", f.path, part.chunk),
+                        ));
+                    }
+                    v
+                }
+                FileSource::Own if f.chunks.is_empty() => vec![(
                     layout::backup_file(&b.id, obj).map_err(RepoError::from)?,
                     f.size,
                     f.content_hash(),
                     f.path.clone(),
-                )]
-            } else {
-                let mut v = Vec::new();
-                for (c, chunk) in f.chunks.iter().enumerate() {
-                    v.push((
-                        layout::backup_chunk(&b.id, obj, c).map_err(RepoError::from)?,
-                        chunk.size,
-                        ContentHash::Blake3(chunk.blake3.clone()),
-                        format!("{} (chunk {c})", f.path),
-                    ));
+                )],
+                FileSource::Own => {
+                    let mut v = Vec::new();
+                    for (c, chunk) in f.chunks.iter().enumerate() {
+                        v.push((
+                            layout::backup_chunk(&b.id, obj, c).map_err(RepoError::from)?,
+                            chunk.size,
+                            ContentHash::Blake3(chunk.blake3.clone()),
+                            format!("{} (chunk {c})", f.path),
+                        ));
+                    }
+                    v
                 }
-                v
             };
             for (okey, size, hash, path) in parts {
                 named.insert(okey.clone());

@@ -200,7 +200,15 @@ impl Repo {
         }
         let key = layout::wal_index_chunk(seg.timeline(), segno.get() / layout::CHUNK_SEGMENTS);
         match self.get_meta::<WalIndexChunk>(&key, KIND_WAL_CHUNK).await {
-            Ok(chunk) => Ok(chunk.segments.iter().any(|r| r.segno == segno)),
+            Ok(chunk) => {
+                // A chunk straddling `pitr expire`'s horizon still names
+                // the segments it removed: those are no longer listed.
+                let horizon = self.wal_horizon().await?;
+                Ok(chunk
+                    .segments
+                    .iter()
+                    .any(|r| r.segno == segno && !horizon.as_ref().is_some_and(|h| h.hides(r))))
+            }
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }

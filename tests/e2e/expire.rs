@@ -103,6 +103,13 @@ fn expire_scenario(c: Cluster) {
         assert!(!dir.exists());
     }
     assert!(!record_there(&old_seg), "{old_seg} kept");
+    // What expire left verifies clean (nothing listed that it removed).
+    let v = c.pitr.json(&["verify"]);
+    assert_eq!(
+        v["verify"]["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
     // A moment in the window restores row-exact, from what was kept.
     let restored = c.restore_to("restore", "in-window", &["--to", &in_window]);
     assert_eq!(restored.rows(), "1,2,3,4");

@@ -214,6 +214,13 @@ fn chain_scenario(c: Cluster) {
         assert_eq!(&r.psql(STATE), want, "{rp}");
         assert_eq!(&r.psql(INDEXED), want_indexed, "{rp}");
     }
+    // verify reads every incremental's objects by their sources: clean.
+    let v = c.pitr.json(&["verify"]);
+    assert_eq!(
+        v["verify"]["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Issue 13, part 6: a cluster with tablespaces is protected. A backup
+//! Issue 13, part 6: a cluster with tablespaces is protected. A backup (full,
+//! and an incremental on it)
 //! carries every tablespace (taken while pgbench writes into one of them);
 //! a restore to a time after it puts each where `--tablespace-map OLD=NEW`
 //! says, with exactly the source's rows in every tablespace, and the
@@ -200,6 +201,54 @@ fn scenario(c: Cluster) {
         }
     }
     drop(r);
+
+    // An incremental carries the tablespaces too: its changed blocks in
+    // both, restored through its chain where the map says.
+    let inc = c.pitr.json(&[
+        "backup",
+        "--pgdata",
+        c.pgdata_str(),
+        "--incremental",
+        "--jobs",
+        "1",
+    ]);
+    assert_eq!(inc["kind"], "incremental", "{inc:#}");
+    let inc_id = inc["id"].as_str().unwrap().to_string();
+    insert_rows(&c, 9, 10);
+    let to2 = c
+        .psql("select x.ts + (y.ts - x.ts) / 2 from t x, t y where x.id = 9 and y.id = 10")
+        .trim()
+        .to_string();
+    let want_t2 = ids_until(|q| c.psql(q), "t", &to2);
+    assert_eq!(want_t2, "1,2,3,4,5,6,7,8,9");
+    c.switch_and_archive();
+    let inc_one = c.path_of("incr-ts one");
+    let inc_two = c.path_of("incr-ts2");
+    let map_one = format!("{}={}", one.display(), inc_one.display());
+    let map_two = format!("{}={}", two.display(), inc_two.display());
+    let ri = c.restore_to(
+        "restore",
+        "from-incremental",
+        &[
+            "--to",
+            &to2,
+            "--from",
+            &inc_id,
+            "--tablespace-map",
+            &map_one,
+            "--tablespace-map",
+            &map_two,
+        ],
+    );
+    assert_eq!(ri.out["backup_id"].as_str(), Some(inc_id.as_str()));
+    assert_eq!(ids_until(|q| ri.psql(q), "t", "infinity"), want_t2);
+    assert_eq!(ids_until(|q| ri.psql(q), "u", "infinity"), want_t2);
+    assert_eq!(
+        ri.psql("select pg_tablespace_location(oid) from pg_tablespace where spcname = 'two'")
+            .trim(),
+        inc_two.display().to_string()
+    );
+    drop(ri);
 
     // Where they were: with the source stopped and its tablespace
     // directories moved away (a lost machine), a restore without a map
