@@ -9,12 +9,13 @@
 //!    archived before `t0`) is written before any segment goes, so a
 //!    catalog read from then on no longer lists them, and a dead run
 //!    leaves nothing listed that is gone. It only ever grows.
-//! 4. Segments below the horizon: only those whose record says they were
+//! 4. Start points: the record first (unlisted at once), then its objects
+//!    (`backups/<id>/`); incrementals before their parents. Never one
+//!    another kept start point's chain needs. Before any WAL: a run that
+//!    dies midway never leaves a listed start point without its WAL.
+//! 5. Segments below the horizon: only those whose record says they were
 //!    archived before `t0`; data, transaction lists, then the record and
 //!    its index entry. Index chunks wholly below the horizon go last.
-//! 5. Start points: the record first (unlisted at once), then its objects
-//!    (`backups/<id>/`); incrementals before their parents. Never one
-//!    another kept start point's chain needs.
 //!
 //! History files are kept (a few bytes each, and what any later timeline's
 //! history is read from). A snapshot's provider copy is deleted by its
@@ -213,10 +214,6 @@ async fn run(repo: &Repo, policy: &ExpirePolicy) -> Result<ExpireReport, ExpireR
             });
         }
     }
-    let (wal_segments, wal_stored_bytes, kept_recent) = match plan.wal_below {
-        Some(below) => remove_wal(repo, below, t0).await?,
-        None => (0, 0, Vec::new()),
-    };
     let backups = removed(&catalog, &plan);
     // Incrementals before their parents: a run that dies midway never
     // leaves a listed incremental without its parent.
@@ -250,6 +247,12 @@ async fn run(repo: &Repo, policy: &ExpirePolicy) -> Result<ExpireReport, ExpireR
             }
         }
     }
+    // Then the WAL: a run that dies before this leaves only WAL no listed
+    // start point needs, never a listed start point without its WAL.
+    let (wal_segments, wal_stored_bytes, kept_recent) = match plan.wal_below {
+        Some(below) => remove_wal(repo, below, t0).await?,
+        None => (0, 0, Vec::new()),
+    };
     Ok(ExpireReport {
         dry_run: false,
         bytes_freed: backups.iter().map(|b| b.stored_bytes).sum::<u64>() + wal_stored_bytes,
