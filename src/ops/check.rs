@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::catalog::{BackupRecord, Catalog, VerifyKind, VerifyResult};
 use crate::pg::{Lsn, TimelineId};
+use crate::plan::explain::human_secs;
 use crate::plan::restorable_windows;
 use crate::recover::live::{self, LiveServer, ServerError};
 use crate::recover::status::{self, StatusError};
@@ -192,14 +193,6 @@ async fn server_facts(
     })
 }
 
-fn secs(s: f64) -> String {
-    if s < 7200.0 {
-        format!("{:.0} min", s / 60.0)
-    } else {
-        format!("{:.1} h", s / 3600.0)
-    }
-}
-
 fn level(value: f64, warn: f64, crit: f64) -> Health {
     if value >= crit {
         Health::Critical
@@ -247,13 +240,13 @@ pub fn evaluate(
                     "the newest backup in the repository, {} {}, finished {} ago{}",
                     b.start.name(),
                     b.id,
-                    secs(age),
+                    human_secs(age),
                     match status {
                         Health::Ok => String::new(),
                         _ => format!(
                             " (warning from {}, critical from {}): take one with `pitr backup` or `pitr maintain`",
-                            secs(t.warn_backup_age_secs),
-                            secs(t.crit_backup_age_secs)
+                            human_secs(t.warn_backup_age_secs),
+                            human_secs(t.crit_backup_age_secs)
                         ),
                     }
                 ),
@@ -343,7 +336,7 @@ fn verify_check(v: Option<&VerifyResult>, now: DateTime<Utc>, t: &Thresholds) ->
             Health::Critical,
             format!(
                 "the last {kind}, {} ago, found {} problem(s): run it again to see them",
-                secs(age),
+                human_secs(age),
                 v.problems
             ),
         )
@@ -352,14 +345,14 @@ fn verify_check(v: Option<&VerifyResult>, now: DateTime<Utc>, t: &Thresholds) ->
             Health::Warning,
             format!(
                 "the last {kind} passed {} ago, longer than {}: run it again",
-                secs(age),
-                secs(t.warn_verify_age_secs)
+                human_secs(age),
+                human_secs(t.warn_verify_age_secs)
             ),
         )
     } else {
         (
             Health::Ok,
-            format!("the last {kind} passed {} ago", secs(age)),
+            format!("the last {kind} passed {} ago", human_secs(age)),
         )
     };
     Finding {

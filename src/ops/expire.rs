@@ -26,7 +26,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::capture::owner::Owner;
+use crate::capture::backup::claim;
 use crate::catalog::{BackupClaim, Catalog, StartKind, WalHorizon, WalSegmentRecord};
 use crate::pg::{SegNo, WalFileName};
 use crate::plan::expire::{plan_expire, ExpireError, ExpirePlan, ExpirePolicy};
@@ -147,21 +147,7 @@ fn wal_below(catalog: &Catalog, below: Option<SegNo>) -> (u64, u64) {
 }
 
 async fn lock(repo: &Repo) -> Result<(), ExpireRunError> {
-    let owner = Owner::current();
-    let claim = BackupClaim {
-        id: "expire".into(),
-        started_at: Utc::now(),
-        boot_id: owner
-            .as_ref()
-            .map(|o| o.boot_id.clone())
-            .unwrap_or_default(),
-        hostname: owner
-            .as_ref()
-            .map(|o| o.hostname.clone())
-            .unwrap_or_default(),
-        pid: std::process::id(),
-        pid_start: owner.as_ref().map(|o| o.pid_start).unwrap_or_default(),
-    };
+    let claim = claim::this_process("expire");
     for _ in 0..2 {
         match repo
             .put_meta(&layout::expire_claim(), KIND_CLAIM, &claim, PutMode::Create)
@@ -170,13 +156,7 @@ async fn lock(repo: &Repo) -> Result<(), ExpireRunError> {
             Ok(()) => return Ok(()),
             Err(RepoError::Store(StoreError::AlreadyExists(_))) => {
                 let held: BackupClaim = repo.get_meta(&layout::expire_claim(), KIND_CLAIM).await?;
-                let gone = Owner {
-                    boot_id: held.boot_id.clone(),
-                    hostname: held.hostname.clone(),
-                    pid: held.pid,
-                    pid_start: held.pid_start,
-                }
-                .provably_gone();
+                let gone = claim::owner_of(&held).provably_gone();
                 if !gone {
                     return Err(ExpireRunError::Running {
                         pid: held.pid,

@@ -27,6 +27,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::explain::human_secs;
 use super::timeline::{known_timelines, Timeline};
 use crate::catalog::{BackupRecord, Catalog, StartKind};
 use crate::pg::SegNo;
@@ -71,16 +72,6 @@ pub enum ExpireError {
     EmptyWindow,
 }
 
-fn words(secs: f64) -> String {
-    if secs < 7200.0 {
-        format!("{:.0} min", secs / 60.0)
-    } else if secs < 3.0 * 86400.0 {
-        format!("{:.1} h", secs / 3600.0)
-    } else {
-        format!("{:.1} days", secs / 86400.0)
-    }
-}
-
 /// Plans an expire of `catalog` at `now`.
 pub fn plan_expire(
     catalog: &Catalog,
@@ -101,8 +92,8 @@ pub fn plan_expire(
         if newest.stop_time < start {
             return Err(ExpireError::WindowShorterThanNewest {
                 id: newest.id.clone(),
-                age: words((now - newest.stop_time).num_milliseconds() as f64 / 1000.0),
-                window: words(policy.keep_window_secs),
+                age: human_secs((now - newest.stop_time).num_milliseconds() as f64 / 1000.0),
+                window: human_secs(policy.keep_window_secs),
             });
         }
     }

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::cost::CostModel;
+use super::explain::human_secs;
 use super::timeline::Timeline;
 use super::PlanError;
 use crate::catalog::{BackupRecord, Catalog, StartKind};
@@ -151,8 +152,8 @@ pub fn decide(
                 c,
                 format!(
                     "the newest backup in the repository will be {} old by the next run, past the {} bound; {why}",
-                    secs(a + policy.interval_secs),
-                    secs(policy.max_age_secs)
+                    human_secs(a + policy.interval_secs),
+                    human_secs(policy.max_age_secs)
                 ),
             )
         }
@@ -179,7 +180,7 @@ pub fn decide(
                 d.newest_start.as_deref().unwrap_or("the newest start point"),
                 replay_next,
                 policy.max_replay_secs,
-                secs(age.unwrap_or(0.0))
+                human_secs(age.unwrap_or(0.0))
             ),
         ),
     };
@@ -235,17 +236,6 @@ fn backup_kind(
         },
         format!("an incremental on {}", newest.id),
     )
-}
-
-/// Seconds in words: `90 s`, `25 min`, `26.0 h`.
-fn secs(s: f64) -> String {
-    if s < 120.0 {
-        format!("{s:.0} s")
-    } else if s < 7200.0 {
-        format!("{:.0} min", s / 60.0)
-    } else {
-        format!("{:.1} h", s / 3600.0)
-    }
 }
 
 #[cfg(test)]

@@ -322,26 +322,15 @@ async fn check_running(
             ));
         }
     }
-    let out = tokio::process::Command::new(&program)
-        .args(["--all", "--heapallindexed", "--no-password"])
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(["--all", "--heapallindexed", "--no-password"])
         .arg("--host")
         .arg(socket_dir)
         .arg("--port")
         .arg(port.to_string())
         .arg("--username")
-        .arg(db_user)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| RestoreCheckError::Spawn {
-            program: program.display().to_string(),
-            source,
-        })?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(db_user);
+    let (out, text) = run_tool(cmd, &program).await?;
     Ok((
         Some(usable),
         checksums,
@@ -395,22 +384,9 @@ async fn pg_checksums(bin: &Path, pgdata: &Path) -> Result<ChecksumsOutcome, Res
             output: String::new(),
         });
     }
-    let out = tokio::process::Command::new(&program)
-        .arg("--check")
-        .arg("-D")
-        .arg(pgdata)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| RestoreCheckError::Spawn {
-            program: program.display().to_string(),
-            source,
-        })?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg("--check").arg("-D").arg(pgdata);
+    let (out, text) = run_tool(cmd, &program).await?;
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(name))
@@ -525,6 +501,28 @@ pub fn failed_result() -> VerifyResult {
         time_to_checked_seconds: None,
         pitr_version: env!("CARGO_PKG_VERSION").to_string(),
     }
+}
+
+/// Runs a check program of the install to the end (killed if this run is
+/// dropped); its output and what it printed, stdout then stderr.
+async fn run_tool(
+    mut cmd: tokio::process::Command,
+    program: &Path,
+) -> Result<(std::process::Output, String), RestoreCheckError> {
+    let out = cmd
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| RestoreCheckError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out, text))
 }
 
 #[cfg(test)]

@@ -5,22 +5,9 @@
 //! another cluster and of a primary named as the standby.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-
-fn pgbench(socket: &std::path::Path, port: u16, args: &[&str]) -> Command {
-    let mut cmd = Command::new(format!("{PG_BIN}/pgbench"));
-    cmd.arg("-h")
-        .arg(socket)
-        .args(["-p", &port.to_string(), "-U", "postgres"])
-        .args(args)
-        .arg("postgres")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    cmd
-}
 
 /// What pgbench's tables hold, as Postgres computes it.
 fn bank(psql: impl Fn(&str) -> String) -> String {

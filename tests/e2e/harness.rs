@@ -70,6 +70,21 @@ pub fn segment_data_object(repo: &Path, seg: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
+/// pgbench (Debian's 15, which drives every major the tests run) against
+/// the server at (`socket_dir`, `port`) as `postgres` on database
+/// `postgres`; its output to nowhere, its errors kept for the assertion.
+pub fn pgbench(socket_dir: &Path, port: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new(format!("{PG_BIN}/pgbench"));
+    cmd.arg("-h")
+        .arg(socket_dir)
+        .args(["-p", &port.to_string(), "-U", "postgres"])
+        .args(args)
+        .arg("postgres")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
 /// The xid an `insert … returning txid_current()` printed (its last line).
 pub fn returned_xid(psql_output: &str) -> u32 {
     returned(psql_output)
@@ -448,6 +463,11 @@ impl Cluster {
 
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// pgbench against this cluster (`harness::pgbench`).
+    pub fn pgbench(&self, args: &[&str]) -> Command {
+        pgbench(self.socket_dir(), self.port, args)
     }
 
     pub fn psql(&self, sql: &str) -> String {

@@ -6,25 +6,13 @@
 //! had right after it. An incremental on timeline 2 restores through a
 //! chain that starts on timeline 1. Refusals: no parent, an unknown parent.
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Instant;
 
 use crate::harness::*;
 
-fn pgbench(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(format!("{PG_BIN}/pgbench"));
-    cmd.arg("-h")
-        .arg(c.socket_dir())
-        .args(["-p", &c.port.to_string(), "-U", "postgres"])
-        .args(args)
-        .arg("postgres")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    cmd
-}
-
 fn load(c: &Cluster, secs: u64) -> Child {
-    pgbench(c, &["-n", "-c", "4", "-j", "2", "-T", &secs.to_string()])
+    c.pgbench(&["-n", "-c", "4", "-j", "2", "-T", &secs.to_string()])
         .spawn()
         .unwrap()
 }
@@ -70,7 +58,7 @@ fn setup(c: &Cluster) {
     c.psql("create table trunc(id int)");
     c.psql("insert into trunc select g from generate_series(1, 30000) g");
     c.psql("create table dropme as select g from generate_series(1, 10000) g");
-    let init = pgbench(c, &["-i", "-s", "1", "-q"]).output().unwrap();
+    let init = c.pgbench(&["-i", "-s", "1", "-q"]).output().unwrap();
     assert!(
         init.status.success(),
         "{}",

@@ -73,27 +73,15 @@ impl Drop for Btrfs {
     }
 }
 
-fn pgbench(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(format!("{PG_BIN}/pgbench"));
-    cmd.arg("-h")
-        .arg(c.socket_dir())
-        .args(["-p", &c.port.to_string(), "-U", "postgres"])
-        .args(args)
-        .arg("postgres")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    cmd
-}
-
 /// pgbench's tables initialized, then four clients writing for `secs`.
 fn busy(c: &Cluster, secs: u64) -> Child {
-    let init = pgbench(c, &["-i", "-s", "2", "-q"]).output().unwrap();
+    let init = c.pgbench(&["-i", "-s", "2", "-q"]).output().unwrap();
     assert!(
         init.status.success(),
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    pgbench(c, &["-n", "-c", "4", "-j", "2", "-T", &secs.to_string()])
+    c.pgbench(&["-n", "-c", "4", "-j", "2", "-T", &secs.to_string()])
         .spawn()
         .unwrap()
 }

@@ -10,7 +10,6 @@
 //! directories moved away) a restore without a map puts them back there.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::harness::*;
 
@@ -81,15 +80,8 @@ fn scenario(c: Cluster) {
         "\\set n random(1, 1000000)\ninsert into w(v) values (:n);\n",
     )
     .unwrap();
-    let load = Command::new(format!("{PG_BIN}/pgbench"))
-        .arg("-h")
-        .arg(c.socket_dir())
-        .args(["-p", &c.port.to_string(), "-U", "postgres", "-n"])
-        .args(["-c", "3", "-T", "6", "-f"])
-        .arg(&script)
-        .arg("postgres")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+    let load = c
+        .pgbench(&["-n", "-c", "3", "-T", "6", "-f", script.to_str().unwrap()])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(1));

@@ -4,22 +4,9 @@
 //! wal-pushes of different bytes never change what was acknowledged (on
 //! S3 as on the local store, whose race is also covered by unit tests).
 
-use std::process::{Child, Command};
+use std::process::Child;
 
 use crate::harness::*;
-
-/// pgbench against `c` with `clients` clients for `secs` seconds.
-fn pgbench(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(format!("{PG_BIN}/pgbench"));
-    cmd.arg("-h")
-        .arg(c.socket_dir())
-        .args(["-p", &c.port.to_string(), "-U", "postgres"])
-        .args(args)
-        .arg("postgres")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    cmd
-}
 
 /// Creates and drops tables in a loop for `secs` seconds: relation files
 /// appear and vanish while a backup copies the directory.
@@ -27,18 +14,15 @@ fn churn(c: &Cluster, secs: u64) -> Child {
     let script = "\\set n random(1, 1000000)\ncreate table churn_:n as select g from generate_series(1, 2000) g;\ndrop table churn_:n;\n";
     let file = c.dir.path().join("churn.sql");
     std::fs::write(&file, script).unwrap();
-    pgbench(
-        c,
-        &[
-            "-n",
-            "-c",
-            "2",
-            "-T",
-            &secs.to_string(),
-            "-f",
-            file.to_str().unwrap(),
-        ],
-    )
+    c.pgbench(&[
+        "-n",
+        "-c",
+        "2",
+        "-T",
+        &secs.to_string(),
+        "-f",
+        file.to_str().unwrap(),
+    ])
     .spawn()
     .unwrap()
 }
@@ -64,13 +48,14 @@ fn bank(psql: impl Fn(&str) -> String) -> String {
 #[test]
 fn a_backup_of_a_busy_database_restores_exactly() {
     let c = Cluster::new();
-    let init = pgbench(&c, &["-i", "-s", "10", "-q"]).output().unwrap();
+    let init = c.pgbench(&["-i", "-s", "10", "-q"]).output().unwrap();
     assert!(
         init.status.success(),
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let load = pgbench(&c, &["-n", "-c", "4", "-j", "2", "-T", "12"])
+    let load = c
+        .pgbench(&["-n", "-c", "4", "-j", "2", "-T", "12"])
         .spawn()
         .unwrap();
     let churning = churn(&c, 12);

@@ -431,39 +431,10 @@ fn verify_of_a_repository_being_archived_into_finds_nothing() {
     let c = Cluster::new();
     c.create_table();
     c.backup();
-    let init = Command::new(format!("{PG_BIN}/pgbench"))
-        .arg("-h")
-        .arg(c.socket_dir())
-        .args([
-            "-p",
-            &c.port.to_string(),
-            "-U",
-            "postgres",
-            "-i",
-            "-s",
-            "2",
-            "-q",
-            "postgres",
-        ])
-        .output()
-        .unwrap();
+    let init = c.pgbench(&["-i", "-s", "2", "-q"]).output().unwrap();
     assert!(init.status.success());
-    let mut load = Command::new(format!("{PG_BIN}/pgbench"))
-        .arg("-h")
-        .arg(c.socket_dir())
-        .args([
-            "-p",
-            &c.port.to_string(),
-            "-U",
-            "postgres",
-            "-n",
-            "-c",
-            "2",
-            "-T",
-            "12",
-            "postgres",
-        ])
-        .stdout(std::process::Stdio::null())
+    let mut load = c
+        .pgbench(&["-n", "-c", "2", "-T", "12"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

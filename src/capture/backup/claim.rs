@@ -10,12 +10,41 @@ use crate::catalog::BackupClaim;
 use crate::repo::store::{PutMode, StoreError};
 use crate::repo::{layout, Repo, RepoError, KIND_CLAIM};
 
+/// A claim on `id` by this process (who it is, to tell later whether it
+/// is provably gone).
+pub(crate) fn this_process(id: &str) -> BackupClaim {
+    let owner = Owner::current();
+    BackupClaim {
+        id: id.to_string(),
+        started_at: Utc::now(),
+        boot_id: owner
+            .as_ref()
+            .map(|o| o.boot_id.clone())
+            .unwrap_or_default(),
+        hostname: owner
+            .as_ref()
+            .map(|o| o.hostname.clone())
+            .unwrap_or_default(),
+        pid: std::process::id(),
+        pid_start: owner.as_ref().map(|o| o.pid_start).unwrap_or_default(),
+    }
+}
+
+/// The process that holds `claim`.
+pub(crate) fn owner_of(claim: &BackupClaim) -> Owner {
+    Owner {
+        boot_id: claim.boot_id.clone(),
+        hostname: claim.hostname.clone(),
+        pid: claim.pid,
+        pid_start: claim.pid_start,
+    }
+}
+
 /// Takes an id no other run can take (`claims/<id>.json`, created once):
 /// `base`, else `base-<pid>`, else `base-<pid>-<k>`. An id whose record or
 /// objects already exist (a backup from before claims) is skipped too.
 pub(crate) async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupError> {
     let pid = std::process::id();
-    let owner = Owner::current();
     let candidates = std::iter::once(base.to_string())
         .chain(std::iter::once(format!("{base}-{pid}")))
         .chain((1..=20).map(|k| format!("{base}-{pid}-{k}")));
@@ -33,20 +62,7 @@ pub(crate) async fn claim_id(repo: &Repo, base: &str) -> Result<String, BackupEr
         {
             continue;
         }
-        let claim = BackupClaim {
-            id: id.clone(),
-            started_at: Utc::now(),
-            boot_id: owner
-                .as_ref()
-                .map(|o| o.boot_id.clone())
-                .unwrap_or_default(),
-            hostname: owner
-                .as_ref()
-                .map(|o| o.hostname.clone())
-                .unwrap_or_default(),
-            pid,
-            pid_start: owner.as_ref().map(|o| o.pid_start).unwrap_or_default(),
-        };
+        let claim = this_process(&id);
         match repo
             .put_meta(
                 &layout::backup_claim(&id)?,
@@ -116,12 +132,7 @@ pub(crate) async fn sweep_abandoned(repo: &Repo) {
                 .head(&layout::backup_record(&claim.id)?)
                 .await?
                 .is_some();
-            let owner = Owner {
-                boot_id: claim.boot_id.clone(),
-                hostname: claim.hostname.clone(),
-                pid: claim.pid,
-                pid_start: claim.pid_start,
-            };
+            let owner = owner_of(&claim);
             if !listed {
                 if !owner.provably_gone() || needed.contains(&claim.id) {
                     return Ok::<bool, BackupError>(false);
