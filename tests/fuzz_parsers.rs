@@ -1194,6 +1194,7 @@ fn kinds() -> &'static [Kind] {
             fingerprint: c.fingerprint.clone(),
             created_at: c.time,
             created_by: "pitr 0.1.0 on x86_64".into(),
+            encryption: None,
         };
         let chunk = WalIndexChunk {
             timeline: records[0].timeline,

@@ -660,6 +660,7 @@ mod tests {
             fingerprint: control.fingerprint,
             created_at: Utc::now(),
             created_by: "test".into(),
+            encryption: None,
         };
         repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
             .await

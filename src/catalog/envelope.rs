@@ -12,8 +12,11 @@
 //! (incrementals and snapshots, `StartKind`) and manifests whose files
 //! come in part from a parent backup. An older pitr then leaves them out
 //! (damaged: planned around) instead of restoring a snapshot record as a
-//! backup with no files. This build writes 2, or 3 for those objects
-//! (`seal_at`), and reads 1 to 3.
+//! backup with no files. 4 marks the `pitr.json` of an encrypted
+//! repository (`RepoConfig::encryption`): an older pitr refuses the whole
+//! repository instead of writing WAL into it in the clear or reading
+//! sealed objects as corrupt. This build writes 2, or 3 or 4 for those
+//! objects (`seal_at`), and reads 1 to 4.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -21,7 +24,9 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// The newest format version this build reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+/// The format version of an encrypted repository's `pitr.json`.
+pub const ENCRYPTED_VERSION: u32 = 4;
 /// The format version this build writes unless an object needs a newer
 /// one (`Envelope::seal_at`): what every pitr since version 2 reads.
 pub const WRITE_VERSION: u32 = 2;

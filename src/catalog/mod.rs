@@ -12,7 +12,8 @@ pub use envelope::{Envelope, EnvelopeError};
 pub use hash::{ContentHash, HashKind};
 pub use model::{
     BackupClaim, BackupFile, BackupManifest, BackupRecord, BlockRange, Catalog, ChainError,
-    Consistency, DamagedObject, DeltaPart, FileChunk, FileSource, RepoConfig, RestoreTiming,
+    Consistency, DamagedObject, DeltaPart, Encryption, FileChunk, FileSource, KeyRecord,
+    RepoConfig, RestoreTiming,
     SnapshotCommands, SnapshotProvider, StartKind, VerifyKind, VerifyResult, WalHorizon,
     WalIndexChunk, WalSegmentRecord, WalSummary,
 };

@@ -22,6 +22,30 @@ pub struct RepoConfig {
     pub fingerprint: Fingerprint,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    /// Set when the repository's data objects are encrypted (`pitr init
+    /// --encrypt`); such a `pitr.json` is written at format version 4, so
+    /// an older pitr never writes plaintext into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How a repository's data objects are encrypted: the cipher and every key
+/// id its objects may carry. Only ids are kept (derived from a key, they
+/// tell a wrong key from the right one and say nothing of it).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Encryption {
+    /// `aes-256-gcm`.
+    pub cipher: String,
+    /// Oldest first; new objects are encrypted with the newest one given.
+    pub keys: Vec<KeyRecord>,
+}
+
+/// One key a repository knows, by id.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KeyRecord {
+    /// 16 hex digits (`repo::crypt::KeyId`).
+    pub id: String,
+    pub added_at: DateTime<Utc>,
 }
 
 /// What the WAL scanner found in one archived segment: the WAL index entry

@@ -113,6 +113,7 @@ mod tests {
                 fingerprint: c.fingerprint,
                 created_at: chrono::Utc::now(),
                 created_by: String::new(),
+                encryption: None,
             },
             backups: Vec::new(),
             wal: WalIndex::new(c.wal_segment_size),

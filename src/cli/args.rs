@@ -56,11 +56,45 @@ pub struct RepoArg {
     pub repo: String,
     #[command(flatten)]
     pub s3: S3Flags,
+    #[command(flatten)]
+    pub keys: KeyFlags,
 }
 
 impl RepoArg {
     pub fn s3_settings(&self) -> crate::repo::store::S3Settings {
         self.s3.settings()
+    }
+
+    /// The key files given, and `PITR_KEY`.
+    pub fn keys(&self) -> crate::repo::crypt::KeySource {
+        self.keys.source()
+    }
+}
+
+/// The keys of an encrypted repository.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeyFlags {
+    /// Key file of an encrypted repository (32 random bytes as hex or
+    /// base64); repeat it while keys rotate. The key itself may be in
+    /// PITR_KEY instead.
+    #[arg(
+        long = "key-file",
+        env = "PITR_KEY_FILE",
+        value_delimiter = ':',
+        value_name = "FILE"
+    )]
+    pub key_files: Vec<PathBuf>,
+}
+
+impl KeyFlags {
+    /// The key files given, and `PITR_KEY`.
+    pub fn source(&self) -> crate::repo::crypt::KeySource {
+        crate::repo::crypt::KeySource {
+            files: self.key_files.clone(),
+            env_key: std::env::var(crate::repo::crypt::KEY_ENV)
+                .ok()
+                .filter(|k| !k.is_empty()),
+        }
     }
 }
 
@@ -528,6 +562,10 @@ pub enum Command {
         /// The cluster's data directory (its pg_control gives the identity).
         #[arg(long)]
         pgdata: PathBuf,
+        /// Encrypt every data object with the key given (--key-file or
+        /// PITR_KEY); chosen once, when the repository is created.
+        #[arg(long)]
+        encrypt: bool,
         #[command(flatten)]
         json: JsonArg,
     },
@@ -815,6 +853,8 @@ pub enum Command {
         archive_to: Option<String>,
         #[command(flatten)]
         s3: S3Flags,
+        #[command(flatten)]
+        keys: KeyFlags,
         /// Database role pitr connects as.
         #[arg(long, default_value = "postgres")]
         db_user: String,

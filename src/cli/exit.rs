@@ -27,6 +27,7 @@ use crate::recover::status::StatusError;
 use crate::recover::verify_repo::VerifyError;
 use crate::recover::verify_restore::RestoreCheckError;
 use crate::recover::RecoverError;
+use crate::repo::crypt::CryptError;
 use crate::repo::init::InitError;
 use crate::repo::store::StoreError;
 use crate::repo::RepoError;
@@ -121,10 +122,33 @@ fn repo_code(e: &RepoError) -> Code {
 fn store_code(e: &StoreError) -> Code {
     match e {
         StoreError::BadKey(_) => Code::Usage,
+        StoreError::Crypt(c) => crypt_code(c),
         StoreError::NotFound(_)
         | StoreError::AlreadyExists(_)
         | StoreError::Remote { .. }
         | StoreError::Io { .. } => Code::Storage,
+    }
+}
+
+fn crypt_code(e: &CryptError) -> Code {
+    match e {
+        CryptError::ReadKey { .. }
+        | CryptError::BadKey { .. }
+        | CryptError::KeyNeeded { .. }
+        | CryptError::NotEncrypted { .. }
+        | CryptError::WrongKey { .. }
+        | CryptError::KeyNotGiven { .. } => Code::Usage,
+        CryptError::Cipher { .. } => Code::Incompatible,
+        CryptError::Tampered { .. }
+        | CryptError::Plaintext { .. }
+        | CryptError::Config { .. }
+        | CryptError::Random => Code::Storage,
+    }
+}
+
+impl From<CryptError> for Failure {
+    fn from(e: CryptError) -> Self {
+        Failure::new(crypt_code(&e), e)
     }
 }
 
@@ -415,6 +439,10 @@ fn init_code(e: &InitError) -> Code {
     match e {
         InitError::OtherSystem { .. } => Code::Incompatible,
         InitError::Repo(r) => repo_code(r),
+        InitError::Crypt(c) => crypt_code(c),
+        InitError::Clear { .. } | InitError::KeyWithoutEncrypt { .. } | InitError::NoKey => {
+            Code::Usage
+        }
         InitError::GiveAway { .. } => Code::Storage,
     }
 }

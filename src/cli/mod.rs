@@ -227,7 +227,12 @@ fn hand_over_dirs(
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let created = || CREATED_PGDATA.get().cloned();
     match cli.command {
-        Command::Init { repo, pgdata, json } => command::init::run(&repo, &pgdata, json.json).await,
+        Command::Init {
+            repo,
+            pgdata,
+            encrypt,
+            json,
+        } => command::init::run(&repo, &pgdata, encrypt, json.json).await,
         Command::WalPush { repo, path, json } => {
             command::wal_push::run(&repo, &path, json.json).await
         }
@@ -430,6 +435,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             pgdata,
             archive_to,
             s3,
+            keys,
             db_user,
             wait,
             json,
@@ -438,6 +444,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 pgdata,
                 archive_to,
                 s3,
+                keys,
                 db_user,
                 wait: std::time::Duration::from_secs(wait),
                 json: json.json,

@@ -110,6 +110,13 @@ pub fn init(
                 config.pg_major,
                 explain::human_bytes(config.wal_segment_size.bytes())
             );
+            if let Some(enc) = &config.encryption {
+                println!(
+                    "encrypted with {} under key {}: keep the key file safe and apart from the repository, without it nothing in the repository can be restored",
+                    enc.cipher,
+                    enc.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
             println!(
                 "set in postgresql.conf: archive_mode = on, archive_command = {}",
                 crate::recover::settings::guc_quote(archive_command)
@@ -265,6 +272,10 @@ pub fn info(info: &Info, as_json: bool) -> Result<(), Failure> {
         info.cluster.pg_major,
         explain::human_bytes(info.cluster.wal_segment_size.bytes())
     );
+    if let Some(enc) = &info.cluster.encryption {
+        let ids: Vec<&str> = enc.keys.iter().map(|k| k.id.as_str()).collect();
+        println!("encrypted   {}, keys {}", enc.cipher, ids.join(", "));
+    }
     println!();
     println!("backups ({}):", info.backups.len());
     for b in &info.backups {

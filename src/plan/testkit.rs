@@ -88,6 +88,7 @@ pub fn config() -> RepoConfig {
         fingerprint: control.fingerprint.clone(),
         created_at: base(),
         created_by: "test".into(),
+        encryption: None,
     }
 }
 

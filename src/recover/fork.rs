@@ -339,7 +339,13 @@ pub async fn init_new_repo(archive: &ArchiveInto, pgdata: &Path) -> Result<(), R
     };
     let control = backup::read_control(pgdata).map_err(|e| err(NewRepoError::Identity(e)))?;
     let major = backup::read_major(pgdata).map_err(|e| err(NewRepoError::Identity(e)))?;
-    let config = init::config_for(&control, major, Utc::now());
+    let mut config = init::config_for(&control, major, Utc::now());
+    // Keys given (those of an encrypted source): sealed with them too.
+    if !archive.repo.key_source().is_empty() {
+        let enc = init::encryption_for(&archive.repo, Utc::now())
+            .map_err(|e| err(NewRepoError::Init(e)))?;
+        config.encryption = Some(enc);
+    }
     match init::init(&archive.repo, config, &named, pgdata).await {
         Ok(Initialized::Created(_)) => {
             archive.initialized.store(true, Ordering::SeqCst);
@@ -373,7 +379,7 @@ pub async fn fork(
                 command: super::settings::archive_command(
                     &pitr_exe.display().to_string(),
                     &new_repo.location().to_arg(),
-                    new_repo.s3_settings(),
+                    &new_repo.pass_on_args(),
                 ),
                 initialized: initialized.clone(),
             };

@@ -414,7 +414,7 @@ async fn archive_into(
     let command = settings::archive_command(
         &exe.display().to_string(),
         &repo.location().to_arg(),
-        repo.s3_settings(),
+        &repo.pass_on_args(),
     );
     let what = "turning archiving on (ALTER SYSTEM)";
     let mode: String = live::query_one(&client, "select current_setting('archive_mode')", what)

@@ -284,7 +284,7 @@ pub async fn restore(
         let restore_command = settings::restore_command(
             &opts.pitr_exe.display().to_string(),
             &repo.location().to_arg(),
-            repo.s3_settings(),
+            &repo.pass_on_args(),
             (!standby).then_some(spool.as_path()),
         );
         let s = settings::RecoverySettings {

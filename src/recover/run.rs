@@ -498,6 +498,7 @@ mod tests {
             .fingerprint,
             created_at: chrono::Utc::now(),
             created_by: "test".into(),
+            encryption: None,
         };
         repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
             .await

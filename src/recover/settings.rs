@@ -127,7 +127,7 @@ pub fn shell_quote(s: &str) -> String {
 pub fn restore_command(
     pitr_exe: &str,
     repo: &str,
-    s3: &S3Settings,
+    pass_on: &[String],
     spool: Option<&std::path::Path>,
 ) -> String {
     let mut cmd = String::new();
@@ -152,9 +152,9 @@ pub fn restore_command(
             shell_quote(&dir.display().to_string())
         ));
     }
-    for arg in s3.to_args() {
+    for arg in pass_on {
         cmd.push(' ');
-        cmd.push_str(&shell_quote(&arg));
+        cmd.push_str(&shell_quote(arg));
     }
     // Postgres expands %f, %p, %r and %% in restore_command: a '%' of our
     // own (a path, a prefix) must reach the shell as itself.
@@ -167,16 +167,17 @@ pub fn restore_command(
 }
 
 /// The `archive_command` that archives into `repo` with this pitr and
-/// these S3 settings (what `pitr init` tells the operator to set).
-pub fn archive_command(pitr_exe: &str, repo: &str, s3: &S3Settings) -> String {
+/// these flags (`Repo::pass_on_args`: S3 settings, key files; what `pitr
+/// init` tells the operator to set).
+pub fn archive_command(pitr_exe: &str, repo: &str, pass_on: &[String]) -> String {
     let mut cmd = format!(
         "{} wal-push --repo {}",
         shell_quote(pitr_exe),
         shell_quote(repo)
     );
-    for arg in s3.to_args() {
+    for arg in pass_on {
         cmd.push(' ');
-        cmd.push_str(&shell_quote(&arg));
+        cmd.push_str(&shell_quote(arg));
     }
     let mut cmd = cmd.replace('%', "%%");
     cmd.push_str(" %p");
@@ -322,7 +323,7 @@ fn repo_of_command(cmd: &str, verb: &str) -> Option<(String, S3Settings)> {
             "--s3-region" => s3.region = value(),
             "--s3-endpoint" => s3.endpoint = value(),
             "--s3-path-style" => s3.path_style = true,
-            "--spool" | "--prefetch" => {
+            "--spool" | "--prefetch" | "--key-file" => {
                 value();
             }
             f if f.starts_with("--") => {}
@@ -665,7 +666,7 @@ recovery_init_sync_method = 'syncfs'
         let cmd = restore_command(
             "/bin/pitr",
             "/srv/repo%f",
-            &S3Settings::default(),
+            &[],
             Some(std::path::Path::new("/d/50%/pg_wal/pitr-spool")),
         );
         assert_eq!(
@@ -682,19 +683,38 @@ recovery_init_sync_method = 'syncfs'
             ..S3Settings::default()
         };
         assert_eq!(
-            archive_command("/bin/pitr", "s3://b/p%1", &s3),
+            archive_command("/bin/pitr", "s3://b/p%1", &s3.to_args()),
             "/bin/pitr wal-push --repo 's3://b/p%%1' --s3-endpoint http://127.0.0.1:9000 --s3-path-style %p"
         );
     }
 
     #[test]
+    fn key_files_are_passed_on_and_skipped_when_read_back() {
+        let mut args = S3Settings {
+            region: Some("eu-west-1".into()),
+            ..S3Settings::default()
+        }
+        .to_args();
+        args.extend(["--key-file".to_string(), "/etc/pitr/my key".to_string()]);
+        let cmd = restore_command("/bin/pitr", "s3://b/p", &args, None);
+        assert_eq!(
+            cmd,
+            "/bin/pitr wal-fetch --repo s3://b/p --s3-region eu-west-1 --key-file '/etc/pitr/my key' %f %p"
+        );
+        let (repo, s3) = repo_of_restore_command(&cmd).unwrap();
+        assert_eq!((repo.as_str(), s3.region.as_deref()), ("s3://b/p", Some("eu-west-1")));
+        let cmd = archive_command("/bin/pitr", "/r", &args);
+        assert_eq!(repo_of_archive_command(&cmd).unwrap().0, "/r");
+    }
+
+    #[test]
     fn restore_command_carries_s3_settings() {
-        let plain = restore_command("/bin/pitr", "/srv/repo", &S3Settings::default(), None);
+        let plain = restore_command("/bin/pitr", "/srv/repo", &[], None);
         assert_eq!(plain, "/bin/pitr wal-fetch --repo /srv/repo %f %p");
         let spooled = restore_command(
             "/bin/pitr",
             "/srv/repo",
-            &S3Settings::default(),
+            &[],
             Some(std::path::Path::new("/d/pg_wal/pitr-spool")),
         );
         assert_eq!(
@@ -707,7 +727,7 @@ recovery_init_sync_method = 'syncfs'
             path_style: true,
         };
         assert_eq!(
-            restore_command("/bin/pitr", "s3://b/p", &s3, None),
+            restore_command("/bin/pitr", "s3://b/p", &s3.to_args(), None),
             "/bin/pitr wal-fetch --repo s3://b/p --s3-region eu-west-1 --s3-endpoint http://127.0.0.1:9000 --s3-path-style %f %p"
         );
     }
@@ -818,7 +838,7 @@ recovery_init_sync_method = 'syncfs'
             archive_command: Some(archive_command(
                 "/bin/pitr",
                 "/srv/fork repo",
-                &S3Settings::default(),
+                &[],
             )),
             primary_conninfo: None,
         }
@@ -872,7 +892,7 @@ unix_socket_directories = '/tmp'
             ("s3://b/p%1", s3),
         ] {
             for spool in [None, Some(std::path::Path::new("/d/50%/pg_wal/pitr-spool"))] {
-                let cmd = restore_command("/opt/my pitr/pitr", repo, &s3, spool);
+                let cmd = restore_command("/opt/my pitr/pitr", repo, &s3.to_args(), spool);
                 assert_eq!(
                     repo_of_restore_command(&cmd),
                     Some((repo.to_string(), s3.clone())),
@@ -898,7 +918,7 @@ unix_socket_directories = '/tmp'
             path_style: true,
             ..S3Settings::default()
         };
-        let cmd = archive_command("/bin/pitr", "s3://b/p%1", &s3);
+        let cmd = archive_command("/bin/pitr", "s3://b/p%1", &s3.to_args());
         assert_eq!(
             repo_of_archive_command(&cmd),
             Some(("s3://b/p%1".into(), s3))

@@ -366,7 +366,7 @@ mod tests {
                 settings::guc_quote(&settings::restore_command(
                     "/bin/pitr",
                     "/srv/it's repo",
-                    &S3Settings::default(),
+                    &[],
                     None
                 ))
             ),

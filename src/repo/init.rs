@@ -10,7 +10,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::RepoConfig;
+use crate::catalog::{Encryption, RepoConfig};
 use crate::pg::control::{ControlFile, PgMajor, SystemId};
 
 use super::store::{FsStore, PutMode};
@@ -26,6 +26,14 @@ pub enum InitError {
         pgdata: String,
         system: SystemId,
     },
+    #[error("{repo} already exists in the clear: encryption is chosen when a repository is created; init a new repository with --encrypt")]
+    Clear { repo: String },
+    #[error("a key was given but not --encrypt: add --encrypt to create {repo} encrypted, or drop --key-file / PITR_KEY")]
+    KeyWithoutEncrypt { repo: String },
+    #[error("--encrypt needs a key: give --key-file FILE (32 random bytes as hex or base64; make one with `openssl rand -base64 32 > FILE`) or PITR_KEY")]
+    NoKey,
+    #[error(transparent)]
+    Crypt(#[from] super::crypt::CryptError),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("giving {} to {user}", .path.display())]
@@ -56,7 +64,16 @@ pub fn config_for(control: &ControlFile, major: PgMajor, now: DateTime<Utc>) -> 
         fingerprint: control.fingerprint.clone(),
         created_at: now,
         created_by: format!("pitr {}", env!("CARGO_PKG_VERSION")),
+        encryption: None,
     }
+}
+
+/// What `pitr.json` of a new encrypted repository says: sealed with the
+/// first key `repo` was given.
+pub fn encryption_for(repo: &Repo, now: DateTime<Utc>) -> Result<Encryption, InitError> {
+    let keys = repo.key_source().load()?;
+    let first = keys.first().ok_or(InitError::NoKey)?;
+    Ok(super::crypt::encryption_for(first, now))
 }
 
 /// Initializes `repo` for `config`'s system (of the cluster at `pgdata`,
@@ -74,11 +91,28 @@ pub async fn init(
             pgdata: pgdata.display().to_string(),
             system: config.system_id,
         }),
+        Ok(existing) if config.encryption.is_some() && existing.encryption.is_none() => {
+            Err(InitError::Clear {
+                repo: repo_named.to_string(),
+            })
+        }
         Ok(existing) => Ok(Initialized::Existing(existing)),
         Err(RepoError::NotInitialized(_)) => {
+            if config.encryption.is_none() && !repo.key_source().is_empty() {
+                return Err(InitError::KeyWithoutEncrypt {
+                    repo: repo_named.to_string(),
+                });
+            }
             repo.create_root()?;
             repo.store().check().await.map_err(RepoError::from)?;
-            repo.put_meta(&layout::config(), KIND_CONFIG, &config, PutMode::Create)
+            // An older pitr must not write into an encrypted repository in
+            // the clear: it refuses format version 4.
+            let version = if config.encryption.is_some() {
+                crate::catalog::envelope::ENCRYPTED_VERSION
+            } else {
+                crate::catalog::envelope::WRITE_VERSION
+            };
+            repo.put_meta_at(&layout::config(), KIND_CONFIG, &config, PutMode::Create, version)
                 .await?;
             Ok(Initialized::Created(config))
         }

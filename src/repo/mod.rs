@@ -7,6 +7,7 @@
 
 mod catalog_load;
 pub mod codec;
+pub mod crypt;
 pub mod durable;
 pub mod init;
 pub mod layout;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::crypt::{CryptError, CryptStore, KeySource, Keyring};
 use super::store::{FsStore, ObjectKey, PutMode, S3Settings, S3Store, Store, StoreError};
 use super::{codec, layout, RepoLocation, KIND_CONFIG, KIND_WAL, KIND_WAL_XACTS};
 use crate::catalog::{Envelope, EnvelopeError, RepoConfig, WalSegmentRecord};
@@ -51,6 +52,11 @@ impl RepoError {
 pub struct Repo {
     pub(super) location: RepoLocation,
     pub(super) s3: S3Settings,
+    /// Where the keys came from (passed on to the commands pitr writes).
+    keys: KeySource,
+    /// The store, behind encryption at rest (`crypt`): what `store`
+    /// returns.
+    crypt: Arc<CryptStore>,
     pub(super) store: Arc<dyn Store>,
 }
 
@@ -63,20 +69,57 @@ impl Repo {
                 Arc::new(S3Store::connect(bucket, prefix, s3).await)
             }
         };
-        Repo {
-            location,
-            s3: s3.clone(),
-            store,
-        }
+        let mut repo = Repo::with_store(location, store);
+        repo.s3 = s3.clone();
+        repo
     }
 
     /// A repository over any store (tests, wrappers).
     pub fn with_store(location: RepoLocation, store: Arc<dyn Store>) -> Repo {
+        let crypt = Arc::new(CryptStore::new(
+            store,
+            location.to_arg(),
+            Keyring::default(),
+        ));
         Repo {
             location,
             s3: S3Settings::default(),
-            store,
+            keys: KeySource::default(),
+            store: crypt.clone(),
+            crypt,
         }
+    }
+
+    /// The repository with the keys `source` gives (read now): data
+    /// objects are sealed and opened with them if the repository is
+    /// encrypted, and every operation is refused if it is not, or if it
+    /// does not know them.
+    pub fn with_keys(self, source: KeySource) -> Result<Repo, CryptError> {
+        let keys = source.load()?;
+        let crypt = Arc::new(CryptStore::new(
+            self.crypt.inner().clone(),
+            self.location.to_arg(),
+            keys,
+        ));
+        Ok(Repo {
+            keys: source,
+            store: crypt.clone(),
+            crypt,
+            ..self
+        })
+    }
+
+    /// Where this run's keys came from.
+    pub fn key_source(&self) -> &KeySource {
+        &self.keys
+    }
+
+    /// The flags another pitr process needs to reach this repository as
+    /// this one does (S3 settings, key files); never credentials or keys.
+    pub fn pass_on_args(&self) -> Vec<String> {
+        let mut args = self.s3.to_args();
+        args.extend(self.keys.to_args());
+        args
     }
 
     /// The S3 settings given on the command line, to pass on to other pitr
@@ -149,12 +192,19 @@ impl Repo {
         })
     }
 
-    /// Reads `pitr.json`, saying clearly when there is no repository.
+    /// Reads `pitr.json`, saying clearly when there is no repository, and
+    /// refusing keys that do not fit it (`crypt`).
     pub async fn config(&self) -> Result<RepoConfig, RepoError> {
-        match self.get_meta(&layout::config(), KIND_CONFIG).await {
-            Err(e) if e.is_not_found() => Err(RepoError::NotInitialized(self.location.to_arg())),
-            other => other,
-        }
+        let config: RepoConfig = match self.get_meta(&layout::config(), KIND_CONFIG).await {
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NotInitialized(self.location.to_arg()))
+            }
+            other => other?,
+        };
+        self.crypt
+            .learn(&config)
+            .map_err(|e| StoreError::Crypt(Box::new(e)))?;
+        Ok(config)
     }
 
     /// Every transaction end recorded for `segment` at archive time.

@@ -35,11 +35,14 @@ pub async fn run(restore: &RestoreArgs, a: Args) -> Result<(), Failure> {
         created_new_repo: a.created_new_repo,
     };
     let repo = super::open_repo(&restore.repo).await?;
+    // The fork's repository is sealed with --repo's keys: what was
+    // encrypted stays so.
     let new_repo = Repo::open(
         RepoLocation::parse(&a.new_repo)?,
         &restore.repo.s3_settings(),
     )
-    .await;
+    .await
+    .with_keys(restore.repo.keys())?;
     let reporter = Reporter::with_mode(restore.progress.progress, restore.json.json);
     let out = fork::fork(&repo, &new_repo, &opts, super::restore::progress(&reporter)).await;
     reporter.finish();

@@ -10,11 +10,14 @@ use crate::cli::exit::Failure;
 use crate::cli::render;
 use crate::repo::init;
 
-pub async fn run(arg: &RepoArg, pgdata: &Path, json: bool) -> Result<(), Failure> {
+pub async fn run(arg: &RepoArg, pgdata: &Path, encrypt: bool, json: bool) -> Result<(), Failure> {
     let repo = super::open_repo(arg).await?;
     let control = backup::read_control(pgdata)?;
     let major = backup::read_major(pgdata)?;
-    let config = init::config_for(&control, major, Utc::now());
+    let mut config = init::config_for(&control, major, Utc::now());
+    if encrypt {
+        config.encryption = Some(init::encryption_for(&repo, Utc::now())?);
+    }
     let out = init::init(&repo, config, &arg.repo, pgdata).await?;
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
@@ -22,7 +25,7 @@ pub async fn run(arg: &RepoArg, pgdata: &Path, json: bool) -> Result<(), Failure
     let command = crate::recover::settings::archive_command(
         &exe,
         &repo.location().to_arg(),
-        repo.s3_settings(),
+        &repo.pass_on_args(),
     );
     render::init(&out, &arg.repo, &command, json)
 }

@@ -43,6 +43,8 @@ pub async fn run(
                     s3_path_style: std::env::var("PITR_S3_PATH_STYLE")
                         .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on")),
                 },
+                // It reads a backup's record only: the catalog needs no key.
+                keys: Default::default(),
             };
             let repo = super::open_repo(&arg).await?;
             let key = layout::backup_record(id)?;

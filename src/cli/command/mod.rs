@@ -29,8 +29,20 @@ use crate::server::install;
 use super::args::RepoArg;
 use super::exit::Failure;
 
+/// The repository `arg` names, with its keys. Keys that do not fit it (a
+/// repository in the clear, or another key) are refused here, before the
+/// command does anything.
 pub(crate) async fn open_repo(arg: &RepoArg) -> Result<Repo, Failure> {
-    Ok(Repo::open(RepoLocation::parse(&arg.repo)?, &arg.s3_settings()).await)
+    let repo = Repo::open(RepoLocation::parse(&arg.repo)?, &arg.s3_settings())
+        .await
+        .with_keys(arg.keys())?;
+    if !repo.key_source().is_empty() {
+        match repo.config().await {
+            Ok(_) | Err(crate::repo::RepoError::NotInitialized(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(repo)
 }
 
 /// `PITR_PG_BIN_DIRS`: bin directories searched besides the usual places.

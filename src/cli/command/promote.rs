@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::args::S3Flags;
+use crate::cli::args::{KeyFlags, S3Flags};
 use crate::cli::exit::Failure;
 use crate::cli::render;
 use crate::recover::promote::{self, PromoteOptions};
@@ -14,6 +14,7 @@ pub struct Args {
     pub pgdata: PathBuf,
     pub archive_to: Option<String>,
     pub s3: S3Flags,
+    pub keys: KeyFlags,
     pub db_user: String,
     pub wait: Duration,
     pub json: bool,
@@ -21,7 +22,11 @@ pub struct Args {
 
 pub async fn run(a: &Args) -> Result<(), Failure> {
     let repo = match &a.archive_to {
-        Some(r) => Some(Repo::open(RepoLocation::parse(r)?, &a.s3.settings()).await),
+        Some(r) => Some(
+            Repo::open(RepoLocation::parse(r)?, &a.s3.settings())
+                .await
+                .with_keys(a.keys.source())?,
+        ),
         None => None,
     };
     let opts = PromoteOptions {

@@ -51,6 +51,7 @@ fn start_prefetcher(repo: &RepoArg, dir: &Path, prefetch: usize) -> std::io::Res
         .arg("--prefetch")
         .arg(prefetch.to_string());
     cmd.args(repo.s3_settings().to_args());
+    cmd.args(repo.keys().to_args());
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -94,6 +94,10 @@ pub enum StoreError {
         message: String,
         retryable: bool,
     },
+    /// Encryption at rest refused the object or the keys
+    /// (`repo::crypt`).
+    #[error(transparent)]
+    Crypt(Box<crate::repo::crypt::CryptError>),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
