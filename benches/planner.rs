@@ -66,6 +66,7 @@ fn synthetic() -> Catalog {
         fingerprint: control.fingerprint.clone(),
         created_at: base(),
         created_by: "bench".into(),
+        encryption: None,
     };
     // Timeline t (1-based) covers segments [(t-1)*per, t*per + overlap);
     // timeline t+1 branches off t inside segment t*per.

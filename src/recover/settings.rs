@@ -702,7 +702,10 @@ recovery_init_sync_method = 'syncfs'
             "/bin/pitr wal-fetch --repo s3://b/p --s3-region eu-west-1 --key-file '/etc/pitr/my key' %f %p"
         );
         let (repo, s3) = repo_of_restore_command(&cmd).unwrap();
-        assert_eq!((repo.as_str(), s3.region.as_deref()), ("s3://b/p", Some("eu-west-1")));
+        assert_eq!(
+            (repo.as_str(), s3.region.as_deref()),
+            ("s3://b/p", Some("eu-west-1"))
+        );
         let cmd = archive_command("/bin/pitr", "/r", &args);
         assert_eq!(repo_of_archive_command(&cmd).unwrap().0, "/r");
     }
@@ -835,11 +838,7 @@ recovery_init_sync_method = 'syncfs'
             backup_id: "b".into(),
             major: 13,
             resolved: Some(("0/3000060".parse().unwrap(), false)),
-            archive_command: Some(archive_command(
-                "/bin/pitr",
-                "/srv/fork repo",
-                &[],
-            )),
+            archive_command: Some(archive_command("/bin/pitr", "/srv/fork repo", &[])),
             primary_conninfo: None,
         }
     }

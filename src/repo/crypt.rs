@@ -93,7 +93,9 @@ pub enum CryptError {
     Tampered { object: String, id: String },
     #[error("object {object} is not encrypted, but repository {repo} is: it was not written by pitr with the repository's key")]
     Plaintext { object: String, repo: String },
-    #[error("repository {repo} uses cipher {cipher:?}, which this pitr does not know: upgrade pitr")]
+    #[error(
+        "repository {repo} uses cipher {cipher:?}, which this pitr does not know: upgrade pitr"
+    )]
     Cipher { repo: String, cipher: String },
     #[error("repository {repo}: its pitr.json cannot be read ({reason})")]
     Config { repo: String, reason: String },
@@ -507,7 +509,12 @@ impl CryptStore {
         seal(k, key, data).map_err(crypt)
     }
 
-    fn open_with(&self, mode: &Mode, key: &ObjectKey, stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn open_with(
+        &self,
+        mode: &Mode,
+        key: &ObjectKey,
+        stored: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
         let Mode::Sealed { ids, .. } = mode else {
             return Ok(stored.to_vec());
         };
@@ -713,7 +720,9 @@ mod tests {
         // Two seals of the same bytes differ (random nonces).
         assert_ne!(seal(&k, &name, &plain).unwrap(), sealed);
 
-        let ring = Keyring { keys: vec![other_key(), key(HEX)] };
+        let ring = Keyring {
+            keys: vec![other_key(), key(HEX)],
+        };
         assert_eq!(open(&ring, "R", &name, &sealed).unwrap(), plain);
 
         // Every byte flipped anywhere (header, body, tag) is refused.
@@ -732,7 +741,9 @@ mod tests {
         let e = open(&ring, "R", &moved, &sealed).unwrap_err();
         assert!(matches!(e, CryptError::Tampered { .. }), "{e}");
         // Its key not given.
-        let only_other = Keyring { keys: vec![other_key()] };
+        let only_other = Keyring {
+            keys: vec![other_key()],
+        };
         let e = open(&only_other, "R", &name, &sealed).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -774,14 +785,28 @@ mod tests {
     #[tokio::test]
     async fn a_crypt_store_passes_the_conformance_suite_and_stores_only_ciphertext() {
         let inner = Arc::new(MemoryStore::new());
-        let s = CryptStore::new(inner.clone(), "R".into(), Keyring { keys: vec![key(HEX)] });
+        let s = CryptStore::new(
+            inner.clone(),
+            "R".into(),
+            Keyring {
+                keys: vec![key(HEX)],
+            },
+        );
         s.learn(&encrypted_config(&[&key(HEX)])).unwrap();
         conformance::suite(Arc::new(s)).await;
 
-        let s = CryptStore::new(inner.clone(), "R".into(), Keyring { keys: vec![key(HEX)] });
+        let s = CryptStore::new(
+            inner.clone(),
+            "R".into(),
+            Keyring {
+                keys: vec![key(HEX)],
+            },
+        );
         s.learn(&encrypted_config(&[&key(HEX)])).unwrap();
         let seg = obj("wal/00000001/000000010000000000000009.zst");
-        s.put(&seg, b"segment bytes", PutMode::Create).await.unwrap();
+        s.put(&seg, b"segment bytes", PutMode::Create)
+            .await
+            .unwrap();
         let stored = inner.get(&seg).await.unwrap();
         assert!(is_sealed(&stored));
         assert_eq!(s.get(&seg).await.unwrap(), b"segment bytes");
@@ -808,7 +833,13 @@ mod tests {
         let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let k = key(HEX);
         // A wrong key for an encrypted repository.
-        let s = CryptStore::new(inner.clone(), "R".into(), Keyring { keys: vec![other_key()] });
+        let s = CryptStore::new(
+            inner.clone(),
+            "R".into(),
+            Keyring {
+                keys: vec![other_key()],
+            },
+        );
         let e = s.learn(&encrypted_config(&[&k])).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -819,7 +850,13 @@ mod tests {
             )
         );
         // A key for a repository in the clear.
-        let s = CryptStore::new(inner.clone(), "R".into(), Keyring { keys: vec![key(HEX)] });
+        let s = CryptStore::new(
+            inner.clone(),
+            "R".into(),
+            Keyring {
+                keys: vec![key(HEX)],
+            },
+        );
         let e = s.learn(&crate::plan::testkit::config()).unwrap_err();
         assert!(matches!(e, CryptError::NotEncrypted { .. }), "{e}");
         // Read from pitr.json when not learned: every operation refused.
@@ -844,7 +881,13 @@ mod tests {
         let (old, new) = (key(HEX), other_key());
         let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let config = encrypted_config(&[&old, &new]);
-        let before = CryptStore::new(inner.clone(), "R".into(), Keyring { keys: vec![key(HEX)] });
+        let before = CryptStore::new(
+            inner.clone(),
+            "R".into(),
+            Keyring {
+                keys: vec![key(HEX)],
+            },
+        );
         before.learn(&encrypted_config(&[&old])).unwrap();
         let a = obj("wal/00000001/a.zst");
         before.put(&a, b"old", PutMode::Create).await.unwrap();
@@ -853,7 +896,9 @@ mod tests {
         let after = CryptStore::new(
             inner.clone(),
             "R".into(),
-            Keyring { keys: vec![key(HEX), other_key()] },
+            Keyring {
+                keys: vec![key(HEX), other_key()],
+            },
         );
         after.learn(&config).unwrap();
         let b = obj("wal/00000001/b.zst");

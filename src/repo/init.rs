@@ -112,8 +112,14 @@ pub async fn init(
             } else {
                 crate::catalog::envelope::WRITE_VERSION
             };
-            repo.put_meta_at(&layout::config(), KIND_CONFIG, &config, PutMode::Create, version)
-                .await?;
+            repo.put_meta_at(
+                &layout::config(),
+                KIND_CONFIG,
+                &config,
+                PutMode::Create,
+                version,
+            )
+            .await?;
             Ok(Initialized::Created(config))
         }
         Err(e) => Err(e.into()),
