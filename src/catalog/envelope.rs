@@ -171,14 +171,17 @@ mod tests {
             Envelope::open::<Thing>("thing", older.as_bytes()).unwrap(),
             t
         );
-        // Version 3 (`seal_at`) reads here; what comes after does not.
-        let three = Envelope::seal_at("thing", &t, 3).unwrap();
-        assert!(String::from_utf8_lossy(&three).contains("\"format_version\": 3"));
-        assert_eq!(Envelope::open::<Thing>("thing", &three).unwrap(), t);
+        // Versions 3 and 4 (`seal_at`) read here; what comes after does not.
+        for v in [3, ENCRYPTED_VERSION] {
+            let sealed = Envelope::seal_at("thing", &t, v).unwrap();
+            let text = String::from_utf8_lossy(&sealed).to_string();
+            assert!(text.contains(&format!("\"format_version\": {v}")));
+            assert_eq!(Envelope::open::<Thing>("thing", &sealed).unwrap(), t);
+        }
         assert!(Envelope::seal_at("thing", &t, FORMAT_VERSION + 1).is_err());
-        let newer = text.replace(&current, "\"format_version\": 4");
+        let newer = text.replace(&current, "\"format_version\": 5");
         let err = Envelope::open::<Thing>("thing", newer.as_bytes()).unwrap_err();
-        assert!(matches!(err, EnvelopeError::Version { found: 4 }));
+        assert!(matches!(err, EnvelopeError::Version { found: 5 }));
         assert!(err.to_string().contains("upgrade pitr"), "{err}");
         let ancient = text.replace(&current, "\"format_version\": 0");
         assert!(matches!(

@@ -298,7 +298,8 @@ async fn check_new_repo(new_repo: &Repo) -> Result<(), ForkError> {
         source: RepoError::Store(source),
     };
     new_repo.store().check().await.map_err(repo_err)?;
-    let listed = new_repo.store().list("").await.map_err(repo_err)?;
+    // Whatever is there, sealed or not, readable or not.
+    let listed = new_repo.raw_store().list("").await.map_err(repo_err)?;
     match listed.first() {
         None => Ok(()),
         Some(first) => Err(ForkError::NotEmpty {

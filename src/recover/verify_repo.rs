@@ -1093,14 +1093,7 @@ async fn check_unit(store: &Arc<dyn Store>, unit: &Unit) -> Result<Checks, Verif
         Unit::Xacts { key, count, .. } => {
             let stored = match store.get(key).await {
                 Ok(s) => s,
-                Err(StoreError::NotFound(_)) => {
-                    return Ok(Checks {
-                        stored: 0,
-                        raw: 0,
-                        problem: Some("it vanished while verify ran".into()),
-                    })
-                }
-                Err(e) => return Err(RepoError::Store(e).into()),
+                Err(e) => return read_failed(e),
             };
             let n = stored.len() as u64;
             let problem = match crate::repo::codec::decompress(&stored) {
@@ -1127,6 +1120,30 @@ async fn check_unit(store: &Arc<dyn Store>, unit: &Unit) -> Result<Checks, Verif
     }
 }
 
+/// An object that could not be read: a problem of the object when it is
+/// gone or (in an encrypted repository) altered; the end of verify when
+/// the store fails or the key is missing.
+fn read_failed(e: StoreError) -> Result<Checks, VerifyError> {
+    use crate::repo::crypt::CryptError;
+    let problem = match &e {
+        StoreError::NotFound(_) => "it vanished while verify ran".to_string(),
+        StoreError::Crypt(c)
+            if matches!(
+                **c,
+                CryptError::Tampered { .. } | CryptError::Plaintext { .. }
+            ) =>
+        {
+            c.to_string()
+        }
+        _ => return Err(RepoError::Store(e).into()),
+    };
+    Ok(Checks {
+        stored: 0,
+        raw: 0,
+        problem: Some(problem),
+    })
+}
+
 /// Reads a zstd object through, hashing what it decodes to (streamed: a
 /// buffer of 256 KiB, whatever the object's size).
 async fn check_object(
@@ -1136,14 +1153,7 @@ async fn check_object(
 ) -> Result<Checks, VerifyError> {
     let reader = match store.open_read(key).await {
         Ok(r) => r,
-        Err(StoreError::NotFound(_)) => {
-            return Ok(Checks {
-                stored: 0,
-                raw: 0,
-                problem: Some("it vanished while verify ran".into()),
-            })
-        }
-        Err(e) => return Err(RepoError::Store(e).into()),
+        Err(e) => return read_failed(e),
     };
     let key_text = key.to_string();
     tokio::task::spawn_blocking(move || {

@@ -136,6 +136,12 @@ impl Repo {
         &self.store
     }
 
+    /// The store as it holds the objects: sealed objects as stored, sizes
+    /// as stored (for what looks at objects without reading them).
+    pub fn raw_store(&self) -> &Arc<dyn Store> {
+        self.crypt.inner()
+    }
+
     /// Creates the root of a local repository.
     pub fn create_root(&self) -> Result<(), RepoError> {
         match &self.location {

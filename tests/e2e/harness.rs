@@ -439,11 +439,46 @@ impl Cluster {
             port,
             pitr,
         };
-        cluster
+        // A key in the environment: the repository is created encrypted.
+        let encrypt = cluster
             .pitr
-            .ok(&["init", "--pgdata", cluster.pgdata.to_str().unwrap()]);
+            .env
+            .iter()
+            .any(|(k, _)| k == "PITR_KEY_FILE" || k == "PITR_KEY");
+        let mut init = vec!["init", "--pgdata", cluster.pgdata.to_str().unwrap()];
+        if encrypt {
+            init.push("--encrypt");
+        }
+        cluster.pitr.ok(&init);
         cluster.start();
         cluster
+    }
+
+    /// A PostgreSQL 15 cluster archiving into an encrypted repository
+    /// (local, or bucket `bucket` of `s3`) whose key is `key` (64 hex
+    /// digits), in a key file the postgres user reads; every pitr command
+    /// and the server's archive_command get it by `PITR_KEY_FILE`.
+    pub fn encrypted(s3: Option<(&crate::s3::S3Server, &str)>, key: &str) -> Cluster {
+        let dir = shared_tempdir();
+        let key_file = dir.path().join("repo.key");
+        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        let mut chown = Command::new("chown");
+        chown.arg("postgres").arg(&key_file);
+        run_ok(chown);
+        let mut pitr = match s3 {
+            Some((server, bucket)) => {
+                server.create_bucket(bucket);
+                Pitr {
+                    repo: dir.path().join("unused-local-repo"),
+                    spec: format!("s3://{bucket}/cluster1"),
+                    env: server.env(),
+                }
+            }
+            None => Pitr::local(dir.path().join("repo")),
+        };
+        pitr.env
+            .push(("PITR_KEY_FILE".into(), key_file.display().to_string()));
+        Self::build(dir, pitr, PG_BIN)
     }
 
     pub fn start(&self) {

@@ -5,6 +5,7 @@
 mod backup_sources;
 mod check;
 mod config;
+mod encryption;
 mod exact;
 mod expire;
 mod faults;

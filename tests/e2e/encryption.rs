@@ -1,0 +1,272 @@
+//! Encryption at rest (issue 15 part 3), on the local store and on S3: a
+//! repository created with `init --encrypt` while pgbench writes holds
+//! nothing but sealed data objects; `info` and `plan` work without the
+//! key; fetching WAL or restoring without it, with a wrong key, or with a
+//! key for a repository in the clear is refused clearly and writes
+//! nothing; with the key (a file, or `PITR_KEY`) a restore is row-exact
+//! and verify is clean; an altered object is named by verify.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const KEY: &str = "5f0c2a7e9b3d4c1f8e6a0b2d4f6e8a0c1e3f5a7b9c0d2e4f6a8b0c2d4e6f8a0b";
+const WRONG: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+/// `pitr` on the cluster's repository with its environment but no key.
+fn keyless(c: &Cluster) -> Pitr {
+    Pitr {
+        repo: c.pitr.repo.clone(),
+        spec: c.pitr.spec.clone(),
+        env: c
+            .pitr
+            .env
+            .iter()
+            .filter(|(k, _)| k != "PITR_KEY_FILE")
+            .cloned()
+            .collect(),
+    }
+}
+
+fn with_env(p: Pitr, k: &str, v: &str) -> Pitr {
+    let mut p = p;
+    p.env.push((k.to_string(), v.to_string()));
+    p
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_encrypted_repository_restores_only_with_its_key() {
+    scenario(Cluster::encrypted(None, KEY));
+}
+
+#[test]
+fn an_encrypted_repository_on_s3_restores_only_with_its_key() {
+    scenario(Cluster::encrypted(
+        Some((crate::s3::shared(), "encrypted")),
+        KEY,
+    ));
+}
+
+fn scenario(c: Cluster) {
+    c.create_table();
+    let init = c.pgbench(&["-i", "-s", "1", "-q"]).output().unwrap();
+    assert!(init.status.success(), "{init:?}");
+    // A backup taken while pgbench writes.
+    let busy = c
+        .pgbench(&["-n", "-c", "4", "-j", "2", "-T", "4"])
+        .spawn()
+        .unwrap();
+    for i in 1..=3 {
+        c.psql(&format!("insert into t(id) values ({i})"));
+    }
+    let b = c.backup();
+    let done = busy.wait_with_output().unwrap();
+    assert!(done.status.success(), "pgbench: {done:?}");
+    c.psql("select pg_sleep(0.2); insert into t(id) values (4)");
+    let at = c.psql("select clock_timestamp()").trim().to_string();
+    c.psql("select pg_sleep(0.2); insert into t(id) values (5)");
+    let seg = c.switch_and_archive();
+    let want = c
+        .psql(&format!(
+            "select string_agg(id::text, ',' order by id) from t where ts <= '{at}'"
+        ))
+        .trim()
+        .to_string();
+    assert_eq!(want, "1,2,3,4");
+
+    if !c.pitr.is_s3() {
+        // On disk: every data object sealed, the catalog plain JSON.
+        let mut sealed = 0;
+        for f in files(&c.pitr.repo) {
+            let rel = f
+                .strip_prefix(&c.pitr.repo)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let bytes = std::fs::read(&f).unwrap();
+            if rel == "pitr.json" || rel.starts_with("catalog/") || rel.starts_with("claims/") {
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .unwrap_or_else(|e| panic!("{rel} is not readable JSON: {e}"));
+            } else {
+                assert!(bytes.starts_with(b"PITRENC1"), "{rel} is not sealed");
+                sealed += 1;
+            }
+        }
+        assert!(sealed > 10, "{sealed} sealed objects");
+    }
+
+    // Without the key: the catalog reads, the data does not.
+    let nokey = keyless(&c);
+    let info = nokey.json(&["info"]);
+    assert_eq!(
+        info["cluster"]["encryption"]["cipher"], "aes-256-gcm",
+        "{info:#}"
+    );
+    assert_eq!(info["backups"][0]["id"], b["id"]);
+    let plan = nokey.json(&["plan", "--to", &at]);
+    assert_eq!(plan["backup"]["id"], b["id"], "{plan:#}");
+    let probe = c.path_of("probe");
+    let out = nokey.run(&["wal-fetch", &seg, probe.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Not "not archived" (3), which would end a recovery early.
+    assert_eq!(out.status.code(), Some(200), "{err}");
+    assert!(
+        err.contains("is encrypted") && err.contains("--key-file"),
+        "{err}"
+    );
+    assert!(!probe.exists());
+    let nokey_restore = Cluster::restore_args(&c, "restore", "nokey", &["--to", &at]);
+    let (code, err) = nokey.fails(&strs(&nokey_restore));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is encrypted"), "{err}");
+    assert!(
+        !c.path_of("nokey").join("PG_VERSION").exists(),
+        "a refused restore left a data directory"
+    );
+
+    // A wrong key: refused before anything runs.
+    let wrong_file = c.path_of("wrong.key");
+    std::fs::write(&wrong_file, WRONG).unwrap();
+    let wrong = with_env(keyless(&c), "PITR_KEY_FILE", wrong_file.to_str().unwrap());
+    let (code, err) = wrong.fails(&["info"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("wrong key for repository"), "{err}");
+
+    // The key in PITR_KEY instead of a file.
+    let env_key = with_env(keyless(&c), "PITR_KEY", KEY);
+    env_key.ok(&["wal-fetch", &seg, probe.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&probe).unwrap().len(), 1 << 20);
+
+    // With the key: row-exact at the target, and verify is clean.
+    let r = c.restore_to("restore", "at", &["--to", &at]);
+    assert_eq!(r.rows(), want);
+    drop(r);
+    let v = c.pitr.json(&["verify"]);
+    assert_eq!(
+        v["verify"]["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
+
+    if !c.pitr.is_s3() {
+        // One byte of a segment altered: verify names that object.
+        let obj = segment_data_object(&c.pitr.repo, &seg);
+        let mut bytes = std::fs::read(&obj).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x20;
+        std::fs::write(&obj, bytes).unwrap();
+        let out = run_within(c.pitr.cmd(&["verify", "--json"]), Duration::from_secs(300));
+        assert_eq!(out.status.code(), Some(10));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rel = obj
+            .strip_prefix(&c.pitr.repo)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let named = v["verify"]["problems"].as_array().unwrap().iter().any(|p| {
+            p["key"] == rel.as_str()
+                && p["message"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("does not open"))
+        });
+        assert!(named, "{v:#}");
+    }
+}
+
+/// Bad keys and the wrong repository for a key, each refused with what to
+/// do, nothing written.
+#[test]
+fn keys_that_do_not_fit_are_refused() {
+    let c = Cluster::new();
+    let dir = c.path_of("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("good.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let bad_file = dir.join("bad.key");
+    std::fs::write(&bad_file, "my secret passphrase").unwrap();
+
+    // A key for a repository written in the clear.
+    let (code, err) = c
+        .pitr
+        .fails(&["info", "--key-file", key_file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is not encrypted, but a key was given"),
+        "{err}"
+    );
+    // ... and --encrypt on it afterwards.
+    let (code, err) = c.pitr.fails(&[
+        "init",
+        "--pgdata",
+        c.pgdata_str(),
+        "--encrypt",
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not encrypted"), "{err}");
+
+    let new_repo = c.path_of("new-repo");
+    let at_new = |args: &[&str]| {
+        let mut all = vec![
+            "init",
+            "--pgdata",
+            c.pgdata_str(),
+            "--repo",
+            new_repo.to_str().unwrap(),
+        ];
+        all.extend(args);
+        c.pitr.fails(&all)
+    };
+    let (code, err) = at_new(&["--encrypt"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--encrypt needs a key"), "{err}");
+    let (code, err) = at_new(&["--key-file", key_file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a key was given but not --encrypt"), "{err}");
+    let (code, err) = at_new(&["--encrypt", "--key-file", bad_file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("does not hold a key: a key is 32 random bytes"),
+        "{err}"
+    );
+    assert!(
+        !new_repo.join("pitr.json").exists(),
+        "a refused init wrote the repository's record"
+    );
+    // And the right way creates it encrypted.
+    let mut cmd = c.pitr.cmd(&[
+        "init",
+        "--pgdata",
+        c.pgdata_str(),
+        "--repo",
+        new_repo.to_str().unwrap(),
+        "--encrypt",
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--json",
+    ]);
+    cmd.env_remove("PITR_REPO");
+    let out = run_ok(cmd);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["encryption"]["cipher"], "aes-256-gcm", "{v:#}");
+    assert_eq!(
+        v["encryption"]["keys"][0]["id"].as_str().map(str::len),
+        Some(16)
+    );
+}
