@@ -633,7 +633,7 @@ pub enum Command {
         archive_timeout: u64,
         /// Read the data directory at most this fast, over all jobs: bytes
         /// per second, or with a binary suffix k, M, G (500k, 50M, 1G).
-        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = max_rate)]
+        #[arg(long, env = "PITR_MAX_RATE", value_name = "BYTES_PER_SEC", value_parser = max_rate)]
         max_rate: Option<std::num::NonZeroU64>,
         /// Copy the files from this streaming standby (libpq connection
         /// string); --conn is the primary, which brackets the backup, and
@@ -779,7 +779,7 @@ pub enum Command {
         #[arg(long, env = "PITR_JOBS")]
         jobs: Option<usize>,
         /// Read the data directory at most this fast (a backup's --max-rate).
-        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = max_rate)]
+        #[arg(long, env = "PITR_MAX_RATE", value_name = "BYTES_PER_SEC", value_parser = max_rate)]
         max_rate: Option<std::num::NonZeroU64>,
         /// Seconds to wait for a capture's last WAL segment to be archived.
         #[arg(long, default_value_t = 120)]
@@ -797,10 +797,10 @@ pub enum Command {
         repo: RepoArg,
         /// Every moment from this long ago until now stays restorable
         /// (e.g. 14d, 36h).
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, env = "PITR_KEEP_WINDOW", value_name = "DURATION")]
         keep_window: String,
         /// Keep the newest N full backups too, whatever their age.
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, env = "PITR_KEEP_FULL", value_name = "N", default_value_t = 0)]
         keep_full: usize,
         /// List what would go and the bytes freed; remove nothing.
         #[arg(long)]

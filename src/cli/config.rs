@@ -12,6 +12,11 @@
 //! ```toml
 //! repo = "s3://backups/main"     # PITR_REPO, --repo
 //! jobs = 4                       # PITR_JOBS, --jobs
+//! max_rate = "100M"              # PITR_MAX_RATE, --max-rate (backup, snapshot, maintain)
+//! key_file = "/etc/pitr/repo.key"  # PITR_KEY_FILE, --key-file
+//! [retention]
+//! keep_window = "14d"            # PITR_KEEP_WINDOW, expire --keep-window
+//! keep_full = 2                  # PITR_KEEP_FULL, expire --keep-full
 //! [s3]
 //! region = "eu-west-1"           # AWS_REGION, --s3-region
 //! endpoint = "http://127.0.0.1:9000"  # AWS_ENDPOINT_URL, --s3-endpoint
@@ -36,7 +41,17 @@ pub const DEFAULT_PATH: &str = "/etc/pitr/pitr.toml";
 pub struct ConfigFile {
     pub repo: Option<String>,
     pub jobs: Option<u32>,
+    pub max_rate: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub retention: Option<RetentionSection>,
     pub s3: Option<S3Section>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub keep_window: Option<String>,
+    pub keep_full: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -146,6 +161,20 @@ impl ConfigFile {
         if let Some(j) = self.jobs {
             out.push(("PITR_JOBS", j.to_string()));
         }
+        if let Some(r) = &self.max_rate {
+            out.push(("PITR_MAX_RATE", r.clone()));
+        }
+        if let Some(k) = &self.key_file {
+            out.push(("PITR_KEY_FILE", k.display().to_string()));
+        }
+        if let Some(r) = &self.retention {
+            if let Some(w) = &r.keep_window {
+                out.push(("PITR_KEEP_WINDOW", w.clone()));
+            }
+            if let Some(n) = r.keep_full {
+                out.push(("PITR_KEEP_FULL", n.to_string()));
+            }
+        }
         if let Some(s3) = &self.s3 {
             if let Some(r) = &s3.region {
                 out.push(("AWS_REGION", r.clone()));
@@ -243,7 +272,9 @@ mod tests {
     fn settings_become_environment_defaults() {
         let f = parse(
             Path::new("p.toml"),
-            "repo = \"s3://b/p\"\njobs = 3\n[s3]\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9\"\npath_style = true\n",
+            "repo = \"s3://b/p\"\njobs = 3\nmax_rate = \"50M\"\nkey_file = \"/etc/pitr/k\"\n\
+             [retention]\nkeep_window = \"14d\"\nkeep_full = 2\n\
+             [s3]\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9\"\npath_style = true\n",
         )
         .unwrap();
         assert_eq!(
@@ -251,6 +282,10 @@ mod tests {
             [
                 ("PITR_REPO", "s3://b/p".to_string()),
                 ("PITR_JOBS", "3".into()),
+                ("PITR_MAX_RATE", "50M".into()),
+                ("PITR_KEY_FILE", "/etc/pitr/k".into()),
+                ("PITR_KEEP_WINDOW", "14d".into()),
+                ("PITR_KEEP_FULL", "2".into()),
                 ("AWS_REGION", "eu-west-1".into()),
                 ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
                 ("PITR_S3_PATH_STYLE", "true".into()),
@@ -265,6 +300,8 @@ mod tests {
             "rpeo = \"x\"",
             "jobs = \"four\"",
             "[s3]\nregoin = \"x\"",
+            "[retention]\nkeep_windwo = \"1d\"",
+            "[retention]\nkeep_full = -1",
             "repo = ",
         ] {
             let e = parse(Path::new("/etc/pitr/pitr.toml"), bad).unwrap_err();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-const KEY: &str = "5f0c2a7e9b3d4c1f8e6a0b2d4f6e8a0c1e3f5a7b9c0d2e4f6a8b0c2d4e6f8a0b";
+pub const KEY: &str = "5f0c2a7e9b3d4c1f8e6a0b2d4f6e8a0c1e3f5a7b9c0d2e4f6a8b0c2d4e6f8a0b";
 const WRONG: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 
 /// `pitr` on the cluster's repository with its environment but no key.
