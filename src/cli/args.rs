@@ -790,6 +790,17 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Rotate keys: list a new key in an encrypted repository (opened
+    /// with a current one); new objects are sealed with it from then on.
+    AddKey {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The new key's file (32 random bytes as hex or base64).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Remove backups, snapshots and WAL that no moment inside the
     /// retention window needs.
     Expire {

@@ -440,9 +440,10 @@ fn init_code(e: &InitError) -> Code {
         InitError::OtherSystem { .. } => Code::Incompatible,
         InitError::Repo(r) => repo_code(r),
         InitError::Crypt(c) => crypt_code(c),
-        InitError::Clear { .. } | InitError::KeyWithoutEncrypt { .. } | InitError::NoKey => {
-            Code::Usage
-        }
+        InitError::Clear { .. }
+        | InitError::KeyWithoutEncrypt { .. }
+        | InitError::NoKey
+        | InitError::NoCurrentKey => Code::Usage,
         InitError::GiveAway { .. } => Code::Storage,
     }
 }

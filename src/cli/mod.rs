@@ -112,6 +112,7 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Command::Check { pgdata: None, .. }
+        | Command::AddKey { .. }
         | Command::WalFetch { .. }
         | Command::WalPrefetch { .. }
         | Command::Info { .. }
@@ -367,6 +368,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             db_user,
             json,
         } => command::status::run(&pgdata, repo.as_deref(), &s3, &db_user, json.json).await,
+        Command::AddKey {
+            repo,
+            new_key_file,
+            json,
+        } => {
+            let repo = command::open_repo(&repo).await?;
+            let new = crate::repo::crypt::KeySource {
+                files: vec![new_key_file],
+                env_key: None,
+            };
+            let out = crate::repo::init::add_key(&repo, &new).await?;
+            render::add_key(&out, json.json)
+        }
         Command::Expire {
             repo,
             keep_window,

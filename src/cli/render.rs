@@ -720,6 +720,23 @@ pub fn check(r: &crate::ops::check::Report, as_json: bool, nagios: bool) -> Resu
 }
 
 /// `pitr expire`: the window, what is kept and why, what goes (or would).
+pub fn add_key(r: &crate::repo::init::KeyAdded, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return json(r);
+    }
+    if r.added {
+        println!(
+            "key {} added; the repository's keys are now {}",
+            r.id,
+            r.keys.join(", ")
+        );
+        println!("give both keys from now on (--key-file NEW --key-file OLD, or PITR_KEY_FILE=NEW:OLD): the new one seals, the old one still opens what it sealed until expire has removed it");
+    } else {
+        println!("key {} is already one of the repository's keys", r.id);
+    }
+    Ok(())
+}
+
 pub fn expire(r: &crate::ops::expire::ExpireReport, as_json: bool) -> Result<(), Failure> {
     if as_json {
         return json(r);

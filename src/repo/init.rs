@@ -32,6 +32,8 @@ pub enum InitError {
     KeyWithoutEncrypt { repo: String },
     #[error("--encrypt needs a key: give --key-file FILE (32 random bytes as hex or base64; make one with `openssl rand -base64 32 > FILE`) or PITR_KEY")]
     NoKey,
+    #[error("adding a key needs one of the repository's current keys: give it with --key-file (or PITR_KEY), and the new one with --new-key-file")]
+    NoCurrentKey,
     #[error(transparent)]
     Crypt(#[from] super::crypt::CryptError),
     #[error(transparent)]
@@ -124,6 +126,57 @@ pub async fn init(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// What `add_key` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyAdded {
+    /// The new key's id.
+    pub id: String,
+    /// False when the repository already listed it (nothing changed).
+    pub added: bool,
+    /// Every key id the repository lists now, oldest first.
+    pub keys: Vec<String>,
+}
+
+/// Rotation: lists `new`'s key in the encrypted `repo` (opened with one of
+/// its current keys, which proves the right to). From then on, a pitr
+/// given the new key seals new objects with it (the newest listed key
+/// given), and opens older objects with whichever key their header names,
+/// as long as that key is given too (until `expire` has removed them).
+pub async fn add_key(repo: &Repo, new: &super::crypt::KeySource) -> Result<KeyAdded, InitError> {
+    if repo.key_source().is_empty() {
+        return Err(InitError::NoCurrentKey);
+    }
+    let mut config = repo.config().await?;
+    let new_key = new.load()?;
+    let new_key = new_key.first().ok_or(InitError::NoKey)?;
+    let id = new_key.id().to_string();
+    let Some(enc) = config.encryption.as_mut() else {
+        // `config()` refuses keys for a repository in the clear.
+        return Err(InitError::NoKey);
+    };
+    let added = !enc.keys.iter().any(|k| k.id == id);
+    if added {
+        enc.keys.push(crate::catalog::KeyRecord {
+            id: id.clone(),
+            added_at: Utc::now(),
+        });
+        repo.put_meta_at(
+            &layout::config(),
+            KIND_CONFIG,
+            &config,
+            PutMode::Overwrite,
+            crate::catalog::envelope::ENCRYPTED_VERSION,
+        )
+        .await?;
+    }
+    let keys = config
+        .encryption
+        .iter()
+        .flat_map(|e| e.keys.iter().map(|k| k.id.clone()))
+        .collect();
+    Ok(KeyAdded { id, added, keys })
 }
 
 /// As root, before becoming the repository's user (`uid`, `gid`, `user`):

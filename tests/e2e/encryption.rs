@@ -270,3 +270,75 @@ fn keys_that_do_not_fit_are_refused() {
         Some(16)
     );
 }
+
+/// Rotation: `add-key` lists a new key; a server given both seals new
+/// segments with the new one (its id in their header), an old segment
+/// opens only with the old key, and a restore given both is row-exact.
+#[test]
+fn keys_rotate_without_rewriting_what_is_stored() {
+    let mut c = Cluster::encrypted(None, KEY);
+    c.create_table();
+    // Sealed with the old key, as is the segment after it.
+    c.backup();
+    c.psql("insert into t(id) values (1)");
+    let old_seg = c.switch_and_archive();
+    let old_file = c
+        .pitr
+        .env
+        .iter()
+        .find(|(k, _)| k == "PITR_KEY_FILE")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let new_file = c.path_of("new.key");
+    std::fs::write(&new_file, WRONG).unwrap();
+    let mut chown = std::process::Command::new("chown");
+    chown.arg("postgres").arg(&new_file);
+    run_ok(chown);
+
+    let added = c
+        .pitr
+        .json(&["add-key", "--new-key-file", new_file.to_str().unwrap()]);
+    assert_eq!(added["added"], true, "{added:#}");
+    assert_eq!(added["keys"].as_array().map(Vec::len), Some(2), "{added:#}");
+    let new_id = added["id"].as_str().unwrap().to_string();
+    let again = c
+        .pitr
+        .json(&["add-key", "--new-key-file", new_file.to_str().unwrap()]);
+    assert_eq!(again["added"], false, "{again:#}");
+
+    // The server (its archive_command) now gets both keys.
+    stop_server(&c.pgdata);
+    let both = format!("{}:{old_file}", new_file.display());
+    for (k, v) in c.pitr.env.iter_mut() {
+        if k == "PITR_KEY_FILE" {
+            *v = both.clone();
+        }
+    }
+    c.start();
+    c.psql("insert into t(id) values (2)");
+    let new_seg = c.switch_and_archive();
+    let header = |seg: &str| {
+        let bytes = std::fs::read(segment_data_object(&c.pitr.repo, seg)).unwrap();
+        hex_of(&bytes[8..16])
+    };
+    assert_eq!(header(&new_seg), new_id);
+    assert_ne!(header(&old_seg), new_id);
+
+    // Only the new key: the old segment does not open, and says which
+    // key it needs.
+    let only_new = with_env(keyless(&c), "PITR_KEY_FILE", new_file.to_str().unwrap());
+    let probe = c.path_of("probe");
+    only_new.ok(&["wal-fetch", &new_seg, probe.to_str().unwrap()]);
+    std::fs::remove_file(&probe).unwrap();
+    let out = only_new.run(&["wal-fetch", &old_seg, probe.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(200), "{err}");
+    assert!(err.contains("which was not given"), "{err}");
+    // Both keys: row-exact.
+    let r = c.restore_to("restore", "latest", &["--latest"]);
+    assert_eq!(r.rows(), "1,2");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
