@@ -13,6 +13,7 @@ use crate::pg::control::PgMajor;
 use crate::pg::{SegmentName, WalFileName};
 use crate::plan::cost::CostModel;
 use crate::plan::{self, Plan, PlanError, RecoveryTarget, TargetSpec, XactLists};
+use crate::repo::store::StoreError;
 use crate::repo::{Repo, RepoError};
 
 use super::install::{self, SelectError};
@@ -198,6 +199,13 @@ async fn transaction_list(repo: &Repo, seg: &SegmentName) -> Option<Vec<crate::p
         Ok(list) => Some(list),
         Err(e) if e.is_not_found() => {
             tracing::debug!(segment = %seg, "no transaction list (archived by an older pitr)");
+            None
+        }
+        Err(RepoError::Store(StoreError::Crypt(c)))
+            if matches!(*c, crate::repo::crypt::CryptError::KeyNeeded { .. }) =>
+        {
+            tracing::warn!(segment = %seg,
+                "the repository is encrypted and no key was given: segment {seg}'s transaction list is not read, so the plan is as exact as the catalog alone makes it (give --key-file for the exact stopping record)");
             None
         }
         Err(e) => {

@@ -118,8 +118,15 @@ fn scenario(c: Cluster) {
         "{info:#}"
     );
     assert_eq!(info["backups"][0]["id"], b["id"]);
+    // Planned from the catalog alone: the same start point, the stop left
+    // to recovery_target_time (the transaction lists are sealed); with
+    // the key, resolved to the exact record.
     let plan = nokey.json(&["plan", "--to", &at]);
     assert_eq!(plan["backup"]["id"], b["id"], "{plan:#}");
+    assert_eq!(plan["time_stop"]["by"], "time", "{plan:#}");
+    let exact = c.pitr.json(&["plan", "--to", &at]);
+    assert_eq!(exact["backup"]["id"], b["id"], "{exact:#}");
+    assert_eq!(exact["time_stop"]["by"], "lsn", "{exact:#}");
     let probe = c.path_of("probe");
     let out = nokey.run(&["wal-fetch", &seg, probe.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
