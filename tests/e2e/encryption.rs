@@ -170,6 +170,46 @@ fn scenario(c: Cluster) {
         "{v:#}"
     );
 
+    // A test restore through verify, and a fork: its repository is
+    // sealed with the same key, and it archives into it.
+    let v = c.pitr.json(&["verify", "--restore"]);
+    assert_eq!(
+        v["verify"]["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
+    if !c.pitr.is_s3() {
+        let new_repo = c.path_of("fork-repo");
+        let args = c.restore_args(
+            "fork",
+            "fork",
+            &["--to", &at, "--new-repo", new_repo.to_str().unwrap()],
+        );
+        let f = Restored::from_json(c.pitr.json(&strs(&args)));
+        assert_eq!(f.rows(), want);
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(new_repo.join("pitr.json")).unwrap()).unwrap();
+        assert_eq!(config["format_version"], 4, "{config:#}");
+        assert_eq!(config["body"]["encryption"]["cipher"], "aes-256-gcm");
+        let data: Vec<_> = files(&new_repo.join("backups"))
+            .into_iter()
+            .chain(
+                files(&new_repo.join("wal"))
+                    .into_iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "zst")),
+            )
+            .collect();
+        assert!(!data.is_empty());
+        for p in data {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                bytes.starts_with(b"PITRENC1"),
+                "{} is not sealed",
+                p.display()
+            );
+        }
+    }
+
     if !c.pitr.is_s3() {
         // One byte of a segment altered: verify names that object.
         let obj = segment_data_object(&c.pitr.repo, &seg);
