@@ -25,8 +25,8 @@ WORK=$(mktemp -d /tmp/pitr-bench-XXXXXX)
 chmod 0777 "$WORK"
 mkdir -p "$WORK/bin" && cp target/release/pitr "$WORK/bin/" && chmod -R a+rX "$WORK/bin"
 PITR="$WORK/bin/pitr"
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 S3PID=
 cleanup() {
     [ -f "$WORK/data/postmaster.pid" ] && as_pg "$BIN/pg_ctl" stop -D "$WORK/data" -m immediate >/dev/null 2>&1 || true
@@ -35,9 +35,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print $1 }"; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # S3 server and bucket.
 S3PORT=$(free_port)
