@@ -592,9 +592,13 @@ impl Store for CryptStore {
             return self.inner.get_blocking(key);
         }
         // Only once the mode is known (the async path learns it).
-        let mode = self.mode.get()?;
-        let got = self.inner.get_blocking(key)?;
-        Some(got.and_then(|stored| self.open_with(mode, key, &stored)))
+        match self.mode.get()? {
+            Mode::Plain => self.inner.get_blocking(key),
+            mode => {
+                let got = self.inner.get_blocking(key)?;
+                Some(got.and_then(|stored| self.open_with(mode, key, &stored)))
+            }
+        }
     }
     async fn sweep_abandoned(&self) -> Result<usize, StoreError> {
         self.inner.sweep_abandoned().await
