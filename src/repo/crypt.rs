@@ -31,7 +31,9 @@
 //! every `Repo`, learns from `pitr.json` whether the repository is
 //! encrypted, and seals and opens data objects on their way, so no
 //! writer or reader above it needs to know. Sizes it lists are the
-//! plaintext's, as the catalog records them.
+//! plaintext's, as the catalog records them. A reader given no key reads
+//! an object in the clear without asking `pitr.json` first (no extra
+//! round trip for a `wal-fetch` from a repository in the clear).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -607,6 +609,17 @@ impl Store for CryptStore {
         self.inner.sync().await
     }
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        // No key, and `pitr.json` not read yet: an object in the clear
+        // needs no more (the common case costs no extra read: wal-fetch's
+        // first get); a sealed one is refused, saying which key it needs.
+        if holds_data(key) && self.keys.is_empty() && self.mode.get().is_none() {
+            let stored = self.inner.get(key).await?;
+            if !is_sealed(&stored) {
+                return Ok(stored);
+            }
+            let mode = self.mode().await?;
+            return self.open_with(mode, key, &stored);
+        }
         match self.data_mode(key).await? {
             Some(m) => {
                 let stored = self.inner.get(key).await?;
@@ -830,6 +843,49 @@ mod tests {
         let e = keyless.put(&seg, b"x", PutMode::Overwrite).await;
         assert!(e.is_err());
         assert_eq!(s.get(&seg).await.unwrap(), b"segment bytes");
+    }
+
+    #[tokio::test]
+    async fn a_keyless_read_of_a_clear_object_needs_no_pitr_json_but_a_sealed_one_is_refused() {
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let seg = obj("wal/00000001/000000010000000000000001.zst");
+        inner
+            .put(&seg, b"zstd bytes", PutMode::Create)
+            .await
+            .unwrap();
+        // A pitr.json that does not even read: never asked.
+        inner
+            .put(&layout::config(), b"{}", PutMode::Create)
+            .await
+            .unwrap();
+        let s = CryptStore::new(inner.clone(), "R".into(), Keyring::default());
+        assert_eq!(s.get(&seg).await.unwrap(), b"zstd bytes");
+        // A sealed object in a repository whose pitr.json says encrypted.
+        let k = key(HEX);
+        let sealed_key = obj("wal/00000001/000000010000000000000002.zst");
+        inner
+            .put(
+                &sealed_key,
+                &seal(&k, &sealed_key, b"x").unwrap(),
+                PutMode::Create,
+            )
+            .await
+            .unwrap();
+        let config = encrypted_config(&[&k]);
+        inner
+            .put(
+                &layout::config(),
+                &Envelope::seal(KIND_CONFIG, &config).unwrap(),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        let s = CryptStore::new(inner.clone(), "R".into(), Keyring::default());
+        let e = s.get(&sealed_key).await.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("repository R is encrypted (key {}): give its key with --key-file FILE or the PITR_KEY environment variable", k.id())
+        );
     }
 
     #[tokio::test]
