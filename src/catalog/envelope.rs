@@ -12,8 +12,13 @@
 //! (incrementals and snapshots, `StartKind`) and manifests whose files
 //! come in part from a parent backup. An older pitr then leaves them out
 //! (damaged: planned around) instead of restoring a snapshot record as a
-//! backup with no files. This build writes 2, or 3 for those objects
-//! (`seal_at`), and reads 1 to 3.
+//! backup with no files. 4 marks snapshot records that carry tablespaces
+//! (`SnapshotTablespace`): a pitr that reads 3 knows only the data
+//! directory's snapshot, so it would plan from one and then refuse its
+//! `tablespace_map`, and, expiring it, delete that snapshot alone and
+//! leave the tablespaces' own (btrfs) behind; it leaves them out instead.
+//! This build writes 2, or 3 or 4 for those objects (`seal_at`), and reads
+//! 1 to 4.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -21,7 +26,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// The newest format version this build reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The format version this build writes unless an object needs a newer
 /// one (`Envelope::seal_at`): what every pitr since version 2 reads.
 pub const WRITE_VERSION: u32 = 2;
@@ -71,7 +76,7 @@ impl Envelope {
     }
 
     /// Wraps `body` as a `kind` file of format `version` (at most
-    /// `FORMAT_VERSION`): 3 for objects older pitr must not misread.
+    /// `FORMAT_VERSION`): 3 or 4 for objects older pitr must not misread.
     pub fn seal_at<T: Serialize>(
         kind: &str,
         body: &T,
@@ -166,14 +171,17 @@ mod tests {
             Envelope::open::<Thing>("thing", older.as_bytes()).unwrap(),
             t
         );
-        // Version 3 (`seal_at`) reads here; what comes after does not.
-        let three = Envelope::seal_at("thing", &t, 3).unwrap();
-        assert!(String::from_utf8_lossy(&three).contains("\"format_version\": 3"));
-        assert_eq!(Envelope::open::<Thing>("thing", &three).unwrap(), t);
+        // Versions 3 and 4 (`seal_at`) read here; what comes after does not.
+        for v in [3, 4] {
+            let sealed = Envelope::seal_at("thing", &t, v).unwrap();
+            let want = format!("\"format_version\": {v}");
+            assert!(String::from_utf8_lossy(&sealed).contains(&want));
+            assert_eq!(Envelope::open::<Thing>("thing", &sealed).unwrap(), t);
+        }
         assert!(Envelope::seal_at("thing", &t, FORMAT_VERSION + 1).is_err());
-        let newer = text.replace(&current, "\"format_version\": 4");
+        let newer = text.replace(&current, "\"format_version\": 5");
         let err = Envelope::open::<Thing>("thing", newer.as_bytes()).unwrap_err();
-        assert!(matches!(err, EnvelopeError::Version { found: 4 }));
+        assert!(matches!(err, EnvelopeError::Version { found: 5 }));
         assert!(err.to_string().contains("upgrade pitr"), "{err}");
         let ancient = text.replace(&current, "\"format_version\": 0");
         assert!(matches!(

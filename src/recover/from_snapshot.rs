@@ -51,6 +51,7 @@ pub async fn materialize(
         handle,
         consistency,
         commands,
+        ..
     } = &record.start
     else {
         return Err(RecoverError::BadManifest(format!(

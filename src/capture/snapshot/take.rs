@@ -299,6 +299,7 @@ impl Run<'_> {
             handle: handle.to_string(),
             consistency: consistency(self.opts.atomic),
             commands: self.provider.commands(),
+            tablespaces: Vec::new(),
         };
         let record = BackupRecord {
             id: self.id.to_string(),
