@@ -340,7 +340,7 @@ fn is_subvolume(path: &Path) -> bool {
 /// snapshot while pgbench writes into the tablespace, restored row-exact
 /// with the tablespace mapped to a new subvolume; a map off the
 /// snapshot's filesystem is refused before anything is written; a run
-/// that fails after its snapshots deletes them all.
+/// that fails after its snapshots deletes them all, and so does expire.
 #[test]
 fn btrfs_snapshot_of_a_tablespace_on_its_own_subvolume_restores_row_exact() {
     let Some(fs) = Btrfs::mount() else { return };
@@ -515,4 +515,27 @@ fn btrfs_snapshot_of_a_tablespace_on_its_own_subvolume_restores_row_exact() {
     );
     c.psql("alter system reset archive_command");
     c.psql("select pg_reload_conf()");
+
+    // Expired (two full backups taken since, the window beginning
+    // between them), the snapshot goes with its tablespace's, deleted by
+    // the repository's owner, which pitr becomes.
+    let anchor = c.backup();
+    std::thread::sleep(Duration::from_secs(2));
+    c.backup();
+    let stop: chrono::DateTime<chrono::Utc> =
+        anchor["stop_time"].as_str().unwrap().parse().unwrap();
+    let window = format!(
+        "{}ms",
+        (chrono::Utc::now() - stop).num_milliseconds() - 1000
+    );
+    let r = c.pitr.json(&["expire", "--keep-window", &window]);
+    let gone: Vec<&str> = r["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert!(gone.contains(&id.as_str()), "{r:#}");
+    assert_eq!(r["snapshots_left"], serde_json::json!([]), "{r:#}");
+    assert_eq!(names_in(&snaps), Vec::<String>::new());
 }
