@@ -12,11 +12,17 @@
 //! (incrementals and snapshots, `StartKind`) and manifests whose files
 //! come in part from a parent backup. An older pitr then leaves them out
 //! (damaged: planned around) instead of restoring a snapshot record as a
-//! backup with no files. 4 marks the `pitr.json` of an encrypted
-//! repository (`RepoConfig::encryption`): an older pitr refuses the whole
-//! repository instead of writing WAL into it in the clear or reading
-//! sealed objects as corrupt. This build writes 2, or 3 or 4 for those
-//! objects (`seal_at`), and reads 1 to 4.
+//! backup with no files. 4 marks objects that a pitr reading up to 3
+//! must not touch at all: the `pitr.json` of an encrypted repository
+//! (`RepoConfig::encryption`), which an older pitr refuses whole instead
+//! of writing WAL into it in the clear or reading sealed objects as
+//! corrupt; and snapshot records that carry tablespaces
+//! (`SnapshotTablespace`): a pitr that reads 3 knows only the data
+//! directory's snapshot, so it would plan from one and then refuse its
+//! `tablespace_map`, and, expiring it, delete that snapshot alone and
+//! leave the tablespaces' own (btrfs) behind; it leaves them out instead.
+//! This build writes 2, or 3 or 4 for those objects (`seal_at`), and reads
+//! 1 to 4.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -76,7 +82,7 @@ impl Envelope {
     }
 
     /// Wraps `body` as a `kind` file of format `version` (at most
-    /// `FORMAT_VERSION`): 3 for objects older pitr must not misread.
+    /// `FORMAT_VERSION`): 3 or 4 for objects older pitr must not misread.
     pub fn seal_at<T: Serialize>(
         kind: &str,
         body: &T,

@@ -13,7 +13,7 @@ pub use hash::{ContentHash, HashKind};
 pub use model::{
     BackupClaim, BackupFile, BackupManifest, BackupRecord, BlockRange, Catalog, ChainError,
     Consistency, DamagedObject, DeltaPart, Encryption, FileChunk, FileSource, KeyRecord,
-    RepoConfig, RestoreTiming, SnapshotCommands, SnapshotProvider, StartKind, VerifyKind,
-    VerifyResult, WalHorizon, WalIndexChunk, WalSegmentRecord, WalSummary,
+    RepoConfig, RestoreTiming, SnapshotCommands, SnapshotProvider, SnapshotTablespace, StartKind,
+    VerifyKind, VerifyResult, WalHorizon, WalIndexChunk, WalSegmentRecord, WalSummary,
 };
 pub use wal_index::{SegRef, TimelineTotals, WalEntry, WalIndex, WalIndexBuilder};

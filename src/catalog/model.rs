@@ -252,7 +252,28 @@ pub enum StartKind {
         /// another day needs no flags; absent for the other providers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commands: Option<SnapshotCommands>,
+        /// Every tablespace the snapshot carries, by OID; absent when the
+        /// cluster had none. A record with any is written at format
+        /// version 4 (`StartKind::format_version`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tablespaces: Vec<SnapshotTablespace>,
     },
+}
+
+/// One tablespace a snapshot carries: where it was and, where the
+/// provider snapshots it apart from the data directory, that snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotTablespace {
+    /// Its OID: the name of its `pg_tblspc` link.
+    pub oid: u32,
+    /// The directory its link pointed to when the snapshot was taken.
+    pub path: std::path::PathBuf,
+    /// The provider's own snapshot of it (btrfs: a read-only snapshot of
+    /// the tablespace's subvolume); absent where the data directory's
+    /// snapshot holds it (copy: `pg_tblspc/<oid>/` of the copy; command:
+    /// the operator's snapshot, which `--covers-tablespaces` said covers it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
 }
 
 /// The operator's commands of the `command` provider (`sh -c`, with
@@ -291,12 +312,15 @@ impl StartKind {
         }
     }
 
-    /// The format version a record of this kind is written at.
+    /// The format version a record of this kind is written at: 3 for
+    /// incrementals and snapshots, 4 for a snapshot that carries
+    /// tablespaces (a pitr that reads 3 would know only its data
+    /// directory's snapshot: see `catalog::envelope`).
     pub fn format_version(&self) -> u32 {
-        if self.is_full() {
-            super::envelope::WRITE_VERSION
-        } else {
-            3
+        match self {
+            StartKind::Full => super::envelope::WRITE_VERSION,
+            StartKind::Snapshot { tablespaces, .. } if !tablespaces.is_empty() => 4,
+            StartKind::Incremental { .. } | StartKind::Snapshot { .. } => 3,
         }
     }
 }
@@ -817,6 +841,7 @@ mod tests {
                     handle: "/snaps/1".into(),
                     consistency: Consistency::Bracketed,
                     commands: None,
+                    tablespaces: Vec::new(),
                 },
             ),
             "c",
@@ -893,6 +918,7 @@ mod snapshot_kind_tests {
             handle: "/srv/.pitr-snapshots/20261128T000000Z".into(),
             consistency: Consistency::Atomic,
             commands: None,
+            tablespaces: Vec::new(),
         };
         let json = serde_json::to_value(&btrfs).unwrap();
         assert_eq!(
@@ -910,11 +936,52 @@ mod snapshot_kind_tests {
                 restore: "r".into(),
                 delete: "d".into(),
             }),
+            tablespaces: Vec::new(),
         };
         let json = serde_json::to_value(&command).unwrap();
         assert_eq!(json["commands"]["restore"], "r");
         assert_eq!(serde_json::from_value::<StartKind>(json).unwrap(), command);
         assert_eq!(command.format_version(), 3);
         assert_eq!(command.name(), "snapshot");
+    }
+
+    /// A snapshot with tablespaces lists each (its own snapshot's handle
+    /// only where the provider made one) and is written at version 4, which
+    /// a pitr that reads up to 3 refuses: it would know only the data
+    /// directory's snapshot.
+    #[test]
+    fn a_snapshot_with_tablespaces_is_written_at_version_4() {
+        let with = StartKind::Snapshot {
+            provider: SnapshotProvider::Btrfs,
+            handle: "/srv/.pitr-snapshots/S".into(),
+            consistency: Consistency::Bracketed,
+            commands: None,
+            tablespaces: vec![
+                SnapshotTablespace {
+                    oid: 16384,
+                    path: "/srv/ts one".into(),
+                    handle: Some("/srv/.pitr-snapshots/S.tablespace-16384".into()),
+                },
+                SnapshotTablespace {
+                    oid: 16385,
+                    path: "/srv/ts2".into(),
+                    handle: None,
+                },
+            ],
+        };
+        let json = serde_json::to_value(&with).unwrap();
+        assert_eq!(
+            json["tablespaces"],
+            serde_json::json!([
+                {"oid": 16384, "path": "/srv/ts one",
+                 "handle": "/srv/.pitr-snapshots/S.tablespace-16384"},
+                {"oid": 16385, "path": "/srv/ts2"}
+            ])
+        );
+        assert_eq!(serde_json::from_value::<StartKind>(json).unwrap(), with);
+        assert_eq!(with.format_version(), 4);
+        assert!(with.format_version() <= super::super::envelope::FORMAT_VERSION);
+        let full = StartKind::Full;
+        assert_eq!(full.format_version(), super::super::envelope::WRITE_VERSION);
     }
 }

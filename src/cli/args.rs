@@ -170,6 +170,12 @@ pub struct ProviderFlags {
     /// command: removes PITR_SNAPSHOT_HANDLE.
     #[arg(long, value_name = "SHELL")]
     pub delete_command: Option<String>,
+    /// command: the create command's snapshot covers the tablespaces too
+    /// (PITR_TABLESPACES names them, `<oid>=<path>` lines), and the
+    /// restore command puts each into the directory PITR_TABLESPACES
+    /// names; without it a cluster with tablespaces is refused.
+    #[arg(long)]
+    pub covers_tablespaces: bool,
 }
 
 impl ProviderFlags {
@@ -179,6 +185,7 @@ impl ProviderFlags {
             create_command: self.create_command.clone(),
             restore_command: self.restore_command.clone(),
             delete_command: self.delete_command.clone(),
+            covers_tablespaces: self.covers_tablespaces,
         }
     }
 }

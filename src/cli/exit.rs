@@ -241,8 +241,10 @@ fn snapshot_code(e: &SnapshotError) -> Code {
         SnapshotError::CopyCannotBeAtomic
         | SnapshotError::AtomicNeedsConn
         | SnapshotError::AtomicWalElsewhere { .. }
-        | SnapshotError::Tablespaces => Code::Usage,
-        SnapshotError::Returned { .. } => Code::Postgres,
+        | SnapshotError::AtomicTablespaces => Code::Usage,
+        SnapshotError::Returned { .. }
+        | SnapshotError::TablespacesChanged { .. }
+        | SnapshotError::TablespaceMap(_) => Code::Postgres,
         SnapshotError::Backup(b) => backup_code(b),
         SnapshotError::Provider { source, .. } => provider_code(source),
     }
@@ -255,6 +257,11 @@ fn provider_code(e: &ProviderError) -> Code {
     match e {
         ProviderError::Spawn { .. }
         | ProviderError::NotSubvolume { .. }
+        | ProviderError::TablespaceNotSubvolume { .. }
+        | ProviderError::TablespaceOtherFilesystem { .. }
+        | ProviderError::CommandTablespaces { .. }
+        | ProviderError::CoversNotCommand
+        | ProviderError::TablespacePath { .. }
         | ProviderError::NotBtrfs { .. }
         | ProviderError::OtherFilesystem { .. }
         | ProviderError::MissingCommand(_)
@@ -262,7 +269,8 @@ fn provider_code(e: &ProviderError) -> Code {
         | ProviderError::Io { .. } => Code::Usage,
         ProviderError::Failed { .. }
         | ProviderError::TimedOut { .. }
-        | ProviderError::Gone { .. } => Code::Storage,
+        | ProviderError::Gone { .. }
+        | ProviderError::NoTablespace { .. } => Code::Storage,
     }
 }
 

@@ -18,8 +18,9 @@
 //!    its index entry. Index chunks wholly below the horizon go last.
 //!
 //! History files are kept (a few bytes each, and what any later timeline's
-//! history is read from). A snapshot's provider copy is deleted by its
-//! provider after its record (`capture::snapshot::delete`); one the
+//! history is read from). A snapshot's provider copy (and its tablespaces'
+//! own snapshots) is deleted by its provider after its record
+//! (`capture::snapshot::delete`); one the
 //! provider cannot delete is named in the report (`snapshots_left`), for
 //! the operator.
 
@@ -210,6 +211,7 @@ async fn run(repo: &Repo, policy: &ExpirePolicy) -> Result<ExpireReport, ExpireR
             provider,
             handle,
             commands,
+            tablespaces,
             ..
         } = &b.start
         {
@@ -220,8 +222,14 @@ async fn run(repo: &Repo, policy: &ExpirePolicy) -> Result<ExpireReport, ExpireR
                     "{id} ({} {handle}): not deleted, pitr ran as root (run expire as the data directory's owner)",
                     provider.name()
                 ));
-            } else if let Err(e) =
-                crate::capture::snapshot::delete(*provider, commands.as_ref(), id, handle).await
+            } else if let Err(e) = crate::capture::snapshot::delete(
+                *provider,
+                commands.as_ref(),
+                id,
+                handle,
+                tablespaces,
+            )
+            .await
             {
                 snapshots_left.push(format!("{id} ({} {handle}): {e}", provider.name()));
             }

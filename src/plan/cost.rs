@@ -360,6 +360,7 @@ mod tests {
                     handle: "h".into(),
                     consistency: crate::catalog::Consistency::Bracketed,
                     commands: None,
+                    tablespaces: Vec::new(),
                 },
                 2_000_000_000,
             )

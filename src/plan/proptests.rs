@@ -176,6 +176,7 @@ fn build_keeping(w: &World, keep: impl Fn(SegNo) -> bool) -> Catalog {
                     handle: String::new(),
                     consistency: Consistency::Bracketed,
                     commands: None,
+                    tablespaces: Vec::new(),
                 },
                 _ => StartKind::Full,
             },

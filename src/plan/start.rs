@@ -155,6 +155,7 @@ mod tests {
                 handle: "/x".into(),
                 consistency: Consistency::Atomic,
                 commands: None,
+                tablespaces: Vec::new(),
             },
             ..full.clone()
         };

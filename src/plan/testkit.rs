@@ -309,6 +309,7 @@ impl Kit {
             handle: format!("/snapshots/{id}"),
             consistency,
             commands: None,
+            tablespaces: Vec::new(),
         };
         self.start_point(id, start, t, s, raw_mb, 0)
     }

@@ -93,9 +93,9 @@ pub enum RecoverError {
     PortInUse { port: u16, by: String },
     #[error(transparent)]
     Tablespace(#[from] super::tablespaces::TablespaceError),
-    /// A snapshot start point of a cluster with tablespaces: its provider
-    /// copied the data directory only.
-    #[error("snapshot {0} was taken of a cluster with tablespaces, whose directories no snapshot holds: restore from a backup instead (--from full or --from incremental)")]
+    /// A snapshot start point whose `tablespace_map` names a tablespace
+    /// the snapshot does not carry (its record lists no copy of it).
+    #[error("snapshot {0} does not hold every tablespace of its cluster: restore from a backup instead (--from full or --from incremental)")]
     Tablespaces(String),
     /// The snapshot provider could not clone a snapshot start point back.
     #[error("snapshot {id}")]
@@ -238,7 +238,16 @@ pub async fn restore(
         let mut materialize_started = Instant::now();
         let total = if let StartKind::Snapshot { .. } = plan.backup.start {
             let id = &plan.backup.id;
-            from_snapshot::materialize(repo, id, &opts.pgdata, &on_event, &mut wrote).await?
+            from_snapshot::materialize(
+                repo,
+                id,
+                &opts.pgdata,
+                config.pg_major,
+                &opts.tablespace_map,
+                &on_event,
+                &mut wrote,
+            )
+            .await?
         } else {
             // An incremental comes back through its chain (plan.backup.chain).
             let mut manifests = chain::load_chain(repo, &plan.backup).await?;

@@ -19,6 +19,7 @@ mod recovery_faults;
 mod runbooks;
 mod s3;
 mod snapshot;
+mod snapshot_tablespaces;
 mod store_conformance;
 mod tablespaces;
 mod trust;

@@ -16,14 +16,14 @@ use crate::{ids_until, insert_rows, midpoint};
 /// A 1 GiB btrfs image loop-mounted (with `user_subvol_rm_allowed`, so
 /// the postgres user pitr becomes can delete its subvolumes) in a temp
 /// dir; unmounted on drop, which also detaches its loop device.
-struct Btrfs {
+pub(crate) struct Btrfs {
     _dir: tempfile::TempDir,
-    mnt: PathBuf,
+    pub(crate) mnt: PathBuf,
 }
 
 impl Btrfs {
     /// None (and a loud note) when not root: only root can loop-mount.
-    fn mount() -> Option<Btrfs> {
+    pub(crate) fn mount() -> Option<Btrfs> {
         if !is_root() {
             eprintln!("SKIPPED: the btrfs snapshot tests need root to loop-mount a btrfs image");
             return None;
@@ -49,7 +49,7 @@ impl Btrfs {
     }
 
     /// A new subvolume `<mnt>/<name>`, the postgres user's.
-    fn subvolume(&self, name: &str) -> PathBuf {
+    pub(crate) fn subvolume(&self, name: &str) -> PathBuf {
         let path = self.mnt.join(name);
         let mut c = Command::new("btrfs");
         c.args(["subvolume", "create"]).arg(&path);
@@ -86,13 +86,13 @@ fn busy(c: &Cluster, secs: u64) -> Child {
         .unwrap()
 }
 
-fn bank(psql: impl Fn(&str) -> String) -> String {
+pub(crate) fn bank(psql: impl Fn(&str) -> String) -> String {
     psql("select count(*), sum(abalance), (select count(*) from pgbench_history) from pgbench_accounts")
         .trim()
         .to_string()
 }
 
-fn conn(c: &Cluster) -> String {
+pub(crate) fn conn(c: &Cluster) -> String {
     format!(
         "host={} port={} user=postgres dbname=postgres",
         c.socket_dir().display(),
@@ -102,13 +102,13 @@ fn conn(c: &Cluster) -> String {
 
 /// Sets a start point's record aside (the planner cannot see it) and
 /// back: how a test makes the plan use one particular start point.
-struct Aside {
+pub(crate) struct Aside {
     record: PathBuf,
     kept: PathBuf,
 }
 
 impl Aside {
-    fn new(c: &Cluster, id: &str) -> Aside {
+    pub(crate) fn new(c: &Cluster, id: &str) -> Aside {
         let record = c.pitr.repo.join(format!("catalog/backups/{id}.json"));
         let kept = c.dir.path().join(format!("{id}.json.aside"));
         std::fs::rename(&record, &kept).unwrap();

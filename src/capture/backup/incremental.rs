@@ -310,6 +310,7 @@ mod tests {
                         handle: "/s".into(),
                         consistency: crate::catalog::Consistency::Bracketed,
                         commands: None,
+                        tablespaces: Vec::new(),
                     }
                 }
                 "broken" => {

@@ -6,7 +6,10 @@
 //! under an id claimed as a backup's is (`backup::claim`). Nothing of the
 //! data goes into the repository's objects (`stored_bytes` 0); a
 //! bracketed snapshot's `backup_label` and `tablespace_map` go into a
-//! manifest without files (`backups/<id>/manifest.json`).
+//! manifest without files (`backups/<id>/manifest.json`). A snapshot of a
+//! cluster with tablespaces carries every one (how depends on the
+//! provider: see `provider`), lists them in its record (format version
+//! 4), and is bracketed only.
 //!
 //! Two kinds (`Consistency`): bracketed (`pg_backup_start` ..
 //! `pg_backup_stop` around the snapshot, the stop segment archived here
@@ -26,7 +29,7 @@ mod provider;
 mod take;
 
 pub use provider::{
-    check_restore, delete, restore, snapshot_dir, Provider, ProviderArgs, ProviderError,
-    PROVIDER_TIMEOUT,
+    check_restore, delete, restore, snapshot_dir, Created, Provider, ProviderArgs, ProviderError,
+    TablespaceTarget, PROVIDER_TIMEOUT,
 };
 pub use take::{snapshot, SnapshotError, SnapshotOptions, SnapshotReport};

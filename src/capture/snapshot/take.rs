@@ -1,9 +1,12 @@
 //! One `pitr snapshot` run: refuse what cannot work before the server is
-//! asked anything (copy cannot be atomic; atomic needs `--conn`; btrfs
-//! needs a subvolume; tablespaces), claim an id, take the snapshot
-//! bracketed or atomic, wait for the WAL it needs to be archived here,
-//! then write the record. Whatever fails after the provider made its
-//! snapshot deletes it again, and the claim is released at the end.
+//! asked anything (copy cannot be atomic; atomic needs `--conn` and no
+//! tablespaces; btrfs needs subvolumes; command needs
+//! `--covers-tablespaces` for a cluster with tablespaces), claim an id,
+//! take the snapshot bracketed or atomic, wait for the WAL it needs to be
+//! archived here, then write the record (with the tablespaces the
+//! snapshot carries: every one `pg_backup_stop`'s `tablespace_map` names,
+//! or the run fails). Whatever fails after the provider made its snapshot
+//! deletes it again, and the claim is released at the end.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::provider::{Provider, ProviderArgs, ProviderError};
+use super::provider::{Created, Provider, ProviderArgs, ProviderError};
 use crate::capture::backup::session::Session;
 use crate::capture::backup::walk::walk;
 use crate::capture::backup::{self, check_cluster, read_control, BackupError};
@@ -20,6 +23,7 @@ use crate::catalog::{
     BackupManifest, BackupRecord, Consistency, RepoConfig, SnapshotProvider, StartKind,
 };
 use crate::pg::control::ControlFile;
+use crate::pg::tablespace_map::{self, TablespaceLink};
 use crate::pg::{Lsn, SegmentName, TimelineId, WalFileName};
 use crate::repo::store::PutMode;
 use crate::repo::{layout, Repo, KIND_BACKUP, KIND_MANIFEST};
@@ -33,8 +37,14 @@ pub enum SnapshotError {
     AtomicNeedsConn,
     #[error("{path} is a link to another volume: an atomic snapshot of the data directory would not hold the WAL crash recovery needs; leave out --atomic")]
     AtomicWalElsewhere { path: String },
-    #[error("the cluster has tablespaces, whose directories lie outside the data directory a snapshot holds: protect it with pitr backup (full or --incremental), which carries them")]
-    Tablespaces,
+    #[error("--atomic with tablespaces: the data directory and each tablespace are snapshotted one after another, which is no instant image of them together; leave out --atomic (a bracketed snapshot carries tablespaces)")]
+    AtomicTablespaces,
+    /// `pg_backup_stop`'s `tablespace_map` names a tablespace the
+    /// snapshot does not hold (created while it was taken).
+    #[error("tablespace {oids} appeared while the snapshot was taken and is not in it: take the snapshot again")]
+    TablespacesChanged { oids: String },
+    #[error("the tablespace_map pg_backup_stop returned")]
+    TablespaceMap(#[source] tablespace_map::MapError),
     #[error("the {what} the server returned")]
     Returned {
         what: &'static str,
@@ -125,8 +135,14 @@ pub async fn snapshot(
         Provider::new(kind, &opts.pgdata, &opts.provider_args).map_err(provider_err(kind))?;
     let config = repo.config().await?;
     check_cluster(&opts.pgdata, &config)?;
+    // Each tablespace lies outside the data directory: the provider
+    // carries it (see `provider`), never in one instant image with it.
+    let tablespaces = crate::capture::backup::walk::tablespace_links(&opts.pgdata)?;
+    if opts.atomic && !tablespaces.is_empty() {
+        return Err(SnapshotError::AtomicTablespaces);
+    }
     provider
-        .check(&opts.pgdata)
+        .check(&opts.pgdata, &tablespaces)
         .await
         .map_err(provider_err(kind))?;
     if opts.atomic {
@@ -139,11 +155,6 @@ pub async fn snapshot(
                 path: wal.display().to_string(),
             });
         }
-    }
-    // A provider snapshots the data directory alone: the directories of
-    // tablespaces, elsewhere, would be missing from it.
-    if !crate::capture::backup::walk::tablespace_links(&opts.pgdata)?.is_empty() {
-        return Err(SnapshotError::Tablespaces);
     }
     // What the data directory holds, as a backup walks it.
     let entries = walk(&opts.pgdata)?;
@@ -170,6 +181,7 @@ pub async fn snapshot(
         session: &session,
         start_time,
         size,
+        tablespaces: &tablespaces,
     };
     let result = run.take().await;
     if let Err(e) = repo.store().delete(&layout::backup_claim(&id)?).await {
@@ -211,8 +223,10 @@ struct Run<'a> {
     client: &'a tokio_postgres::Client,
     session: &'a Session<'a>,
     start_time: DateTime<Utc>,
-    /// Files and bytes of the data directory.
+    /// Files and bytes of the data directory (and its tablespaces).
     size: (u64, u64),
+    /// The cluster's `pg_tblspc` links, as checked before the run.
+    tablespaces: &'a [TablespaceLink],
 }
 
 /// What a snapshot is consistent at, as the record keeps it.
@@ -246,8 +260,12 @@ impl Run<'_> {
             }
         };
         let taken = Instant::now();
-        let handle = match self.provider.create(&self.opts.pgdata, self.id).await {
-            Ok(h) => h,
+        let created = match self
+            .provider
+            .create(&self.opts.pgdata, self.id, self.tablespaces)
+            .await
+        {
+            Ok(c) => c,
             Err(e) => {
                 if !self.opts.atomic {
                     let _ = self.session.abort().await;
@@ -256,11 +274,11 @@ impl Run<'_> {
             }
         };
         let snapshot_seconds = taken.elapsed().as_secs_f64();
-        let result = self.record(&label, &handle, before).await;
+        let result = self.record(&label, &created, before).await;
         if result.is_err() {
-            self.undo(&handle).await;
+            self.undo(&created).await;
         }
-        result.map(|r| (r, snapshot_seconds, handle))
+        result.map(|r| (r, snapshot_seconds, created.handle))
     }
 
     /// Everything after the provider's snapshot exists: its points, the
@@ -268,14 +286,18 @@ impl Run<'_> {
     async fn record(
         &self,
         label: &str,
-        handle: &str,
+        created: &Created,
         before: ControlFile,
     ) -> Result<BackupRecord, SnapshotError> {
+        let handle = created.handle.as_str();
         let points = if self.opts.atomic {
             self.atomic_points(handle, before).await?
         } else {
             self.bracketed_points().await?
         };
+        if let Some((_, Some(spcmap))) = &points.backup_label {
+            self.check_carried(spcmap, created)?;
+        }
         backup::wait_archived(self.repo, &points.stop_seg, self.opts.archive_timeout).await?;
         let control = read_control(&self.opts.pgdata)?;
         if let Some((labelfile, spcmap)) = &points.backup_label {
@@ -299,6 +321,7 @@ impl Run<'_> {
             handle: handle.to_string(),
             consistency: consistency(self.opts.atomic),
             commands: self.provider.commands(),
+            tablespaces: created.tablespaces.clone(),
         };
         let record = BackupRecord {
             id: self.id.to_string(),
@@ -322,7 +345,8 @@ impl Run<'_> {
             arch: Some(std::env::consts::ARCH.to_string()),
             start,
         };
-        // The record is the commit: written last, at format version 3.
+        // The record is the commit: written last, at format version 3 (4
+        // with tablespaces).
         self.repo
             .put_meta_at(
                 &layout::backup_record(self.id)?,
@@ -333,6 +357,25 @@ impl Run<'_> {
             )
             .await?;
         Ok(record)
+    }
+
+    /// Every tablespace in `pg_backup_stop`'s map is one the snapshot
+    /// carries: a restore recreates each from it.
+    fn check_carried(&self, spcmap: &str, created: &Created) -> Result<(), SnapshotError> {
+        let named = tablespace_map::parse(spcmap, self.config.pg_major)
+            .map_err(SnapshotError::TablespaceMap)?;
+        let missing: Vec<String> = named
+            .iter()
+            .filter(|l| !created.tablespaces.iter().any(|t| t.oid == l.oid))
+            .map(|l| l.oid.to_string())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(SnapshotError::TablespacesChanged {
+                oids: missing.join(", "),
+            })
+        }
     }
 
     /// `pg_backup_stop`: the label's start, the returned stop.
@@ -423,10 +466,19 @@ impl Run<'_> {
 
     /// A failed run: the provider's snapshot and anything written under
     /// the id go.
-    async fn undo(&self, handle: &str) {
+    async fn undo(&self, created: &Created) {
         let kind = self.provider.kind();
         let commands = self.provider.commands();
-        if let Err(e) = super::provider::delete(kind, commands.as_ref(), self.id, handle).await {
+        let handle = created.handle.as_str();
+        let deleted = super::provider::delete(
+            kind,
+            commands.as_ref(),
+            self.id,
+            handle,
+            &created.tablespaces,
+        )
+        .await;
+        if let Err(e) = deleted {
             tracing::warn!(error = %e, handle, "could not delete the snapshot of a failed run");
         }
         match layout::backup_dir(self.id) {
