@@ -153,8 +153,11 @@ pub async fn add_key(repo: &Repo, new: &super::crypt::KeySource) -> Result<KeyAd
     let new_key = new_key.first().ok_or(InitError::NoKey)?;
     let id = new_key.id().to_string();
     let Some(enc) = config.encryption.as_mut() else {
-        // `config()` refuses keys for a repository in the clear.
-        return Err(InitError::NoKey);
+        // (`config()` already refuses keys for a repository in the clear.)
+        return Err(InitError::Crypt(super::crypt::CryptError::NotEncrypted {
+            repo: repo.location().to_arg(),
+            given: id,
+        }));
     };
     let added = !enc.keys.iter().any(|k| k.id == id);
     if added {
