@@ -339,15 +339,23 @@ pub fn open(
     object: &ObjectKey,
     stored: &[u8],
 ) -> Result<Vec<u8>, CryptError> {
-    if !is_sealed(stored) || stored.len() < OVERHEAD as usize {
+    if !is_sealed(stored) {
         return Err(CryptError::Plaintext {
             object: object.to_string(),
             repo: repo.to_string(),
         });
     }
     let mut id = [0u8; ID_LEN];
-    id.copy_from_slice(&stored[MAGIC.len()..MAGIC.len() + ID_LEN]);
+    if let Some(stored_id) = stored.get(MAGIC.len()..MAGIC.len() + ID_LEN) {
+        id.copy_from_slice(stored_id);
+    }
     let id = KeyId(id);
+    if stored.len() < OVERHEAD as usize {
+        return Err(CryptError::Tampered {
+            object: object.to_string(),
+            id: id.to_string(),
+        });
+    }
     let key = keys.find(id).ok_or_else(|| CryptError::KeyNotGiven {
         object: object.to_string(),
         id: id.to_string(),
@@ -748,11 +756,12 @@ mod tests {
             bad[at] ^= 1;
             assert!(open(&ring, "R", &name, &bad).is_err(), "byte {at}");
         }
-        let cut = &sealed[..sealed.len() - 1];
-        assert!(matches!(
-            open(&ring, "R", &name, cut),
-            Err(CryptError::Tampered { .. })
-        ));
+        for cut in [sealed.len() - 1, OVERHEAD as usize - 1, 12] {
+            assert!(matches!(
+                open(&ring, "R", &name, &sealed[..cut]),
+                Err(CryptError::Tampered { .. })
+            ));
+        }
         // Moved under another name: refused.
         let moved = obj("wal/00000001/000000010000000000000002.abc.zst");
         let e = open(&ring, "R", &moved, &sealed).unwrap_err();
