@@ -4,7 +4,7 @@
 //! under pgbench, restored to a time after it; refusals of a standby of
 //! another cluster and of a primary named as the standby.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -22,7 +22,15 @@ fn bank(psql: impl Fn(&str) -> String) -> String {
 /// restores row-exact. Garbage and 0 are usage errors.
 #[test]
 fn a_backup_at_max_rate_takes_at_least_size_over_rate_and_restores() {
-    let c = Cluster::new();
+    max_rate_scenario(Cluster::new());
+}
+
+#[test]
+fn a_backup_of_pg17_at_max_rate_takes_at_least_size_over_rate_and_restores() {
+    max_rate_scenario(Cluster::of_major(17));
+}
+
+fn max_rate_scenario(c: Cluster) {
     c.create_table();
     c.psql("insert into t(id) select g from generate_series(1, 20000) g");
     c.psql("create table pad as select g, md5(g::text) as m from generate_series(1, 40000) g");
@@ -75,18 +83,26 @@ fn a_backup_at_max_rate_takes_at_least_size_over_rate_and_restores() {
     );
 }
 
-/// A streaming standby of `c` made with `pg_basebackup -R`, running on its
-/// own port; stopped on drop.
+/// A streaming standby of `c`, running on its own port; stopped on drop.
+/// Made with `pg_basebackup -R` (Postgres' own tool) where the install
+/// has it; the npm builds of other majors do not, so there it is `pitr
+/// follow --primary-conninfo` from a backup, waited for until it streams.
 struct Standby {
+    bin: String,
     pgdata: PathBuf,
     port: u16,
     socket: PathBuf,
+    /// The follower, when `pitr follow` made it (it stops itself).
+    followed: Option<Restored>,
 }
 
 impl Standby {
     fn of(c: &Cluster, name: &str) -> Standby {
+        if !Path::new(&format!("{}/pg_basebackup", c.bin)).exists() {
+            return Standby::followed(c, name);
+        }
         let pgdata = c.path_of(name);
-        let mut bb = as_postgres(format!("{PG_BIN}/pg_basebackup"));
+        let mut bb = as_postgres(format!("{}/pg_basebackup", c.bin));
         bb.arg("-D")
             .arg(&pgdata)
             .args(["-R", "-X", "stream", "-c", "fast", "-U", "postgres", "-h"])
@@ -98,7 +114,7 @@ impl Standby {
         let mut text = std::fs::read_to_string(&conf).unwrap();
         text.push_str(&format!("port = {port}\nhot_standby = on\n"));
         std::fs::write(&conf, text).unwrap();
-        let mut start = as_postgres(format!("{PG_BIN}/pg_ctl"));
+        let mut start = as_postgres(format!("{}/pg_ctl", c.bin));
         start
             .args(["start", "-w", "-D"])
             .arg(&pgdata)
@@ -106,12 +122,39 @@ impl Standby {
             .arg(c.dir.path().join(format!("{name}.log")));
         run_ok(start);
         let s = Standby {
+            bin: c.bin.clone(),
             pgdata,
             port,
             socket: c.socket_dir().to_path_buf(),
+            followed: None,
         };
         assert_eq!(s.psql("select pg_is_in_recovery()").trim(), "t");
         s
+    }
+
+    fn followed(c: &Cluster, name: &str) -> Standby {
+        c.backup();
+        let f = Restored::from_json(c.restore_report(
+            "follow",
+            name,
+            &["--primary-conninfo", &conninfo(c)],
+        ));
+        wait_for(
+            &format!("{name} to stream"),
+            Duration::from_secs(60),
+            || {
+                f.psql("select count(*) from pg_stat_wal_receiver where status = 'streaming'")
+                    .trim()
+                    == "1"
+            },
+        );
+        Standby {
+            bin: c.bin.clone(),
+            pgdata: f.pgdata.clone(),
+            port: f.port,
+            socket: f.socket_dir.clone(),
+            followed: Some(f),
+        }
     }
 
     fn psql(&self, sql: &str) -> String {
@@ -129,7 +172,9 @@ impl Standby {
 
 impl Drop for Standby {
     fn drop(&mut self) {
-        stop_server(&self.pgdata);
+        if self.followed.is_none() {
+            stop_server_with(&self.bin, &self.pgdata);
+        }
     }
 }
 
@@ -146,7 +191,15 @@ fn conninfo(c: &Cluster) -> String {
 /// the primary restores, to a time after it, exactly the primary's rows.
 #[test]
 fn a_backup_from_a_standby_under_load_restores_the_primarys_rows() {
-    let c = Cluster::new();
+    from_standby_scenario(Cluster::new());
+}
+
+#[test]
+fn a_backup_from_a_pg17_standby_under_load_restores_the_primarys_rows() {
+    from_standby_scenario(Cluster::of_major(17));
+}
+
+fn from_standby_scenario(c: Cluster) {
     let init = pgbench(c.socket_dir(), c.port, &["-i", "-s", "5", "-q"])
         .output()
         .unwrap();

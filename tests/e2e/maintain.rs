@@ -35,7 +35,15 @@ fn write_wal(c: &Cluster, first_id: i32, n: usize) {
 
 #[test]
 fn maintain_captures_what_the_bound_needs_and_nothing_more() {
-    let c = Cluster::new();
+    maintain_scenario(Cluster::new());
+}
+
+#[test]
+fn maintain_on_pg17_captures_what_the_bound_needs() {
+    maintain_scenario(Cluster::of_major(17));
+}
+
+fn maintain_scenario(c: Cluster) {
     c.create_table();
     c.psql("create table pad(id int primary key, v text)");
     // No backup yet: a full one, whatever the bound.

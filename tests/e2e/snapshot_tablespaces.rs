@@ -130,7 +130,15 @@ fn map(old: &Path, new: &Path) -> String {
 /// is refused before anything is written.
 #[test]
 fn copy_and_command_snapshots_carry_two_tablespaces_restored_where_the_map_says() {
-    let c = Cluster::new();
+    copy_and_command_scenario(Cluster::new());
+}
+
+#[test]
+fn copy_and_command_snapshots_of_pg17_carry_two_tablespaces() {
+    copy_and_command_scenario(Cluster::of_major(17));
+}
+
+fn copy_and_command_scenario(c: Cluster) {
     let one = c.path_of("ts one");
     let two = c.path_of("ts2");
     mkdir_as_postgres(&one);
@@ -238,10 +246,16 @@ fn copy_and_command_snapshots_carry_two_tablespaces_restored_where_the_map_says(
         assert_eq!(carried(&rec), want_carried, "{rec:#}");
     }
     let handle = PathBuf::from(copy["handle"].as_str().unwrap());
+    let major: u32 = c
+        .psql("show server_version_num")
+        .trim()
+        .parse::<u32>()
+        .unwrap()
+        / 10000;
     for oid in [oid_one, oid_two] {
         let inner = names_in(&handle.join(format!("pg_tblspc/{oid}")));
         assert!(
-            inner.len() == 1 && inner[0].starts_with("PG_15_"),
+            inner.len() == 1 && inner[0].starts_with(&format!("PG_{major}_")),
             "{oid}: {inner:?}"
         );
     }
