@@ -18,15 +18,7 @@ use std::time::Duration;
 
 use crate::harness::*;
 use crate::snapshot::{bank, conn, Aside, Btrfs};
-
-/// Ids of table `table` up to time `to`, in order, comma-separated.
-fn ids_until(psql: impl Fn(&str) -> String, table: &str, to: &str) -> String {
-    psql(&format!(
-        "select coalesce(string_agg(id::text, ',' order by id), '') from {table} where ts <= '{to}'"
-    ))
-    .trim()
-    .to_string()
-}
+use crate::tablespaces::{ids_until, insert_rows, mkdir_as_postgres, two_tablespaces};
 
 /// A time halfway between rows `a` and `b` of `t`.
 fn midpoint(c: &Cluster, a: i32, b: i32) -> String {
@@ -35,22 +27,6 @@ fn midpoint(c: &Cluster, a: i32, b: i32) -> String {
     ))
     .trim()
     .to_string()
-}
-
-/// Inserts rows `from..=to` into `t` and `u`, one transaction per row,
-/// ~200 ms apart.
-fn insert_rows(c: &Cluster, from: i32, to: i32) {
-    for i in from..=to {
-        c.psql(&format!(
-            "select pg_sleep(0.2); insert into t(id) values ({i}); insert into u(id) values ({i})"
-        ));
-    }
-}
-
-fn mkdir_as_postgres(dir: &Path) {
-    let mut c = as_postgres("mkdir");
-    c.arg("-p").arg(dir);
-    run_ok(c);
 }
 
 fn location(psql: impl Fn(&str) -> String, name: &str) -> String {
@@ -139,27 +115,7 @@ fn copy_and_command_snapshots_of_pg17_carry_two_tablespaces() {
 }
 
 fn copy_and_command_scenario(c: Cluster) {
-    let one = c.path_of("ts one");
-    let two = c.path_of("ts2");
-    mkdir_as_postgres(&one);
-    mkdir_as_postgres(&two);
-    c.psql(&format!(
-        "create tablespace one location '{}'",
-        one.display()
-    ));
-    c.psql(&format!(
-        "create tablespace two location '{}'",
-        two.display()
-    ));
-    c.psql(
-        "create table t(id int primary key, ts timestamptz not null default clock_timestamp()) tablespace one",
-    );
-    c.psql(
-        "create table u(id int, ts timestamptz not null default clock_timestamp()) tablespace two",
-    );
-    c.psql("create index u_id on u(id) tablespace one");
-    c.psql("create table w(id serial primary key, v int) tablespace two");
-    insert_rows(&c, 1, 3);
+    let (one, two) = two_tablespaces(&c);
     let (oid_one, oid_two) = (oid_of(&c, "one"), oid_of(&c, "two"));
 
     // The command provider refuses tablespaces its snapshot may not

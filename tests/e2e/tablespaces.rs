@@ -9,12 +9,12 @@
 //! and the flag; with the originals gone (the source stopped, its
 //! directories moved away) a restore without a map puts them back there.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::harness::*;
 
 /// Ids of table `table`, in order, comma-separated, up to time `to`.
-fn ids_until(psql: impl Fn(&str) -> String, table: &str, to: &str) -> String {
+pub(crate) fn ids_until(psql: impl Fn(&str) -> String, table: &str, to: &str) -> String {
     psql(&format!(
         "select coalesce(string_agg(id::text, ',' order by id), '') from {table} where ts <= '{to}'"
     ))
@@ -22,7 +22,7 @@ fn ids_until(psql: impl Fn(&str) -> String, table: &str, to: &str) -> String {
     .to_string()
 }
 
-fn mkdir_as_postgres(dir: &Path) {
+pub(crate) fn mkdir_as_postgres(dir: &Path) {
     let mut c = as_postgres("mkdir");
     c.arg("-p").arg(dir);
     run_ok(c);
@@ -30,7 +30,7 @@ fn mkdir_as_postgres(dir: &Path) {
 
 /// Inserts rows `from..=to` into `t` (tablespace one) and `u` (two), one
 /// transaction per row, ~200 ms apart.
-fn insert_rows(c: &Cluster, from: i32, to: i32) {
+pub(crate) fn insert_rows(c: &Cluster, from: i32, to: i32) {
     for i in from..=to {
         c.psql(&format!(
             "select pg_sleep(0.2); insert into t(id) values ({i}); insert into u(id) values ({i})"
@@ -49,8 +49,12 @@ fn tablespaces_on_pg17_are_backed_up_and_restored_where_the_map_says() {
     scenario(Cluster::of_major(17));
 }
 
-fn scenario(c: Cluster) {
-    // One path with a space: the map's escaping is exercised end to end.
+/// The scenarios' cluster layout: tablespaces `one` (at `<dir>/ts one`:
+/// a path with a space, so the map's escaping is exercised end to end)
+/// and `two` (`<dir>/ts2`); `t(id, ts)` in one, `u(id, ts)` in two with
+/// its index in one, `w(id, v)` in two for pgbench to write into; rows
+/// 1..=3 in `t` and `u`. Returns the two directories.
+pub(crate) fn two_tablespaces(c: &Cluster) -> (PathBuf, PathBuf) {
     let one = c.path_of("ts one");
     let two = c.path_of("ts2");
     mkdir_as_postgres(&one);
@@ -71,7 +75,12 @@ fn scenario(c: Cluster) {
     );
     c.psql("create index u_id on u(id) tablespace one");
     c.psql("create table w(id serial primary key, v int) tablespace two");
-    insert_rows(&c, 1, 3);
+    insert_rows(c, 1, 3);
+    (one, two)
+}
+
+fn scenario(c: Cluster) {
+    let (one, two) = two_tablespaces(&c);
 
     // pgbench-like writes into tablespace two while the backup copies.
     let script = c.path_of("w.sql");
