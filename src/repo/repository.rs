@@ -17,7 +17,9 @@ use crate::pg::WalFileName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("storage: {0}")]
+    /// (A key refused by encryption at rest is no storage failure: its
+    /// message stands alone.)
+    #[error("{}{}", store_prefix(.0), .0)]
     Store(#[from] StoreError),
     #[error("metadata object {key}: {source}")]
     Meta {
@@ -40,6 +42,15 @@ pub enum RepoError {
     Inconsistent { key: ObjectKey, reason: String },
     #[error("unsupported repository address {0:?}: use a local path, file:///path or s3://BUCKET/PREFIX")]
     UnsupportedScheme(String),
+}
+
+/// "storage: ", except before a refusal by encryption at rest.
+fn store_prefix(e: &StoreError) -> &'static str {
+    if matches!(e, StoreError::Crypt(_)) {
+        ""
+    } else {
+        "storage: "
+    }
 }
 
 impl RepoError {

@@ -153,11 +153,23 @@ fn scenario(c: Cluster) {
     let (code, err) = wrong.fails(&["info"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("wrong key for repository"), "{err}");
+    assert!(
+        !err.contains("storage:"),
+        "a key refused is no storage failure: {err}"
+    );
 
     // The key in PITR_KEY instead of a file.
     let env_key = with_env(keyless(&c), "PITR_KEY", KEY);
     env_key.ok(&["wal-fetch", &seg, probe.to_str().unwrap()]);
     assert_eq!(std::fs::metadata(&probe).unwrap().len(), 1 << 20);
+    // Archived again (a retried archive_command): its sealed objects are
+    // compared by what they open to, so it is acknowledged, not a conflict.
+    let named = c.path_of("again");
+    std::fs::create_dir_all(&named).unwrap();
+    let named = named.join(&seg);
+    std::fs::copy(&probe, &named).unwrap();
+    let again = env_key.json(&["wal-push", named.to_str().unwrap()]);
+    assert_eq!(again["status"], "already_archived", "{again}");
 
     // With the key: row-exact at the target, and verify is clean.
     let r = c.restore_to("restore", "at", &["--to", &at]);
