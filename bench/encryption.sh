@@ -51,22 +51,8 @@ CONF
 "$PITR" init --repo "$WORK/repo-clear" --pgdata "$WORK/data" >/dev/null
 "$PITR" init --repo "$WORK/repo-enc" --pgdata "$WORK/data" --encrypt --key-file "$KEY" >/dev/null
 as_pg "$BIN/pg_ctl" start -w -D "$WORK/data" -l "$WORK/server.log" >/dev/null
-echo "bench: pgbench -i -s $SCALE" >&2
-as_pg "$BIN/pgbench" -i -q -s "$SCALE" -h "$WORK" -p "$PORT" -U postgres postgres >/dev/null 2>&1
-"${PSQL[@]}" -c "checkpoint" >/dev/null
-DATA_MB=$(du -sm --exclude=pg_wal "$WORK/data" | cut -f1)
-
-# The same WAL segments for every wal-push run: copies of archived ones.
-mkdir -p "$WORK/segs"
-"${PSQL[@]}" -c "select pg_switch_wal()" >/dev/null
-for _ in $(seq 1 600); do
-    n=$(ls "$WORK/repo-clear/wal/00000001/" 2>/dev/null | grep -c '\.json$' || true)
-    [ "$n" -ge "$SEGMENTS" ] && break; sleep 0.2
-done
-for name in $(ls "$WORK/repo-clear/wal/00000001/" | grep '\.json$' | head -n "$SEGMENTS" | sed 's/\.json$//'); do
-    "$PITR" wal-fetch --repo "$WORK/repo-clear" "$name" "$WORK/segs/$name"
-done
-NSEG=$(ls "$WORK/segs" | wc -l)
+load_pgbench
+copy_segments "$WORK/repo-clear"
 
 declare -A RES
 keys() { if [ "$1" = enc ]; then echo "--key-file $KEY"; fi; }

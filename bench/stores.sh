@@ -69,22 +69,8 @@ for r in "$WORK/repo-fs" s3://bench/arch; do "$PITR" init --repo "$r" --pgdata "
 as_pg env "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
     "AWS_REGION=$AWS_REGION" "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" PITR_S3_PATH_STYLE=1 AWS_EC2_METADATA_DISABLED=true \
     "$BIN/pg_ctl" start -w -D "$WORK/data" -l "$WORK/server.log" >/dev/null
-echo "bench: pgbench -i -s $SCALE" >&2
-as_pg "$BIN/pgbench" -i -q -s "$SCALE" -h "$WORK" -p "$PORT" -U postgres postgres >/dev/null 2>&1
-"${PSQL[@]}" -c "checkpoint" >/dev/null
-DATA_MB=$(du -sm --exclude=pg_wal "$WORK/data" | cut -f1)
-
-# The same WAL segments for every wal-push run: copies of archived ones.
-mkdir -p "$WORK/segs"
-"${PSQL[@]}" -c "select pg_switch_wal()" >/dev/null
-for _ in $(seq 1 600); do
-    n=$(ls "$WORK/repo-fs/wal/00000001/" 2>/dev/null | grep -c '\.json$' || true)
-    [ "$n" -ge "$SEGMENTS" ] && break; sleep 0.2
-done
-for name in $(ls "$WORK/repo-fs/wal/00000001/" | grep '\.json$' | head -n "$SEGMENTS" | sed 's/\.json$//'); do
-    "$PITR" wal-fetch --repo "$WORK/repo-fs" "$name" "$WORK/segs/$name"
-done
-NSEG=$(ls "$WORK/segs" | wc -l)
+load_pgbench
+copy_segments "$WORK/repo-fs"
 
 declare -A RES
 push_run() { # store-spec -> seconds for all segments, into a fresh repo
