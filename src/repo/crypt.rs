@@ -432,6 +432,11 @@ impl CryptStore {
         &self.inner
     }
 
+    /// The keys given.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
     /// Takes the repository's record read by someone else (it saves a
     /// read); refuses keys that do not fit it.
     pub fn learn(&self, config: &RepoConfig) -> Result<(), CryptError> {

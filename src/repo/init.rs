@@ -73,8 +73,7 @@ pub fn config_for(control: &ControlFile, major: PgMajor, now: DateTime<Utc>) -> 
 /// What `pitr.json` of a new encrypted repository says: sealed with the
 /// first key `repo` was given.
 pub fn encryption_for(repo: &Repo, now: DateTime<Utc>) -> Result<Encryption, InitError> {
-    let keys = repo.key_source().load()?;
-    let first = keys.first().ok_or(InitError::NoKey)?;
+    let first = repo.keyring().first().ok_or(InitError::NoKey)?;
     Ok(super::crypt::encryption_for(first, now))
 }
 

@@ -125,6 +125,11 @@ impl Repo {
         &self.keys
     }
 
+    /// This run's keys, as read when it was opened (`with_keys`).
+    pub fn keyring(&self) -> &Keyring {
+        self.crypt.keys()
+    }
+
     /// The flags another pitr process needs to reach this repository as
     /// this one does (S3 settings, key files); never credentials or keys.
     pub fn pass_on_args(&self) -> Vec<String> {
