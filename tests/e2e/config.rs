@@ -140,13 +140,7 @@ fn a_settings_file_gives_an_encrypted_s3_repository_its_key_and_retention() {
     c.create_table();
     c.backup();
     let seg = c.switch_and_archive();
-    let key_file = c
-        .pitr
-        .env
-        .iter()
-        .find(|(k, _)| k == "PITR_KEY_FILE")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let key_file = c.pitr.env_value("PITR_KEY_FILE").unwrap();
     let dir = c.path_of("conf");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("pitr.toml");

@@ -341,13 +341,7 @@ fn keys_rotate_without_rewriting_what_is_stored() {
     c.backup();
     c.psql("insert into t(id) values (1)");
     let old_seg = c.switch_and_archive();
-    let old_file = c
-        .pitr
-        .env
-        .iter()
-        .find(|(k, _)| k == "PITR_KEY_FILE")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let old_file = c.pitr.env_value("PITR_KEY_FILE").unwrap();
     let new_file = c.path_of("new.key");
     std::fs::write(&new_file, WRONG).unwrap();
     let mut chown = std::process::Command::new("chown");

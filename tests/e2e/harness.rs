@@ -252,6 +252,15 @@ impl Pitr {
         serde_json::from_str(&s).unwrap_or_else(|e| panic!("bad json {e}: {s}"))
     }
 
+    /// The value this pitr's environment gives `name` (e.g. the key
+    /// file of an encrypted cluster's repository).
+    pub fn env_value(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
     /// Runs pitr expecting failure; returns (exit code, stderr).
     pub fn fails(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args);
