@@ -16,15 +16,9 @@ SCALE=${SCALE:-20}
 SEGMENTS=${SEGMENTS:-32}
 RUNS=${RUNS:-3}
 
-scripts/setup.sh
-cargo build --release --quiet
-BIN=/usr/lib/postgresql/15/bin
-WORK=$(mktemp -d /tmp/pitr-bench-XXXXXX)
-chmod 0777 "$WORK"
-mkdir -p "$WORK/bin" && cp target/release/pitr "$WORK/bin/" && chmod -R a+rX "$WORK/bin"
-PITR="$WORK/bin/pitr"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+prepare_work
 cleanup() {
     [ -f "$WORK/data/postmaster.pid" ] && as_pg "$BIN/pg_ctl" stop -D "$WORK/data" -m immediate >/dev/null 2>&1 || true
     for d in "$WORK"/restore-*; do [ -f "$d/postmaster.pid" ] && as_pg "$BIN/pg_ctl" stop -D "$d" -m immediate >/dev/null 2>&1 || true; done

@@ -1,4 +1,17 @@
-# Helpers the bench scripts share (sourced; they set BIN first).
+# Helpers the bench scripts share (sourced from the repository's root).
+
+# What every bench run needs first: the set-up, a release build, and a
+# work directory that the postgres user can use, holding a copy of the
+# binary; sets BIN, WORK, PITR.
+prepare_work() {
+    scripts/setup.sh
+    cargo build --release --quiet
+    BIN=/usr/lib/postgresql/15/bin
+    WORK=$(mktemp -d /tmp/pitr-bench-XXXXXX)
+    chmod 0777 "$WORK"
+    mkdir -p "$WORK/bin" && cp target/release/pitr "$WORK/bin/" && chmod -R a+rX "$WORK/bin"
+    PITR="$WORK/bin/pitr"
+}
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
