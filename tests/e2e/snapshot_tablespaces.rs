@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use crate::harness::*;
 use crate::snapshot::{bank, conn, Aside, Btrfs};
-use crate::tablespaces::{ids_until, insert_rows, mkdir_as_postgres, two_tablespaces};
+use crate::tablespaces::{
+    ids_until, insert_rows, mkdir_as_postgres, two_tablespaces, writes_into_two,
+};
 
 /// A time halfway between rows `a` and `b` of `t`.
 fn midpoint(c: &Cluster, a: i32, b: i32) -> String {
@@ -159,17 +161,7 @@ fn copy_and_command_scenario(c: Cluster) {
     assert!(!cmd_dir.exists(), "the create command ran");
 
     // Inserts into tablespace two while both snapshots are taken.
-    let script = c.path_of("w.sql");
-    std::fs::write(
-        &script,
-        "\\set n random(1, 1000000)\ninsert into w(v) values (:n);\n",
-    )
-    .unwrap();
-    let load = c
-        .pgbench(&["-n", "-c", "3", "-T", "8", "-f", script.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    let load = writes_into_two(&c, 8);
     let snaps = c.path_of("snaps");
     let copy = c.pitr.json(&[
         "snapshot",

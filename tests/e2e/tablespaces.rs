@@ -79,10 +79,9 @@ pub(crate) fn two_tablespaces(c: &Cluster) -> (PathBuf, PathBuf) {
     (one, two)
 }
 
-fn scenario(c: Cluster) {
-    let (one, two) = two_tablespaces(&c);
-
-    // pgbench-like writes into tablespace two while the backup copies.
+/// pgbench (three clients, `secs` seconds) inserting into `w`, in
+/// tablespace two, running for a second already when this returns.
+pub(crate) fn writes_into_two(c: &Cluster, secs: u32) -> std::process::Child {
     let script = c.path_of("w.sql");
     std::fs::write(
         &script,
@@ -90,10 +89,26 @@ fn scenario(c: Cluster) {
     )
     .unwrap();
     let load = c
-        .pgbench(&["-n", "-c", "3", "-T", "6", "-f", script.to_str().unwrap()])
+        .pgbench(&[
+            "-n",
+            "-c",
+            "3",
+            "-T",
+            &secs.to_string(),
+            "-f",
+            script.to_str().unwrap(),
+        ])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(1));
+    load
+}
+
+fn scenario(c: Cluster) {
+    let (one, two) = two_tablespaces(&c);
+
+    // pgbench-like writes into tablespace two while the backup copies.
+    let load = writes_into_two(&c, 6);
     let b = c
         .pitr
         .json(&["backup", "--pgdata", c.pgdata_str(), "--jobs", "1"]);
