@@ -14,7 +14,7 @@ use crate::harness::*;
 
 /// The objects one segment has in a local repository: (data, record,
 /// index entry).
-fn phase_of(repo: &Path, seg: &str) -> (bool, bool, bool) {
+pub(crate) fn phase_of(repo: &Path, seg: &str) -> (bool, bool, bool) {
     let tli = &seg[..8];
     let data = std::fs::read_dir(repo.join("wal").join(tli))
         .map(|d| {
@@ -29,6 +29,21 @@ fn phase_of(repo: &Path, seg: &str) -> (bool, bool, bool) {
         .join(format!("catalog/wal/{tli}/pending/{seg}.json"))
         .exists();
     (data, record, index)
+}
+
+/// Waits until `child` has stopped itself (SIGSTOP at a
+/// `PITR_FAULT_STOP_AT` phase), so a kill lands exactly there.
+pub(crate) fn wait_stopped(child: &std::process::Child, what: &str) {
+    let pid = child.id();
+    wait_for(what, Duration::from_secs(30), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('T'))
+            })
+            .unwrap_or(false)
+    });
 }
 
 /// kill -9 of `pitr wal-push` at each phase of its run, exactly: before
@@ -74,22 +89,7 @@ fn kill_9_at_every_phase_of_wal_push_loses_nothing() {
         }
         let mut child = cmd.spawn().unwrap();
         match phase {
-            Some(p) => {
-                let pid = child.id();
-                wait_for(
-                    &format!("wal-push to stop {p}"),
-                    Duration::from_secs(30),
-                    || {
-                        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                            .ok()
-                            .and_then(|s| {
-                                s.rsplit_once(')')
-                                    .map(|(_, r)| r.trim_start().starts_with('T'))
-                            })
-                            .unwrap_or(false)
-                    },
-                );
-            }
+            Some(p) => wait_stopped(&child, &format!("wal-push to stop {p}")),
             // The fault's timing is the point here, not a wait for a condition.
             None => std::thread::sleep(full.mul_f64((n - stopped) as f64 / 20.0)),
         }
